@@ -1,0 +1,1 @@
+//! Firehose data-plane HTTP API.

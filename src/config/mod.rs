@@ -1,0 +1,242 @@
+//! Configuration: one file per delivery stream, in either of two shapes, parsed
+//! into one validated [`StreamConfig`].
+//!
+//! - [`native`]: sluice's own TOML (`deny_unknown_fields`, units in names).
+//! - [`firehose`]: the JSON document `aws firehose create-delivery-stream
+//!   --cli-input-json` takes, so a Firehose user migrates by exporting a config.
+//!
+//! Both shapes are parsed into raw serde structs, then validated into the typed
+//! values below. Nothing downstream ever sees a raw config. Validation errors
+//! name the offending option ([`ConfigError`]). Runtime knobs (listen address,
+//! state directory, log level) are command-line flags, not config.
+
+pub mod firehose;
+pub mod native;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Classify, Fault};
+use crate::partition::Prefix;
+
+/// A validated delivery stream.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Delivery stream name: 1–64 characters of `[a-zA-Z0-9_.-]`, as Firehose.
+    pub name: String,
+    /// Firehose's destination version, part of every object name (`<name>-<version>-...`).
+    pub version: u32,
+    /// Where records come from.
+    pub source: SourceConfig,
+    /// Where and how objects are written.
+    pub destination: DestinationConfig,
+}
+
+/// The record source of a stream.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// Firehose's Direct PUT API, backed by a local write-ahead log.
+    DirectPut(DirectPutConfig),
+}
+
+/// Direct PUT settings.
+#[derive(Debug, Clone)]
+pub struct DirectPutConfig {
+    /// Cap on undelivered bytes in the write-ahead log; beyond it PutRecord and
+    /// PutRecordBatch answer `ServiceUnavailableException` (backpressure).
+    pub max_wal_bytes: u64,
+}
+
+/// Default write-ahead log cap: 1 GiB.
+pub const DEFAULT_MAX_WAL_BYTES: u64 = 1 << 30;
+
+/// Where output objects go and how they are named and encoded.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    /// The object store.
+    pub target: Target,
+    /// Key prefix for delivered objects (Firehose `Prefix`), already validated.
+    pub prefix: Prefix,
+    /// Key prefix for error outputs (Firehose `ErrorOutputPrefix`).
+    pub error_output_prefix: Prefix,
+    /// Size and time triggers.
+    pub buffering: Buffering,
+    /// Compression of raw (non-converted) output.
+    pub compression: Compression,
+    /// Extension appended to object names; `None` = the compression's default.
+    pub file_extension: Option<String>,
+    /// Time zone for `!{timestamp:...}` and the object name's timestamp.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Name of that time zone as configured (for describing the stream).
+    pub time_zone_name: String,
+    /// Append `\n` after each record (Firehose's `AppendDelimiterToRecord` processor).
+    pub append_delimiter: bool,
+}
+
+impl DestinationConfig {
+    /// The extension appended to every delivered object name.
+    pub fn extension(&self) -> &str {
+        self.file_extension
+            .as_deref()
+            .unwrap_or_else(|| self.compression.default_extension())
+    }
+}
+
+/// Object store of a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A local directory; keys become relative paths below it.
+    Local {
+        /// The directory (absolute after validation).
+        path: PathBuf,
+    },
+}
+
+/// Firehose `BufferingHints`: whichever of size and interval is reached first
+/// closes the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffering {
+    /// Size trigger, measured before compression: 1–128 MiB, default 5 MiB.
+    pub size_bytes: u64,
+    /// Time trigger since the first record entered the buffer: 0–900 s, default 300 s.
+    pub interval: Duration,
+}
+
+impl Default for Buffering {
+    fn default() -> Self {
+        Buffering { size_bytes: 5 * MIB, interval: Duration::from_secs(300) }
+    }
+}
+
+/// One mebibyte.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Firehose `CompressionFormat` (plus ZSTD, which Firehose lacks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// No compression, no extension.
+    Uncompressed,
+    /// gzip, `.gz`.
+    Gzip,
+    /// A ZIP archive holding one entry, `.zip`.
+    Zip,
+    /// Snappy framing format, `.snappy`.
+    Snappy,
+    /// Hadoop's block Snappy (what Athena reads), `.hsnappy`.
+    HadoopSnappy,
+    /// Zstandard, `.zst`.
+    Zstd,
+}
+
+impl Compression {
+    /// Firehose's default file extension for this compression.
+    pub fn default_extension(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "",
+            Compression::Gzip => ".gz",
+            Compression::Zip => ".zip",
+            Compression::Snappy => ".snappy",
+            Compression::HadoopSnappy => ".hsnappy",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    /// The Firehose enum spelling (`UNCOMPRESSED`, `GZIP`, `Snappy`, ...).
+    pub fn firehose_name(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "UNCOMPRESSED",
+            Compression::Gzip => "GZIP",
+            Compression::Zip => "ZIP",
+            Compression::Snappy => "Snappy",
+            Compression::HadoopSnappy => "HADOOP_SNAPPY",
+            Compression::Zstd => "ZSTD",
+        }
+    }
+}
+
+/// A configuration that cannot be used. Every variant names the option.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML/JSON of the expected shape.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message (names the field for unknown or mistyped options).
+        message: String,
+    },
+    /// An option has an invalid value.
+    #[error("invalid option `{option}`: {reason}")]
+    Invalid {
+        /// The option, in the shape's own spelling (`destination.buffering.size_bytes`,
+        /// `ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs`).
+        option: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// Firehose fields sluice does not support (yet); never silently ignored.
+    #[error("unsupported Firehose option(s): {}", .options.join(", "))]
+    Unsupported {
+        /// The fields, as dotted paths.
+        options: Vec<String>,
+    },
+    /// Two config files define the same stream name.
+    #[error("delivery stream `{0}` is defined twice")]
+    DuplicateStream(String),
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::Invalid`].
+    pub fn invalid(option: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { option: option.into(), reason: reason.into() }
+    }
+}
+
+impl Classify for ConfigError {
+    fn is_retriable(&self) -> bool {
+        false
+    }
+    fn fault(&self) -> Fault {
+        Fault::Config
+    }
+}
+
+/// Reads one config file, choosing the shape by content: a JSON object is the
+/// Firehose shape, anything else is native TOML. Relative paths inside resolve
+/// against `cwd`.
+///
+/// # Errors
+/// [`ConfigError`] naming the file or option.
+pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    if text.trim_start().starts_with('{') {
+        firehose::parse(&text, path, cwd)
+    } else {
+        native::parse(&text, path, cwd)
+    }
+}
+
+/// Loads every file and checks stream names are unique.
+///
+/// # Errors
+/// The first [`ConfigError`] found.
+pub fn load_all(paths: &[PathBuf], cwd: &Path) -> Result<Vec<StreamConfig>, ConfigError> {
+    let mut streams: Vec<StreamConfig> = Vec::new();
+    for path in paths {
+        let stream = load(path, cwd)?;
+        if streams.iter().any(|s| s.name == stream.name) {
+            return Err(ConfigError::DuplicateStream(stream.name));
+        }
+        streams.push(stream);
+    }
+    Ok(streams)
+}
