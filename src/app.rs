@@ -1,1 +1,341 @@
-//! Wiring.
+//! Wiring: one pipeline per delivery stream, the shared HTTP API, shutdown.
+//!
+//! Neighbours: `main` parses the command line and calls [`run`] with the
+//! validated [`StreamConfig`]s and a shutdown future (SIGTERM/SIGINT); tests
+//! call [`run`] in-process with their own future.
+//!
+//! Per stream, under `<state dir>/<stream>/`: `wal/` (the Direct PUT
+//! write-ahead log), `checkpoint.json`. A stream's pipeline is
+//! source -> [`BufferStage`] -> [`Delivery`]; when any part fails, the whole
+//! pipeline is dropped and restarted from the last checkpoint after a backoff
+//! (recovery is the one well-tested path back to a consistent state), and the
+//! failure is logged with its classification.
+//!
+//! Shutdown: the API starts answering `ServiceUnavailableException`, each
+//! log is closed after the appends already queued, every pipeline drains its
+//! log, closes its last buffer and delivers it, then the server stops.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, ApiState, ApiStream};
+use crate::buffer::{BufferError, BufferStage, ObjectNamer};
+use crate::checkpoint::{CheckpointError, CheckpointStore, FileCheckpointStore};
+use crate::config::{MIB, SourceConfig, StreamConfig, Target};
+use crate::delivery::{Delivery, DeliveryError, Epoch};
+use crate::error::{Classify, Fault};
+use crate::sink::{LocalSink, ObjectSink, SinkError};
+use crate::source::direct_put::{Wal, WalError};
+
+/// Runtime options from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Address of the Firehose API.
+    pub listen: SocketAddr,
+    /// Where logs and checkpoints live.
+    pub state_dir: PathBuf,
+}
+
+/// Why the daemon stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The state directory is unusable or locked by another process.
+    #[error("state directory {path}: {message}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The API address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Opening a stream's parts failed.
+    #[error("stream `{stream}`: {message}")]
+    Stream {
+        /// The stream.
+        stream: String,
+        /// What failed.
+        message: String,
+    },
+    /// A pipeline failed while draining at shutdown; its records stay in the
+    /// log and are delivered at the next start.
+    #[error("stream `{stream}` could not drain: {source}")]
+    Drain {
+        /// The stream.
+        stream: String,
+        /// The last failure.
+        source: PipelineError,
+    },
+}
+
+impl Classify for AppError {
+    fn is_retriable(&self) -> bool {
+        matches!(self, AppError::Drain { .. })
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            AppError::StateDir { .. } | AppError::Listen { .. } => Fault::Config,
+            AppError::Stream { .. } => Fault::Config,
+            AppError::Drain { source, .. } => source.fault(),
+        }
+    }
+}
+
+/// A failure somewhere in one stream's pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// In the buffer stage.
+    #[error(transparent)]
+    Buffer(#[from] BufferError),
+    /// In the delivery protocol.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+impl Classify for PipelineError {
+    fn is_retriable(&self) -> bool {
+        match self {
+            PipelineError::Buffer(e) => e.is_retriable(),
+            PipelineError::Delivery(e) => e.is_retriable(),
+        }
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            PipelineError::Buffer(e) => e.fault(),
+            PipelineError::Delivery(e) => e.fault(),
+        }
+    }
+}
+
+/// One stream's long-lived parts.
+#[derive(Debug, Clone)]
+struct StreamParts {
+    name: String,
+    wal: Wal,
+    sink: Arc<dyn ObjectSink>,
+    store: Arc<dyn CheckpointStore>,
+    stage: BufferStage,
+}
+
+/// Runs every stream until `shutdown` resolves, then drains and returns.
+///
+/// # Errors
+/// [`AppError`] when start-up fails or a stream cannot drain.
+pub async fn run(
+    streams: Vec<StreamConfig>,
+    options: RunOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AppError> {
+    let _lock = lock_state_dir(&options.state_dir)?;
+    let created = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    let mut parts = Vec::new();
+    let mut api_streams = BTreeMap::new();
+    for config in &streams {
+        let stream = open_stream(config, &options.state_dir).await?;
+        api_streams.insert(
+            config.name.clone(),
+            ApiStream { wal: stream.wal.clone(), description: description(config, &*stream.sink, created) },
+        );
+        parts.push(stream);
+    }
+
+    let state = Arc::new(ApiState::new(api_streams));
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| AppError::Listen { addr: options.listen, source })?;
+    let address = listener.local_addr().unwrap_or(options.listen);
+    let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    tracing::info!(%address, streams = ?names, state_dir = %options.state_dir.display(), "Listening.");
+
+    let (stop_server, server_stopped) = watch::channel(false);
+    let server = tokio::spawn({
+        let state = state.clone();
+        let mut server_stopped = server_stopped;
+        async move {
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = server_stopped.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        }
+    });
+
+    let (stopping, stopping_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for stream in parts {
+        let wal = stream.wal.clone();
+        let name = stream.name.clone();
+        tasks.push((name, wal, tokio::spawn(run_stream(stream, stopping_rx.clone()))));
+    }
+
+    shutdown.await;
+    tracing::info!("Shutting down: refusing new records, draining every stream.");
+    state.start_draining();
+    stopping.send_replace(true);
+    for (_, wal, _) in &tasks {
+        wal.close().await;
+    }
+    let mut result = Ok(());
+    for (stream, _, task) in tasks {
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(join) => {
+                tracing::error!(%stream, error = %join, "Stream task panicked.");
+                continue;
+            }
+        };
+        match outcome {
+            Ok(()) => tracing::info!(%stream, "Drained."),
+            Err(source) => {
+                if result.is_ok() {
+                    result = Err(AppError::Drain { stream, source });
+                }
+            }
+        }
+    }
+    stop_server.send_replace(true);
+    if let Ok(Err(e)) = server.await {
+        tracing::warn!(error = %e, "HTTP server stopped with an error.");
+    }
+    result
+}
+
+fn lock_state_dir(dir: &Path) -> Result<File, AppError> {
+    let err = |message: String| AppError::StateDir { path: dir.to_owned(), message };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let lock = File::create(dir.join("sluice.lock")).map_err(|e| err(e.to_string()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(err("in use by another sluice process (sluice.lock is held)".into()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e.to_string())),
+    }
+}
+
+async fn open_stream(config: &StreamConfig, state_dir: &Path) -> Result<StreamParts, AppError> {
+    let err = |message: String| AppError::Stream { stream: config.name.clone(), message };
+    let dir = state_dir.join(&config.name);
+    std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+    let store: Arc<dyn CheckpointStore> = Arc::new(FileCheckpointStore::new(dir.join("checkpoint.json")));
+    let checkpoint = store.load().await.map_err(|e: CheckpointError| err(e.to_string()))?;
+    let SourceConfig::DirectPut(direct_put) = &config.source;
+    let wal = Wal::open(&dir.join("wal"), checkpoint.and_then(|c| c.wal), direct_put.max_wal_bytes)
+        .map_err(|e: WalError| err(e.to_string()))?;
+    let destination = &config.destination;
+    let sink: Arc<dyn ObjectSink> = match &destination.target {
+        Target::Local { path } => Arc::new(LocalSink::new(path, &config.name).map_err(|e: SinkError| err(e.to_string()))?),
+    };
+    let stage = BufferStage {
+        namer: ObjectNamer::new(&config.name, config.version, destination),
+        sink: sink.clone(),
+        buffering: destination.buffering,
+        compression: destination.compression,
+        delimiter: destination.append_delimiter,
+    };
+    Ok(StreamParts { name: config.name.clone(), wal, sink, store, stage })
+}
+
+/// Firehose's `DeliveryStreamDescription` for a stream.
+fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Value {
+    let d = &config.destination;
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    json!({
+        "DeliveryStreamName": config.name,
+        "DeliveryStreamARN": format!("arn:aws:firehose:{region}:000000000000:deliverystream/{}", config.name),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": "DirectPut",
+        "VersionId": config.version.to_string(),
+        "CreateTimestamp": created,
+        "Destinations": [{
+            "DestinationId": "destinationId-000000000001",
+            "ExtendedS3DestinationDescription": {
+                "RoleARN": "",
+                "BucketARN": sink.describe(),
+                "Prefix": d.prefix.as_str(),
+                "ErrorOutputPrefix": d.error_output_prefix.as_str(),
+                "BufferingHints": {
+                    "SizeInMBs": d.buffering.size_bytes / MIB,
+                    "IntervalInSeconds": d.buffering.interval.as_secs(),
+                },
+                "CompressionFormat": d.compression.firehose_name(),
+                "EncryptionConfiguration": {"NoEncryptionConfig": "NoEncryption"},
+                "FileExtension": d.extension(),
+                "CustomTimeZone": d.time_zone_name,
+                "ProcessingConfiguration": {
+                    "Enabled": d.append_delimiter,
+                    "Processors": if d.append_delimiter {
+                        json!([{"Type": "AppendDelimiterToRecord", "Parameters": []}])
+                    } else {
+                        json!([])
+                    },
+                },
+                "S3BackupMode": "Disabled",
+            },
+        }],
+        "HasMoreDestinations": false,
+    })
+}
+
+/// Runs one stream's pipeline until its source ends, restarting it from the
+/// last checkpoint whenever it fails. After `stopping` is set, a failure is
+/// final: the records stay in the log for the next start.
+async fn run_stream(parts: StreamParts, stopping: watch::Receiver<bool>) -> Result<(), PipelineError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match run_pipeline(&parts).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::error!(
+                    stream = %parts.name,
+                    error = %e,
+                    fault = %e.fault(),
+                    retriable = e.is_retriable(),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "Pipeline failed; restarting from the last checkpoint."
+                );
+                if *stopping.borrow() {
+                    return Err(e);
+                }
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Up to ±25% random spread, so restarting streams do not retry in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let r = uuid::Uuid::new_v4().as_u128() % 500;
+    d.mul_f64(0.75 + r as f64 / 1000.0)
+}
+
+/// Recovery, then source -> buffer -> delivery until the source ends.
+async fn run_pipeline(parts: &StreamParts) -> Result<(), PipelineError> {
+    let mut delivery = Delivery::new(parts.sink.clone(), parts.store.clone(), parts.wal.clone());
+    let start = delivery.recover().await?;
+    let mut reader = parts.wal.reader(start);
+    let (epochs, mut closed) = mpsc::channel::<Epoch>(1);
+    let buffer = async { parts.stage.run(&mut reader, epochs).await.map_err(PipelineError::from) };
+    let deliver = async {
+        while let Some(epoch) = closed.recv().await {
+            delivery.deliver(epoch).await?;
+        }
+        Ok::<(), PipelineError>(())
+    };
+    tokio::try_join!(buffer, deliver)?;
+    Ok(())
+}

@@ -1,1 +1,195 @@
-//! Delivery protocol.
+//! The exactly-once delivery protocol: stage -> commit -> complete, and recovery.
+//!
+//! Neighbours: the [`crate::buffer`] stage hands over one [`Epoch`] per closed
+//! buffer (an encoder whose bytes are already streaming into a staged object);
+//! this module finishes staging, commits the epoch to the
+//! [`crate::checkpoint`] store, completes the objects in the [`crate::sink`],
+//! and finally lets the source forget the delivered records.
+//!
+//! 1. **Stage**: the encoder is finished and the staged object made durable,
+//!    still invisible to readers.
+//! 2. **Commit**: one atomic checkpoint write records the source position the
+//!    epoch covers *and* the staged objects.
+//! 3. **Complete**: the objects become visible; the source may now delete the
+//!    delivered records.
+//! 4. **Recover** (at start): complete every object of the last committed
+//!    checkpoint (idempotent), abort every other staged object, and resume the
+//!    source after the committed position.
+//!
+//! A crash before 2 leaves only staged objects, which recovery aborts; the
+//! records are replayed from the source into new objects. A crash after 2
+//! leaves committed objects, which recovery completes; the source resumes after
+//! them. Either way every record becomes visible exactly once.
+
+use std::sync::Arc;
+
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::encode::{EncodeError, Encoder};
+use crate::error::{Classify, Fault};
+use crate::record::WalPosition;
+use crate::sink::{ObjectSink, SinkError, StagingWriter};
+use crate::source::direct_put::{Wal, WalError};
+
+/// An object being encoded, as handed from the buffer to delivery.
+pub type ObjectEncoder = Box<dyn Encoder<Box<dyn StagingWriter>>>;
+
+/// What one closed buffer delivers.
+pub struct Epoch {
+    /// Output objects of the epoch (the data object; error outputs later).
+    pub objects: Vec<ObjectEncoder>,
+    /// Source position just after the last record the epoch covers.
+    pub wal: WalPosition,
+    /// Records in the epoch, for logs.
+    pub records: u64,
+    /// Bytes before compression, for logs.
+    pub bytes: u64,
+}
+
+impl std::fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoch")
+            .field("objects", &self.objects.len())
+            .field("wal", &self.wal)
+            .field("records", &self.records)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+/// A step of the protocol failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Encoding or staging the bytes failed.
+    #[error("staging failed: {0}")]
+    Encode(#[from] EncodeError),
+    /// The object store failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The checkpoint store failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A blocking task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl Classify for DeliveryError {
+    fn is_retriable(&self) -> bool {
+        match self {
+            DeliveryError::Encode(e) => e.is_retriable(),
+            DeliveryError::Sink(e) => e.is_retriable(),
+            DeliveryError::Checkpoint(e) => e.is_retriable(),
+            DeliveryError::Wal(e) => e.is_retriable(),
+            DeliveryError::Task(_) => true,
+        }
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            DeliveryError::Encode(e) => e.fault(),
+            DeliveryError::Sink(e) => e.fault(),
+            DeliveryError::Checkpoint(e) => e.fault(),
+            DeliveryError::Wal(e) => e.fault(),
+            DeliveryError::Task(_) => Fault::Bug,
+        }
+    }
+}
+
+/// Crash-test hook: when the environment variable `SLUICE_FAILPOINTS` lists
+/// `name` (comma-separated), the process aborts at that point, as kill -9
+/// would: no destructors, no flushing. Tests use it to prove recovery from
+/// every step of the protocol; it costs one environment lookup per epoch.
+pub fn failpoint(name: &str) {
+    if let Ok(list) = std::env::var("SLUICE_FAILPOINTS") {
+        if list.split(',').any(|f| f.trim() == name) {
+            eprintln!("failpoint {name} hit: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Runs the protocol for one stream.
+#[derive(Debug)]
+pub struct Delivery {
+    sink: Arc<dyn ObjectSink>,
+    store: Arc<dyn CheckpointStore>,
+    wal: Wal,
+    epoch: u64,
+}
+
+impl Delivery {
+    /// A protocol runner over a sink, a checkpoint store and a source log.
+    pub fn new(sink: Arc<dyn ObjectSink>, store: Arc<dyn CheckpointStore>, wal: Wal) -> Self {
+        Delivery { sink, store, wal, epoch: 0 }
+    }
+
+    /// Step 4: completes what the last checkpoint committed, aborts every other
+    /// staged object, and returns the position to resume the source from.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] when the store or sink cannot be read or written.
+    pub async fn recover(&mut self) -> Result<Option<WalPosition>, DeliveryError> {
+        let checkpoint = self.store.load().await?.unwrap_or_default();
+        self.epoch = checkpoint.epoch;
+        for staged in &checkpoint.staged {
+            match self.sink.complete(staged).await {
+                Ok(()) => {}
+                // Someone removed the object after it was completed (completing
+                // never deletes anything else); nothing is left to do for it.
+                Err(SinkError::Vanished { key }) => {
+                    tracing::warn!(%key, "Committed object is gone; assuming it was completed and then removed.");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let aborted = self.sink.abort_uncommitted(&checkpoint.staged).await?;
+        if aborted > 0 {
+            tracing::info!(aborted, "Aborted staged objects of uncommitted epochs.");
+        }
+        if let Some(pos) = checkpoint.wal {
+            self.wal.release(pos)?;
+        }
+        tracing::info!(epoch = checkpoint.epoch, position = ?checkpoint.wal, sink = %self.sink.describe(), "Recovered.");
+        Ok(checkpoint.wal)
+    }
+
+    /// Steps 1-3 for one epoch.
+    ///
+    /// # Errors
+    /// [`DeliveryError`]; the caller restarts from recovery, which is safe at
+    /// any point of this function.
+    pub async fn deliver(&mut self, epoch: Epoch) -> Result<(), DeliveryError> {
+        let mut staged = Vec::with_capacity(epoch.objects.len());
+        for encoder in epoch.objects {
+            let writer = tokio::task::spawn_blocking(move || encoder.finish())
+                .await
+                .map_err(|e| DeliveryError::Task(e.to_string()))??;
+            staged.push(writer.finish().await?);
+        }
+        failpoint("after_stage");
+
+        let checkpoint = Checkpoint { epoch: self.epoch + 1, wal: Some(epoch.wal), staged };
+        self.store.commit(&checkpoint).await?;
+        self.epoch = checkpoint.epoch;
+        failpoint("after_commit");
+
+        for (i, object) in checkpoint.staged.iter().enumerate() {
+            self.sink.complete(object).await?;
+            if i == 0 {
+                failpoint("between_completions");
+            }
+        }
+        failpoint("after_complete");
+        self.wal.release(epoch.wal)?;
+        tracing::debug!(
+            epoch = checkpoint.epoch,
+            records = epoch.records,
+            bytes = epoch.bytes,
+            keys = ?checkpoint.staged.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+            "Delivered."
+        );
+        Ok(())
+    }
+}

@@ -38,6 +38,7 @@ pub mod config;
 pub mod delivery;
 pub mod encode;
 pub mod error;
+pub mod fsutil;
 pub mod partition;
 pub mod process;
 pub mod record;

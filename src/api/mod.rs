@@ -1,1 +1,310 @@
-//! Firehose data-plane HTTP API.
+//! The Firehose data-plane HTTP API (AWS JSON 1.1), so unmodified AWS SDKs and
+//! the AWS CLI can put records with an endpoint override.
+//!
+//! Neighbours: requests for a stream are appended to that stream's
+//! write-ahead log ([`crate::source::direct_put::Wal`]); a record is
+//! acknowledged only after the group commit holding it is fsynced. [`crate::app`]
+//! builds the [`ApiState`] and flips it to draining on shutdown.
+//!
+//! Operations: `PutRecord`, `PutRecordBatch`, `DescribeDeliveryStream`,
+//! `ListDeliveryStreams`, dispatched on `X-Amz-Target: Firehose_20150804.<Op>`.
+//! Errors have Firehose's shape: `{"__type": "...", "message": "..."}` plus the
+//! `X-Amzn-ErrorType` header. Which error each bad request gets:
+//!
+//! | request | error |
+//! |---|---|
+//! | body is not JSON of the operation's shape, bad base64 | `SerializationException` (400) |
+//! | required member missing | `ValidationException` (400) |
+//! | record > 1,000 KiB, batch > 500 records or > 4 MiB, empty batch | `InvalidArgumentException` (400) |
+//! | unknown stream | `ResourceNotFoundException` (400) |
+//! | unknown `X-Amz-Target` | `UnknownOperationException` (400) |
+//! | log over its cap, or shutting down | `ServiceUnavailableException` (503) |
+//!
+//! Requests are not SigV4-verified: sluice trusts its listen address (bind it
+//! to loopback or a private interface).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::source::direct_put::{Wal, WalError};
+
+/// Largest decoded record (Firehose: 1,000 KiB).
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+/// Most records per PutRecordBatch.
+pub const MAX_BATCH_RECORDS: usize = 500;
+/// Most decoded bytes per PutRecordBatch (4 MiB).
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Largest HTTP body read: 4 MiB of data grows by 4/3 in base64, plus JSON.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Target prefix of every operation.
+const TARGET_PREFIX: &str = "Firehose_20150804.";
+
+/// One stream as the API sees it.
+#[derive(Debug)]
+pub struct ApiStream {
+    /// Where its records go.
+    pub wal: Wal,
+    /// Its `DeliveryStreamDescription` for `DescribeDeliveryStream`.
+    pub description: Value,
+}
+
+/// Shared state of the HTTP server.
+#[derive(Debug)]
+pub struct ApiState {
+    streams: BTreeMap<String, ApiStream>,
+    draining: AtomicBool,
+}
+
+impl ApiState {
+    /// State serving the given streams.
+    pub fn new(streams: BTreeMap<String, ApiStream>) -> Self {
+        ApiState { streams, draining: AtomicBool::new(false) }
+    }
+
+    /// From now on, puts are refused with `ServiceUnavailableException`.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The HTTP routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new().route("/", axum::routing::post(handle)).with_state(state)
+}
+
+/// A Firehose error response.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        let status = match kind {
+            "ServiceUnavailableException" => StatusCode::SERVICE_UNAVAILABLE,
+            "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError { status, kind, message: message.into() }
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new("InvalidArgumentException", message)
+    }
+    fn serialization(message: impl Into<String>) -> Self {
+        ApiError::new("SerializationException", message)
+    }
+    fn missing(member: &str) -> Self {
+        ApiError::new(
+            "ValidationException",
+            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"__type": self.kind, "message": self.message}).to_string();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+        response
+    }
+}
+
+fn ok(body: Value) -> Response {
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    response
+}
+
+async fn handle(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = match dispatch(&state, &headers, body).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::debug!(kind = err.kind, message = %err.message, "Request refused.");
+            err.into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+async fn dispatch(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::invalid(format!("request body exceeds {MAX_BODY_BYTES} bytes")))?;
+    match operation {
+        "PutRecord" => put_record(state, &body).await,
+        "PutRecordBatch" => put_record_batch(state, &body).await,
+        "DescribeDeliveryStream" => describe(state, &body),
+        "ListDeliveryStreams" => list(state, &body),
+        _ => Err(ApiError::new("UnknownOperationException", format!("unknown operation `{target}`"))),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
+    // An empty body is an empty object for AWS JSON protocols.
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::serialization(format!("request body: {e}")))
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    #[serde(rename = "Data")]
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PutRecordIn {
+    #[serde(rename = "DeliveryStreamName")]
+    stream: Option<String>,
+    #[serde(rename = "Record")]
+    record: Option<RecordIn>,
+}
+
+#[derive(Deserialize)]
+struct PutRecordBatchIn {
+    #[serde(rename = "DeliveryStreamName")]
+    stream: Option<String>,
+    #[serde(rename = "Records")]
+    records: Option<Vec<RecordIn>>,
+}
+
+fn stream<'a>(state: &'a ApiState, name: Option<&str>) -> Result<&'a ApiStream, ApiError> {
+    let name = name.ok_or_else(|| ApiError::missing("deliveryStreamName"))?;
+    state.streams.get(name).ok_or_else(|| {
+        ApiError::new("ResourceNotFoundException", format!("Firehose {name} under this sluice instance not found."))
+    })
+}
+
+fn decode(record: RecordIn, member: &str) -> Result<Bytes, ApiError> {
+    let data = record.data.ok_or_else(|| ApiError::missing(&format!("{member}.data")))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.as_bytes())
+        .map_err(|e| ApiError::serialization(format!("{member}.Data is not valid base64: {e}")))?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(ApiError::invalid(format!(
+            "{member}.Data is {} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB) before base64",
+            bytes.len()
+        )));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+fn record_id(pos: crate::record::WalPosition) -> String {
+    format!("{:016x}{:016x}", pos.segment, pos.offset)
+}
+
+async fn append(state: &ApiState, stream: &ApiStream, records: Vec<Bytes>) -> Result<Vec<String>, ApiError> {
+    if state.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new("ServiceUnavailableException", "sluice is shutting down; retry later"));
+    }
+    let arrival_ms = jiff::Timestamp::now().as_millisecond();
+    match stream.wal.append(records, arrival_ms).await {
+        Ok(ids) => Ok(ids.into_iter().map(record_id).collect()),
+        Err(e @ (WalError::Full { .. } | WalError::Closed)) => {
+            Err(ApiError::new("ServiceUnavailableException", e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Write-ahead log append failed.");
+            Err(ApiError::new("InternalFailure", e.to_string()))
+        }
+    }
+}
+
+async fn put_record(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
+    let input: PutRecordIn = parse(body)?;
+    let stream = stream(state, input.stream.as_deref())?;
+    let record = input.record.ok_or_else(|| ApiError::missing("record"))?;
+    let data = decode(record, "record")?;
+    let ids = append(state, stream, vec![data]).await?;
+    Ok(ok(json!({"RecordId": ids[0], "Encrypted": false})))
+}
+
+async fn put_record_batch(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
+    let input: PutRecordBatchIn = parse(body)?;
+    let stream = stream(state, input.stream.as_deref())?;
+    let records = input.records.ok_or_else(|| ApiError::missing("records"))?;
+    if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
+        return Err(ApiError::invalid(format!(
+            "Records has {} entries; PutRecordBatch takes 1 to {MAX_BATCH_RECORDS} records",
+            records.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(records.len());
+    let mut total = 0;
+    for (i, record) in records.into_iter().enumerate() {
+        let bytes = decode(record, &format!("records.{}", i + 1))?;
+        total += bytes.len();
+        data.push(bytes);
+    }
+    if total > MAX_BATCH_BYTES {
+        return Err(ApiError::invalid(format!(
+            "PutRecordBatch carries {total} bytes of data; the limit is {MAX_BATCH_BYTES} bytes (4 MiB)"
+        )));
+    }
+    let ids = append(state, stream, data).await?;
+    let responses: Vec<Value> = ids.into_iter().map(|id| json!({"RecordId": id})).collect();
+    Ok(ok(json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses})))
+}
+
+#[derive(Deserialize)]
+struct DescribeIn {
+    #[serde(rename = "DeliveryStreamName")]
+    stream: Option<String>,
+    #[serde(rename = "Limit")]
+    _limit: Option<i64>,
+    #[serde(rename = "ExclusiveStartDestinationId")]
+    _start: Option<String>,
+}
+
+fn describe(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
+    let input: DescribeIn = parse(body)?;
+    let stream = stream(state, input.stream.as_deref())?;
+    Ok(ok(json!({"DeliveryStreamDescription": stream.description})))
+}
+
+#[derive(Deserialize)]
+struct ListIn {
+    #[serde(rename = "Limit")]
+    limit: Option<usize>,
+    #[serde(rename = "DeliveryStreamType")]
+    kind: Option<String>,
+    #[serde(rename = "ExclusiveStartDeliveryStreamName")]
+    start: Option<String>,
+}
+
+fn list(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
+    let input: ListIn = parse(body)?;
+    let limit = input.limit.unwrap_or(10_000).clamp(1, 10_000);
+    let names: Vec<&String> = state
+        .streams
+        .iter()
+        .filter(|(name, _)| input.start.as_ref().is_none_or(|start| *name > start))
+        .filter(|(_, s)| input.kind.as_ref().is_none_or(|k| s.description["DeliveryStreamType"] == **k))
+        .map(|(name, _)| name)
+        .collect();
+    let more = names.len() > limit;
+    let page: Vec<&String> = names.into_iter().take(limit).collect();
+    Ok(ok(json!({"DeliveryStreamNames": page, "HasMoreDeliveryStreams": more})))
+}

@@ -1,1 +1,262 @@
-//! Buffer.
+//! The buffer stage: Firehose's `BufferingHints`, streaming into staged objects.
+//!
+//! Neighbours: reads record batches from the source (the write-ahead log
+//! reader), names each new object with the [`crate::partition`] prefix,
+//! streams records through an [`crate::encode`] encoder straight into a
+//! [`crate::sink`] staging writer, and hands each closed buffer to
+//! [`crate::delivery`] as an [`Epoch`].
+//!
+//! A buffer is closed when whichever comes first: its records reach
+//! `size_bytes` (measured before compression, as Firehose), or `interval` has
+//! passed since its first record arrived (interval 0: after every source
+//! batch). Records are encoded as they arrive, so memory holds encoder state,
+//! not the buffer's contents. Epochs go to delivery over a channel of one:
+//! while one epoch is being delivered and one waits, reading stops, which is
+//! how a slow sink pushes back to the source.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{Buffering, Compression, DestinationConfig};
+use crate::delivery::{Epoch, ObjectEncoder};
+use crate::encode::{self, EncodeError};
+use crate::error::{Classify, Fault};
+use crate::partition::{Prefix, PrefixContext, PrefixError};
+use crate::record::{Record, WalPosition};
+use crate::sink::{ObjectSink, SinkError};
+use crate::source::direct_put::{WalError, WalReader};
+
+/// Most bytes read from the source in one batch.
+const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// A failure of the buffer stage.
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    /// Reading the source failed.
+    #[error(transparent)]
+    Source(#[from] WalError),
+    /// Opening a staged object failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Encoding into the staged object failed.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The object's key could not be evaluated.
+    #[error("evaluating object key: {0}")]
+    Prefix(#[from] PrefixError),
+    /// Delivery stopped (it failed; its error is reported by its task).
+    #[error("delivery stopped")]
+    DeliveryGone,
+    /// A blocking task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl Classify for BufferError {
+    fn is_retriable(&self) -> bool {
+        match self {
+            BufferError::Source(e) => e.is_retriable(),
+            BufferError::Sink(e) => e.is_retriable(),
+            BufferError::Encode(e) => e.is_retriable(),
+            BufferError::Prefix(e) => e.is_retriable(),
+            BufferError::DeliveryGone | BufferError::Task(_) => true,
+        }
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            BufferError::Source(e) => e.fault(),
+            BufferError::Sink(e) => e.fault(),
+            BufferError::Encode(e) => e.fault(),
+            BufferError::Prefix(e) => e.fault(),
+            BufferError::DeliveryGone => Fault::Remote,
+            BufferError::Task(_) => Fault::Bug,
+        }
+    }
+}
+
+/// Names objects the way Firehose does:
+/// `<evaluated prefix><stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><extension>`,
+/// with the arrival time of the object's oldest record in the configured zone.
+#[derive(Debug, Clone)]
+pub struct ObjectNamer {
+    stream: String,
+    version: u32,
+    prefix: Prefix,
+    time_zone: jiff::tz::TimeZone,
+    extension: String,
+}
+
+impl ObjectNamer {
+    /// A namer for a stream's delivered objects.
+    pub fn new(stream: &str, version: u32, destination: &DestinationConfig) -> Self {
+        ObjectNamer {
+            stream: stream.to_owned(),
+            version,
+            prefix: destination.prefix.clone(),
+            time_zone: destination.time_zone.clone(),
+            extension: destination.extension().to_owned(),
+        }
+    }
+
+    /// The key of an object whose oldest record arrived at `arrival_ms`.
+    /// Returns the key and the object's file name without extension (the
+    /// entry name inside ZIP archives).
+    ///
+    /// # Errors
+    /// [`PrefixError`] when the prefix cannot be evaluated.
+    pub fn key(&self, arrival_ms: i64) -> Result<(String, String), PrefixError> {
+        let instant = jiff::Timestamp::from_millisecond(arrival_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let zoned = instant.to_zoned(self.time_zone.clone());
+        let prefix = self.prefix.evaluate(&PrefixContext {
+            timestamp: &zoned,
+            error_output_type: None,
+            partition_keys: None,
+        })?;
+        let name = format!(
+            "{}-{}-{}-{}",
+            self.stream,
+            self.version,
+            zoned.strftime("%Y-%m-%d-%H-%M-%S"),
+            uuid::Uuid::new_v4()
+        );
+        Ok((format!("{prefix}{name}{}", self.extension), name))
+    }
+}
+
+/// The object currently being filled.
+struct OpenObject {
+    encoder: ObjectEncoder,
+    opened: Instant,
+    bytes: u64,
+    records: u64,
+    last: WalPosition,
+}
+
+/// Everything the buffer stage needs.
+#[derive(Debug, Clone)]
+pub struct BufferStage {
+    /// Names new objects.
+    pub namer: ObjectNamer,
+    /// Stages new objects.
+    pub sink: Arc<dyn ObjectSink>,
+    /// Size and time triggers.
+    pub buffering: Buffering,
+    /// Raw output compression.
+    pub compression: Compression,
+    /// Append `\n` after each record.
+    pub delimiter: bool,
+}
+
+impl BufferStage {
+    /// Runs until the source ends (shutdown), closing the last buffer, or
+    /// until something fails.
+    ///
+    /// # Errors
+    /// [`BufferError`]; the caller restarts from recovery.
+    pub async fn run(&self, reader: &mut WalReader, epochs: mpsc::Sender<Epoch>) -> Result<(), BufferError> {
+        let mut open: Option<OpenObject> = None;
+        loop {
+            let deadline = open.as_ref().map(|o| o.opened + self.buffering.interval);
+            let batch = tokio::select! {
+                batch = reader.next_batch(READ_BATCH_BYTES) => batch?,
+                () = sleep_until_opt(deadline) => {
+                    if let Some(object) = open.take() {
+                        close(object, &epochs).await?;
+                    }
+                    continue;
+                }
+            };
+            let Some(records) = batch else {
+                if let Some(object) = open.take() {
+                    close(object, &epochs).await?;
+                }
+                return Ok(());
+            };
+            self.append(records, &mut open, &epochs).await?;
+            if self.buffering.interval == Duration::ZERO {
+                if let Some(object) = open.take() {
+                    close(object, &epochs).await?;
+                }
+            }
+        }
+    }
+
+    /// Appends a batch, closing and opening objects as the size trigger fires.
+    async fn append(
+        &self,
+        mut records: Vec<Record>,
+        open: &mut Option<OpenObject>,
+        epochs: &mpsc::Sender<Epoch>,
+    ) -> Result<(), BufferError> {
+        let limit = self.buffering.size_bytes;
+        let delimiter = u64::from(self.delimiter);
+        let mut next = 0;
+        while next < records.len() {
+            let mut object = match open.take() {
+                Some(object) => object,
+                None => self.open(records[next].arrival_ms).await?,
+            };
+            // Encoding is CPU work: run it off the reactor, moving the object
+            // and the records there and back instead of copying.
+            let (object_back, records_back, reached, result) = tokio::task::spawn_blocking(move || {
+                let mut i = next;
+                let mut result = Ok(());
+                while i < records.len() && object.bytes < limit {
+                    let record = &records[i];
+                    if let Err(e) = object.encoder.append(&record.data) {
+                        result = Err(e);
+                        break;
+                    }
+                    object.bytes += record.data.len() as u64 + delimiter;
+                    object.records += 1;
+                    object.last = record.next;
+                    i += 1;
+                }
+                (object, records, i, result)
+            })
+            .await
+            .map_err(|e| BufferError::Task(e.to_string()))?;
+            result?;
+            records = records_back;
+            next = reached;
+            if object_back.bytes >= limit {
+                close(object_back, epochs).await?;
+            } else {
+                *open = Some(object_back);
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self, arrival_ms: i64) -> Result<OpenObject, BufferError> {
+        let (key, name) = self.namer.key(arrival_ms)?;
+        let writer = self.sink.stage(&key).await?;
+        Ok(OpenObject {
+            encoder: encode::raw(writer, self.compression, self.delimiter, &name),
+            opened: Instant::now(),
+            bytes: 0,
+            records: 0,
+            last: WalPosition::START,
+        })
+    }
+}
+
+async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), BufferError> {
+    let epoch = Epoch {
+        objects: vec![object.encoder],
+        wal: object.last,
+        records: object.records,
+        bytes: object.bytes,
+    };
+    epochs.send(epoch).await.map_err(|_| BufferError::DeliveryGone)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

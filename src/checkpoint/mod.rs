@@ -1,1 +1,163 @@
-//! Checkpoints.
+//! Checkpoint store: the durable record of what has been delivered.
+//!
+//! Neighbours: [`crate::delivery`] commits one [`Checkpoint`] per epoch, after
+//! the epoch's objects are staged in the sink and before they are completed;
+//! on start it loads the last checkpoint to complete what was committed and
+//! to resume the source after the committed position.
+//!
+//! The commit is the single atomic step of the exactly-once protocol: the
+//! source position and the list of staged objects change together or not at
+//! all. The local implementation writes a temp file, fsyncs it, renames it over
+//! the previous checkpoint and fsyncs the directory. A DynamoDB lease-table
+//! implementation (fenced by lease ownership) comes with scale-out.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Classify, Fault};
+use crate::record::WalPosition;
+use crate::sink::StagedObject;
+
+/// What one commit records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Increases by one with every commit; for logs and sanity checks.
+    pub epoch: u64,
+    /// Everything before this write-ahead-log position is delivered (or
+    /// committed and about to be completed).
+    pub wal: Option<WalPosition>,
+    /// Objects staged by this epoch that must be completed (idempotently) if
+    /// the process dies before completing them.
+    pub staged: Vec<StagedObject>,
+}
+
+/// A failure to read or write checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The store could not be read or written.
+    #[error("checkpoint store {path}: {source}")]
+    Io {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The stored checkpoint is not valid; refuse to guess a position.
+    #[error("checkpoint {path} is corrupt: {message}")]
+    Corrupt {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Classify for CheckpointError {
+    fn is_retriable(&self) -> bool {
+        matches!(self, CheckpointError::Io { .. })
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            CheckpointError::Io { .. } => Fault::Remote,
+            CheckpointError::Corrupt { .. } => Fault::Bug,
+        }
+    }
+}
+
+/// A boxed future, so the seam can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The checkpoint seam: local file now, DynamoDB lease table later.
+pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
+    /// The last committed checkpoint, or `None` for a new stream.
+    fn load(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, CheckpointError>>;
+    /// Durably and atomically replaces the committed checkpoint.
+    fn commit<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), CheckpointError>>;
+}
+
+/// Checkpoints in one JSON file, replaced atomically.
+#[derive(Debug, Clone)]
+pub struct FileCheckpointStore {
+    path: PathBuf,
+}
+
+impl FileCheckpointStore {
+    /// A store keeping its checkpoint at `path` (the directory must exist).
+    pub fn new(path: PathBuf) -> Self {
+        FileCheckpointStore { path }
+    }
+}
+
+impl CheckpointStore for FileCheckpointStore {
+    fn load(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, CheckpointError>> {
+        Box::pin(async move {
+            let bytes = match tokio::fs::read(&self.path).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => return Err(CheckpointError::Io { path: self.path.clone(), source }),
+            };
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| CheckpointError::Corrupt {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
+        })
+    }
+
+    fn commit<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        Box::pin(async move {
+            let bytes = serde_json::to_vec_pretty(checkpoint).map_err(|e| CheckpointError::Corrupt {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+            let path = self.path.clone();
+            tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &bytes))
+                .await
+                .map_err(|e| CheckpointError::Io { path: self.path.clone(), source: std::io::Error::other(e) })?
+                .map_err(|source| CheckpointError::Io { path: self.path.clone(), source })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::StagedHandle;
+
+    #[tokio::test]
+    async fn commit_then_load_round_trips_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path().join("checkpoint.json"));
+        assert_eq!(store.load().await.unwrap(), None);
+
+        let first = Checkpoint {
+            epoch: 1,
+            wal: Some(WalPosition { segment: 1, offset: 10 }),
+            staged: vec![StagedObject {
+                key: "2026/01/01/00/a".into(),
+                handle: StagedHandle::LocalFile { temp: "t1".into() },
+            }],
+        };
+        store.commit(&first).await.unwrap();
+        assert_eq!(store.load().await.unwrap(), Some(first));
+
+        let second = Checkpoint { epoch: 2, wal: Some(WalPosition { segment: 2, offset: 0 }), staged: vec![] };
+        store.commit(&second).await.unwrap();
+        assert_eq!(store.load().await.unwrap(), Some(second));
+        // Only the checkpoint itself is left: the temp file was renamed away.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("checkpoint.json")]);
+    }
+
+    #[tokio::test]
+    async fn corrupt_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = FileCheckpointStore::new(path).load().await.unwrap_err();
+        assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+        assert_eq!(err.fault(), Fault::Bug);
+    }
+}

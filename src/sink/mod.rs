@@ -1,1 +1,108 @@
-//! Sinks.
+//! Object sinks: where encoded objects are staged, then completed.
+//!
+//! Neighbours: the [`crate::buffer`] opens a staged object when its first
+//! record arrives and streams encoded bytes into the [`StagingWriter`];
+//! [`crate::delivery`] commits the [`StagedObject`] handles in a checkpoint and
+//! then calls [`ObjectSink::complete`]; at start-up it completes committed
+//! objects and [`ObjectSink::abort_uncommitted`] removes the rest.
+//!
+//! A staged object is invisible to readers (a hidden temp file here; an
+//! uncompleted multipart upload on S3). Completing is idempotent, so recovery
+//! may repeat it.
+
+pub mod local;
+
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Classify, Fault};
+
+pub use local::LocalSink;
+
+/// A boxed future, so the seam can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A staged, not yet visible object, as recorded in checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedObject {
+    /// The final key (path relative to the output root for the local sink).
+    pub key: String,
+    /// How to find the staged bytes.
+    pub handle: StagedHandle,
+}
+
+/// Sink-specific handle of a staged object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StagedHandle {
+    /// A temp file in the sink's hidden staging directory (file name only).
+    LocalFile {
+        /// File name inside the staging directory.
+        temp: String,
+    },
+}
+
+/// A failure of the object store.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Reading or writing the store failed.
+    #[error("object store I/O on `{key}`: {source}")]
+    Io {
+        /// Key (or staging path) involved.
+        key: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A committed object is neither staged nor completed: it was removed by
+    /// someone else. Logged loudly; there is nothing left to complete.
+    #[error("committed object `{key}` is neither staged nor present")]
+    Vanished {
+        /// The key.
+        key: String,
+    },
+}
+
+impl SinkError {
+    pub(crate) fn io(key: impl Into<String>, source: std::io::Error) -> Self {
+        SinkError::Io { key: key.into(), source }
+    }
+}
+
+impl Classify for SinkError {
+    fn is_retriable(&self) -> bool {
+        matches!(self, SinkError::Io { .. })
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            SinkError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => Fault::Config,
+            SinkError::Io { .. } => Fault::Remote,
+            SinkError::Vanished { .. } => Fault::Bug,
+        }
+    }
+}
+
+/// Bytes of one staged object. Written from a blocking thread (encoders are
+/// synchronous); `finish` makes the bytes durable and yields the handle.
+pub trait StagingWriter: Write + Send + std::fmt::Debug {
+    /// Makes everything written durable (still invisible) and returns the handle.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<StagedObject, SinkError>>;
+    /// Drops the staged bytes (used when an epoch is abandoned).
+    fn discard(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// The object-store seam: local directory now, S3 next.
+pub trait ObjectSink: Send + Sync + std::fmt::Debug {
+    /// Starts a staged object that will become visible at `key`.
+    fn stage<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>>;
+    /// Makes a staged object visible. Idempotent: completing an already
+    /// completed object succeeds.
+    fn complete<'a>(&'a self, staged: &'a StagedObject) -> BoxFuture<'a, Result<(), SinkError>>;
+    /// Removes every staged object of this stream not in `keep` (they belong
+    /// to epochs that never committed). Returns how many were removed.
+    fn abort_uncommitted<'a>(&'a self, keep: &'a [StagedObject]) -> BoxFuture<'a, Result<usize, SinkError>>;
+    /// Where objects go, for logs and `DescribeDeliveryStream`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,108 @@
+//! `sluice put`: a small Direct PUT producer for demos and scripts.
+//!
+//! Reads newline-separated records, packs them into PutRecordBatch calls
+//! within Firehose's limits (500 records, 4 MiB), and resends what the server
+//! refused: whole requests answered `ServiceUnavailableException` (backoff),
+//! and single records listed as failed in `RequestResponses`. Requests are
+//! not SigV4-signed: this talks to sluice, which does not check signatures.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+const MAX_RECORDS: usize = 500;
+const MAX_BYTES: usize = 4 * 1024 * 1024;
+const MAX_ATTEMPTS: u32 = 8;
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// Sends every line of `file` (stdin for `None` or `-`); returns how many.
+pub(crate) async fn run(endpoint: &str, stream: &str, file: Option<&Path>) -> Result<u64, String> {
+    let input: Box<dyn BufRead> = match file {
+        None => Box::new(BufReader::new(std::io::stdin())),
+        Some(p) if p == Path::new("-") => Box::new(BufReader::new(std::io::stdin())),
+        Some(p) => Box::new(BufReader::new(
+            std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?,
+        )),
+    };
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch_bytes = 0;
+    let mut sent = 0u64;
+    for line in input.split(b'\n') {
+        let mut line = line.map_err(|e| format!("reading input: {e}"))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if batch.len() == MAX_RECORDS || batch_bytes + line.len() > MAX_BYTES {
+            sent += send(&client, endpoint, stream, std::mem::take(&mut batch)).await?;
+            batch_bytes = 0;
+        }
+        batch_bytes += line.len();
+        batch.push(line);
+    }
+    if !batch.is_empty() {
+        sent += send(&client, endpoint, stream, batch).await?;
+    }
+    Ok(sent)
+}
+
+/// Sends one batch, retrying refused records; returns how many were accepted.
+async fn send(client: &HttpClient, endpoint: &str, stream: &str, mut records: Vec<Vec<u8>>) -> Result<u64, String> {
+    let total = records.len() as u64;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for attempt in 0..MAX_ATTEMPTS {
+        let body = json!({
+            "DeliveryStreamName": stream,
+            "Records": records.iter().map(|r| json!({"Data": b64.encode(r)})).collect::<Vec<_>>(),
+        });
+        let request = hyper::Request::post(endpoint)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| format!("building request: {e}"))?;
+        let response = client.request(request).await.map_err(|e| format!("{endpoint}: {e}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading response: {e}"))?
+            .to_bytes();
+        let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.as_u16() == 503 {
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            continue;
+        }
+        if !status.is_success() {
+            return Err(format!(
+                "{}: {}",
+                reply["__type"].as_str().unwrap_or(status.as_str()),
+                reply["message"].as_str().unwrap_or("")
+            ));
+        }
+        if reply["FailedPutCount"].as_u64().unwrap_or(0) == 0 {
+            return Ok(total);
+        }
+        // Keep only the records the server did not take.
+        let responses = reply["RequestResponses"].as_array().cloned().unwrap_or_default();
+        let mut i = 0;
+        records.retain(|_| {
+            let failed = responses.get(i).is_some_and(|r| r.get("ErrorCode").is_some());
+            i += 1;
+            failed
+        });
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    Err(format!("{} records still refused after {MAX_ATTEMPTS} attempts", records.len()))
+}
