@@ -260,3 +260,128 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition;
+    use crate::sink::LocalSink;
+    use crate::source::direct_put::Wal;
+    use bytes::Bytes;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        wal: Wal,
+        stage: BufferStage,
+    }
+
+    fn fixture(size_bytes: u64, interval: Duration) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(&dir.path().join("wal"), None, 1 << 30).unwrap();
+        let (prefix, error_output_prefix) = partition::resolve(None, None).unwrap();
+        let destination = DestinationConfig {
+            target: crate::config::Target::Local { path: dir.path().join("out") },
+            prefix,
+            error_output_prefix,
+            buffering: Buffering { size_bytes, interval },
+            compression: Compression::Uncompressed,
+            file_extension: None,
+            time_zone: jiff::tz::TimeZone::UTC,
+            time_zone_name: "UTC".into(),
+            append_delimiter: false,
+        };
+        let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s").unwrap());
+        let stage = BufferStage {
+            namer: ObjectNamer::new("s", 1, &destination),
+            sink,
+            buffering: destination.buffering,
+            compression: destination.compression,
+            delimiter: false,
+        };
+        Fixture { _dir: dir, wal, stage }
+    }
+
+    async fn put(wal: &Wal, n: usize, len: usize) {
+        wal.append((0..n).map(|_| Bytes::from(vec![b'x'; len])).collect(), 1_700_000_000_000).await.unwrap();
+    }
+
+    /// Runs the stage until the log ends; returns each epoch's record count
+    /// and the (virtual) time it was handed to delivery.
+    async fn run(f: &Fixture) -> Vec<(u64, Duration)> {
+        let (tx, mut rx) = mpsc::channel::<Epoch>(100);
+        let mut reader = f.wal.reader(None);
+        let start = Instant::now();
+        let stage = f.stage.clone();
+        let collect = async {
+            let mut out = Vec::new();
+            while let Some(epoch) = rx.recv().await {
+                out.push((epoch.records, start.elapsed()));
+            }
+            out
+        };
+        let (result, epochs) = tokio::join!(stage.run(&mut reader, tx), collect);
+        result.unwrap();
+        epochs
+    }
+
+    #[tokio::test]
+    async fn size_trigger_closes_buffers_at_the_size_measured_before_compression() {
+        let f = fixture(100, Duration::from_secs(300));
+        put(&f.wal, 25, 10).await;
+        f.wal.close().await;
+        tokio::time::pause();
+        let epochs = run(&f).await;
+        let counts: Vec<u64> = epochs.iter().map(|e| e.0).collect();
+        assert_eq!(counts, vec![10, 10, 5]);
+        // The two full buffers closed without waiting for the interval.
+        assert!(epochs[1].1 < Duration::from_secs(1), "{epochs:?}");
+    }
+
+    #[tokio::test]
+    async fn interval_trigger_fires_after_the_first_record_waited_the_interval() {
+        let f = fixture(1 << 20, Duration::from_secs(60));
+        put(&f.wal, 3, 10).await;
+        tokio::time::pause();
+        let (tx, mut rx) = mpsc::channel(10);
+        let mut reader = f.wal.reader(None);
+        let stage = f.stage.clone();
+        let start = Instant::now();
+        let running = tokio::spawn(async move { stage.run(&mut reader, tx).await });
+        let epoch = rx.recv().await.unwrap();
+        let waited = start.elapsed();
+        assert_eq!(epoch.records, 3);
+        assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(61), "{waited:?}");
+        f.wal.close().await;
+        running.await.unwrap().unwrap();
+        assert!(rx.recv().await.is_none(), "no empty object is delivered");
+    }
+
+    #[tokio::test]
+    async fn zero_interval_closes_every_source_batch_at_once() {
+        let f = fixture(1 << 20, Duration::ZERO);
+        put(&f.wal, 4, 10).await;
+        tokio::time::pause();
+        let (tx, mut rx) = mpsc::channel(10);
+        let mut reader = f.wal.reader(None);
+        let stage = f.stage.clone();
+        let running = tokio::spawn(async move { stage.run(&mut reader, tx).await });
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.records, 4);
+        put(&f.wal, 2, 10).await;
+        let second = rx.recv().await.unwrap();
+        assert_eq!(second.records, 2);
+        assert!(second.wal > first.wal);
+        f.wal.close().await;
+        running.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn object_names_follow_firehose_layout() {
+        let f = fixture(1 << 20, Duration::ZERO);
+        // 2023-11-14T22:13:20Z
+        let (key, name) = f.stage.namer.key(1_700_000_000_000).unwrap();
+        assert!(key.starts_with("2023/11/14/22/s-1-2023-11-14-22-13-20-"), "{key}");
+        assert_eq!(key.len(), "2023/11/14/22/".len() + name.len());
+        assert_eq!(name.len(), "s-1-2023-11-14-22-13-20-".len() + 36);
+    }
+}
