@@ -7,11 +7,13 @@
 //!
 //! Both shapes are parsed into raw serde structs, then validated into the typed
 //! values below. Nothing downstream ever sees a raw config. Validation errors
-//! name the offending option ([`ConfigError`]). Runtime knobs (listen address,
+//! name the offending option ([`ConfigError`]); the rules both shapes share
+//! (ranges, patterns, defaults) live once, in `validate`. Runtime knobs (listen address,
 //! state directory, log level) are command-line flags, not config.
 
 pub mod firehose;
 pub mod native;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,15 +1,540 @@
-//! Native TOML configuration shape.
+//! Native TOML configuration shape: one file per delivery stream.
 //!
-//! PLACEHOLDER: implemented by the config work item.
+//! The file is deserialized into the `Raw*` structs below (every struct
+//! `deny_unknown_fields`, so a misspelt option is an error that names it, and
+//! units are part of the names: `size_bytes`, `interval_secs`), then validated
+//! into a [`StreamConfig`] by the rules shared with the Firehose shape
+//! (`super::validate`). Alternatives (the source, the destination) are tables
+//! tagged by a `type` key, so later kinds (`kinesis`, `s3`) are new variants.
+//! `config/example.toml` documents every option and its default.
+//!
+//! Leaf values are `validate::Checked`: a value of the wrong type is reported naming
+//! the option by its dotted path, like any other invalid value. Numbers are
+//! read as `i64` (TOML's integer type) and range-checked here, so a negative
+//! value gets the same "must be between" message as any out-of-range one.
 
 use std::path::Path;
 
-use super::{ConfigError, StreamConfig};
+use serde::Deserialize;
 
-/// Parses and validates a native TOML stream config.
+use super::validate::{self, Checked, opt};
+use super::{
+    Compression, ConfigError, DEFAULT_MAX_WAL_BYTES, DestinationConfig, DirectPutConfig,
+    SourceConfig, StreamConfig, Target,
+};
+
+/// A whole native config file. The `rename`s of the raw structs only change
+/// how serde's messages refer to a table ("expected struct destination").
+#[derive(Debug, Deserialize)]
+#[serde(rename = "config", deny_unknown_fields)]
+struct RawStream {
+    name: Checked<String>,
+    source: RawSource,
+    destination: RawDestination,
+}
+
+/// `[source]`, tagged by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    rename = "source",
+    tag = "type",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+enum RawSource {
+    DirectPut(RawDirectPut),
+}
+
+/// `[source]` with `type = "direct_put"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "source", deny_unknown_fields)]
+struct RawDirectPut {
+    max_wal_bytes: Option<Checked<i64>>,
+}
+
+/// `[destination]`, tagged by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    rename = "destination",
+    tag = "type",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+enum RawDestination {
+    Local(RawLocal),
+}
+
+/// `[destination]` with `type = "local"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "destination", deny_unknown_fields)]
+struct RawLocal {
+    path: Checked<String>,
+    prefix: Option<Checked<String>>,
+    error_output_prefix: Option<Checked<String>>,
+    /// A string, not a serde enum, so a wrong value is reported by
+    /// `validate::compression` with the option's dotted name.
+    compression: Option<Checked<String>>,
+    file_extension: Option<Checked<String>>,
+    time_zone: Option<Checked<String>>,
+    append_delimiter: Option<Checked<bool>>,
+    buffering: Option<RawBuffering>,
+}
+
+/// `[destination.buffering]`. Unlike Firehose's `BufferingHints`, either
+/// field may be given alone: the other keeps its default, which is what
+/// "specify both or neither" protects against in Firehose anyway.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename = "destination.buffering", deny_unknown_fields)]
+struct RawBuffering {
+    size_bytes: Option<Checked<i64>>,
+    interval_secs: Option<Checked<i64>>,
+}
+
+/// The native spelling of a compression (`hadoop_snappy`), the counterpart of
+/// [`Compression::firehose_name`].
+fn native_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Uncompressed => "uncompressed",
+        Compression::Gzip => "gzip",
+        Compression::Zip => "zip",
+        Compression::Snappy => "snappy",
+        Compression::HadoopSnappy => "hadoop_snappy",
+        Compression::Zstd => "zstd",
+    }
+}
+
+/// Parses and validates a native TOML stream config. `path` is only used in
+/// error messages; relative paths inside the file resolve against `cwd`.
 ///
 /// # Errors
-/// [`ConfigError`] naming the option.
-pub fn parse(_text: &str, path: &Path, _cwd: &Path) -> Result<StreamConfig, ConfigError> {
-    Err(ConfigError::Parse { path: path.to_owned(), message: "not implemented".into() })
+/// [`ConfigError::Parse`] for TOML syntax and unknown or missing fields (the
+/// message names the field and its line); [`ConfigError::Invalid`] naming the
+/// option by its dotted path for a value of the wrong type or outside its
+/// rules.
+pub fn parse(text: &str, path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigError> {
+    let raw: RawStream = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    validate_stream(raw, cwd)
+}
+
+fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigError> {
+    let name = validate::stream_name("name", raw.name.get("name")?)?;
+    let source = match raw.source {
+        RawSource::DirectPut(direct_put) => {
+            const MAX_WAL_BYTES: &str = "source.max_wal_bytes";
+            SourceConfig::DirectPut(DirectPutConfig {
+                max_wal_bytes: match opt(&direct_put.max_wal_bytes, MAX_WAL_BYTES)? {
+                    Some(&bytes) => validate::max_wal_bytes(MAX_WAL_BYTES, bytes)?,
+                    None => DEFAULT_MAX_WAL_BYTES,
+                },
+            })
+        }
+    };
+    let destination = match raw.destination {
+        RawDestination::Local(local) => validate_local(local, cwd)?,
+    };
+    Ok(StreamConfig {
+        name,
+        version: 1,
+        source,
+        destination,
+    })
+}
+
+fn validate_local(raw: RawLocal, cwd: &Path) -> Result<DestinationConfig, ConfigError> {
+    const PATH: &str = "destination.path";
+    const PREFIX: &str = "destination.prefix";
+    const ERROR_OUTPUT_PREFIX: &str = "destination.error_output_prefix";
+    const SIZE_BYTES: &str = "destination.buffering.size_bytes";
+    const INTERVAL_SECS: &str = "destination.buffering.interval_secs";
+    const COMPRESSION: &str = "destination.compression";
+    const FILE_EXTENSION: &str = "destination.file_extension";
+    const TIME_ZONE: &str = "destination.time_zone";
+    const APPEND_DELIMITER: &str = "destination.append_delimiter";
+
+    let target = Target::Local {
+        path: validate::local_dir(PATH, raw.path.get(PATH)?, cwd)?,
+    };
+    let (prefix, error_output_prefix) = validate::prefixes(
+        PREFIX,
+        ERROR_OUTPUT_PREFIX,
+        opt(&raw.prefix, PREFIX)?.map(String::as_str),
+        opt(&raw.error_output_prefix, ERROR_OUTPUT_PREFIX)?.map(String::as_str),
+    )?;
+    let hints = raw.buffering.unwrap_or_default();
+    let size_bytes = opt(&hints.size_bytes, SIZE_BYTES)?
+        .map(|&bytes| validate::buffer_size_bytes(SIZE_BYTES, bytes))
+        .transpose()?;
+    let buffering = validate::buffering(
+        size_bytes,
+        INTERVAL_SECS,
+        opt(&hints.interval_secs, INTERVAL_SECS)?.copied(),
+    )?;
+    let compression = match opt(&raw.compression, COMPRESSION)? {
+        Some(name) => validate::compression(COMPRESSION, name, native_name)?,
+        None => Compression::Uncompressed,
+    };
+    let file_extension = validate::file_extension(
+        FILE_EXTENSION,
+        opt(&raw.file_extension, FILE_EXTENSION)?.map(String::as_str),
+    )?;
+    let (time_zone, time_zone_name) = validate::time_zone(
+        TIME_ZONE,
+        opt(&raw.time_zone, TIME_ZONE)?.map(String::as_str),
+    )?;
+    Ok(DestinationConfig {
+        target,
+        prefix,
+        error_output_prefix,
+        buffering,
+        compression,
+        file_extension,
+        time_zone,
+        time_zone_name,
+        // Firehose's default: records are concatenated as sent.
+        append_delimiter: opt(&raw.append_delimiter, APPEND_DELIMITER)?
+            .copied()
+            .unwrap_or(false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Buffering, MIB};
+
+    const CWD: &str = "/srv/sluice";
+
+    fn config_file(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name)
+    }
+
+    fn parse_str(text: &str) -> Result<StreamConfig, ConfigError> {
+        parse(text, Path::new("test.toml"), Path::new(CWD))
+    }
+
+    const MINIMAL: &str = r#"
+        name = "s"
+        [source]
+        type = "direct_put"
+        [destination]
+        type = "local"
+        path = "out"
+    "#;
+
+    #[test]
+    fn local_toml_is_the_documented_default_stream() {
+        let config = crate::config::load(&config_file("local.toml"), Path::new(CWD)).unwrap();
+        assert_eq!(config.name, "local");
+        assert_eq!(config.version, 1);
+        let SourceConfig::DirectPut(direct_put) = &config.source;
+        assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
+        let d = &config.destination;
+        assert_eq!(
+            d.target,
+            Target::Local {
+                path: PathBuf::from("/srv/sluice/data")
+            }
+        );
+        assert_eq!(
+            d.buffering,
+            Buffering {
+                size_bytes: 5 * MIB,
+                interval: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(d.compression, Compression::Uncompressed);
+        assert_eq!(d.extension(), "");
+        assert!(d.append_delimiter);
+        assert_eq!(d.time_zone_name, "UTC");
+    }
+
+    #[test]
+    fn example_toml_parses_with_every_option() {
+        let config = crate::config::load(&config_file("example.toml"), Path::new(CWD)).unwrap();
+        assert_eq!(config.name, "clickstream");
+        let SourceConfig::DirectPut(direct_put) = &config.source;
+        assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
+        let d = &config.destination;
+        assert_eq!(
+            d.target,
+            Target::Local {
+                path: PathBuf::from("/srv/sluice/data")
+            }
+        );
+        assert_eq!(d.prefix.as_str(), "clicks/!{timestamp:yyyy/MM/dd}/");
+        assert_eq!(d.buffering, Buffering::default());
+        assert_eq!(d.compression, Compression::Gzip);
+        assert_eq!(d.extension(), ".json.gz");
+        assert_eq!(d.time_zone, jiff::tz::TimeZone::UTC);
+        assert!(d.append_delimiter);
+    }
+
+    #[test]
+    fn absent_options_take_firehose_defaults() {
+        let config = parse_str(MINIMAL).unwrap();
+        let SourceConfig::DirectPut(direct_put) = &config.source;
+        assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
+        let d = &config.destination;
+        assert_eq!(
+            d.buffering,
+            Buffering {
+                size_bytes: 5 * MIB,
+                interval: Duration::from_secs(300)
+            }
+        );
+        assert_eq!(d.compression, Compression::Uncompressed);
+        assert_eq!(d.file_extension, None);
+        assert_eq!(d.time_zone, jiff::tz::TimeZone::UTC);
+        assert_eq!(d.time_zone_name, "UTC");
+        assert!(!d.append_delimiter);
+    }
+
+    #[test]
+    fn one_buffering_field_keeps_the_other_default() {
+        let config = parse_str(&format!(
+            "{MINIMAL}\n[destination.buffering]\ninterval_secs = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.destination.buffering,
+            Buffering {
+                size_bytes: 5 * MIB,
+                interval: Duration::ZERO
+            }
+        );
+    }
+
+    #[test]
+    fn every_compression_has_a_native_name() {
+        for compression in validate::ALL_COMPRESSIONS {
+            let text = format!("{MINIMAL}compression = {:?}\n", native_name(compression));
+            assert_eq!(
+                parse_str(&text).unwrap().destination.compression,
+                compression
+            );
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_cwd() {
+        for (path, cwd, want) in [
+            ("out", "/srv/sluice", "/srv/sluice/out"),
+            ("./out/x", "/srv/sluice", "/srv/sluice/out/x"),
+            ("../out", "/srv/sluice", "/srv/sluice/../out"),
+            ("/var/lib/sluice/out", "/srv/sluice", "/var/lib/sluice/out"),
+            ("out", "/elsewhere", "/elsewhere/out"),
+        ] {
+            let text = MINIMAL.replace(r#"path = "out""#, &format!("path = {path:?}"));
+            let config = parse(&text, Path::new("t.toml"), Path::new(cwd)).unwrap();
+            assert_eq!(
+                config.destination.target,
+                Target::Local {
+                    path: PathBuf::from(want)
+                },
+                "{path} in {cwd}"
+            );
+        }
+    }
+
+    /// Each case replaces one line of a valid config; the error must name the
+    /// option by its dotted path (or, for serde errors, by its key).
+    #[test]
+    fn every_invalid_option_is_named() {
+        let base = r#"
+name = "s"
+[source]
+type = "direct_put"
+max_wal_bytes = 1073741824
+[destination]
+type = "local"
+path = "out"
+compression = "gzip"
+file_extension = ".gz"
+time_zone = "UTC"
+append_delimiter = true
+[destination.buffering]
+size_bytes = 5242880
+interval_secs = 300
+"#;
+        assert!(parse_str(base).is_ok(), "the base case must be valid");
+        let cases: &[(&str, &str, &str)] = &[
+            (r#"name = "s""#, r#"name = """#, "`name`"),
+            (r#"name = "s""#, r#"name = "has space""#, "`name`"),
+            (
+                r#"name = "s""#,
+                &format!("name = {:?}", "x".repeat(65)),
+                "`name`",
+            ),
+            (
+                "max_wal_bytes = 1073741824",
+                "max_wal_bytes = 1048575",
+                "`source.max_wal_bytes`",
+            ),
+            (
+                "max_wal_bytes = 1073741824",
+                "max_wal_bytes = -1",
+                "`source.max_wal_bytes`",
+            ),
+            (r#"path = "out""#, r#"path = """#, "`destination.path`"),
+            (
+                r#"compression = "gzip""#,
+                r#"compression = "GZIP""#,
+                "`destination.compression`",
+            ),
+            (
+                r#"compression = "gzip""#,
+                r#"compression = "lz4""#,
+                "`destination.compression`",
+            ),
+            (
+                r#"file_extension = ".gz""#,
+                r#"file_extension = "gz""#,
+                "`destination.file_extension`",
+            ),
+            (
+                r#"file_extension = ".gz""#,
+                r#"file_extension = ".GZ""#,
+                "`destination.file_extension`",
+            ),
+            (
+                r#"file_extension = ".gz""#,
+                &format!("file_extension = \".{}\"", "a".repeat(128)),
+                "`destination.file_extension`",
+            ),
+            (
+                r#"time_zone = "UTC""#,
+                r#"time_zone = "Mars/Olympus""#,
+                "`destination.time_zone`",
+            ),
+            (
+                r#"time_zone = "UTC""#,
+                r#"time_zone = "UTC+1""#,
+                "`destination.time_zone`",
+            ),
+            (
+                "size_bytes = 5242880",
+                "size_bytes = 0",
+                "`destination.buffering.size_bytes`",
+            ),
+            (
+                "size_bytes = 5242880",
+                "size_bytes = 134217729",
+                "`destination.buffering.size_bytes`",
+            ),
+            (
+                "interval_secs = 300",
+                "interval_secs = 901",
+                "`destination.buffering.interval_secs`",
+            ),
+            (
+                "interval_secs = 300",
+                "interval_secs = -1",
+                "`destination.buffering.interval_secs`",
+            ),
+            // Wrong types.
+            (
+                "interval_secs = 300",
+                r#"interval_secs = "300""#,
+                "`destination.buffering.interval_secs`",
+            ),
+            (
+                "interval_secs = 300",
+                "interval_secs = 1.5",
+                "`destination.buffering.interval_secs`",
+            ),
+            (
+                "append_delimiter = true",
+                r#"append_delimiter = "yes""#,
+                "`destination.append_delimiter`",
+            ),
+            (r#"name = "s""#, "name = 1", "`name`"),
+            (r#"name = "s""#, "name = 1979-05-27", "`name`"),
+            (r#"path = "out""#, "path = []", "`destination.path`"),
+            (
+                r#"compression = "gzip""#,
+                "compression = true",
+                "`destination.compression`",
+            ),
+            (
+                "max_wal_bytes = 1073741824",
+                r#"max_wal_bytes = "1 GiB""#,
+                "`source.max_wal_bytes`",
+            ),
+            // Unknown alternatives: serde names the value.
+            (r#"type = "direct_put""#, r#"type = "kinesis""#, "kinesis"),
+            (r#"type = "local""#, r#"type = "s3""#, "s3"),
+        ];
+        for (from, to, option) in cases {
+            assert!(base.contains(from), "case {to:?} does not apply");
+            let text = base.replacen(from, to, 1);
+            let err = parse_str(&text).expect_err(to).to_string();
+            assert!(
+                err.contains(option),
+                "{to:?}: message {err:?} does not name {option}"
+            );
+        }
+    }
+
+    #[test]
+    fn range_message_is_the_documented_one() {
+        let err = parse_str(&format!(
+            "{MINIMAL}\n[destination.buffering]\nsize_bytes = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid option `destination.buffering.size_bytes`: \
+             must be between 1048576 and 134217728 bytes (1-128 MiB), got 0"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_parse_errors_naming_the_field() {
+        let err = parse_str(&format!("nmae = \"x\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse { message, .. } if message.contains("nmae")),
+            "{err}"
+        );
+        for (table_line, extra, field) in [
+            ("type = \"direct_put\"", "max_wal_mb = 5", "max_wal_mb"),
+            ("type = \"local\"", "pth = \"x\"", "pth"),
+            ("type = \"local\"", "interval_secs = 60", "interval_secs"),
+        ] {
+            let text = MINIMAL.replacen(table_line, &format!("{table_line}\n{extra}"), 1);
+            let err = parse_str(&text).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Parse { message, .. } if message.contains(field)),
+                "{err}"
+            );
+        }
+        let text = format!("{MINIMAL}\n[destination.buffering]\nsize_mb = 5\n");
+        let err = parse_str(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse { message, .. } if message.contains("size_mb")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_required_options_are_named() {
+        for (remove, field) in [
+            (r#"name = "s""#, "name"),
+            (r#"path = "out""#, "path"),
+            (r#"type = "local""#, "type"),
+        ] {
+            let err = parse_str(&MINIMAL.replacen(remove, "", 1)).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Parse { message, .. } if message.contains(field)),
+                "{err}"
+            );
+        }
+    }
 }
