@@ -28,10 +28,11 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{self, ApiState, ApiStream};
 use crate::buffer::{BufferError, BufferStage, ObjectNamer};
 use crate::checkpoint::{CheckpointError, CheckpointStore, FileCheckpointStore};
-use crate::config::{MIB, SourceConfig, StreamConfig, Target};
+use crate::config::{Encryption, MIB, SourceConfig, StreamConfig, Target};
 use crate::delivery::{Delivery, DeliveryError, Epoch};
 use crate::error::{Classify, Fault};
-use crate::sink::{LocalSink, ObjectSink, SinkError};
+use crate::sink::s3::{self, S3Options, UploadFilter};
+use crate::sink::{LocalSink, ObjectSink, S3Sink, SinkError};
 use crate::source::direct_put::{Wal, WalError};
 
 /// Runtime options from the command line.
@@ -141,10 +142,18 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let _lock = lock_state_dir(&options.state_dir)?;
     let created = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    // One AWS config per process, loaded only when a stream needs AWS.
+    let sdk = if streams.iter().any(|s| matches!(s.destination.target, Target::S3(_))) {
+        let region = aws_config::meta::region::RegionProviderChain::default_provider()
+            .or_else(aws_config::Region::new("us-east-1"));
+        Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region).load().await)
+    } else {
+        None
+    };
     let mut parts = Vec::new();
     let mut api_streams = BTreeMap::new();
     for config in &streams {
-        let stream = open_stream(config, &options.state_dir).await?;
+        let stream = open_stream(config, &options.state_dir, sdk.as_ref()).await?;
         api_streams.insert(
             config.name.clone(),
             ApiStream { wal: stream.wal.clone(), description: description(config, &*stream.sink, created) },
@@ -226,7 +235,11 @@ fn lock_state_dir(dir: &Path) -> Result<File, AppError> {
     }
 }
 
-async fn open_stream(config: &StreamConfig, state_dir: &Path) -> Result<StreamParts, AppError> {
+async fn open_stream(
+    config: &StreamConfig,
+    state_dir: &Path,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<StreamParts, AppError> {
     let err = |message: String| AppError::Stream { stream: config.name.clone(), message };
     let dir = state_dir.join(&config.name);
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
@@ -238,6 +251,19 @@ async fn open_stream(config: &StreamConfig, state_dir: &Path) -> Result<StreamPa
     let destination = &config.destination;
     let sink: Arc<dyn ObjectSink> = match &destination.target {
         Target::Local { path } => Arc::new(LocalSink::new(path, &config.name).map_err(|e: SinkError| err(e.to_string()))?),
+        Target::S3(target) => {
+            let sdk = sdk.ok_or_else(|| err("AWS configuration was not loaded".into()))?;
+            let options = S3Options {
+                bucket: target.bucket.clone(),
+                part_size_bytes: target.part_size_bytes as usize,
+                max_concurrent_parts: target.max_concurrent_parts,
+                encryption: target.encryption.clone(),
+            };
+            let mut prefixes = vec![destination.prefix.as_str(), destination.error_output_prefix.as_str()];
+            prefixes.extend(destination.backup.as_ref().map(|b| b.prefix.as_str()));
+            let filter = UploadFilter { list_prefix: literal_head(&prefixes), stream: config.name.clone() };
+            Arc::new(S3Sink::new(s3::client(sdk, target), options, filter))
+        }
     };
     let stage = BufferStage {
         namer: ObjectNamer::new(&config.name, config.version, destination),
@@ -245,8 +271,32 @@ async fn open_stream(config: &StreamConfig, state_dir: &Path) -> Result<StreamPa
         buffering: destination.buffering,
         compression: destination.compression,
         delimiter: destination.append_delimiter,
+        backup: destination.backup.as_ref().map(|b| {
+            let namer = ObjectNamer::with_prefix(
+                &config.name,
+                config.version,
+                b.prefix.clone(),
+                destination.time_zone.clone(),
+                b.compression.default_extension(),
+            );
+            (namer, b.compression)
+        }),
     };
     Ok(StreamParts { name: config.name.clone(), wal, sink, store, stage })
+}
+
+/// The longest literal text every prefix starts with: where this stream's
+/// objects can be listed from, whatever the expressions evaluate to.
+fn literal_head(prefixes: &[&str]) -> String {
+    let heads: Vec<&str> = prefixes.iter().map(|p| p.split("!{").next().unwrap_or("")).collect();
+    let first = heads.first().copied().unwrap_or("");
+    let len = first
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|&end| heads.iter().all(|h| h.starts_with(&first[..end])))
+        .last()
+        .unwrap_or(0);
+    first[..len].to_owned()
 }
 
 /// Firehose's `DeliveryStreamDescription` for a stream.
@@ -272,7 +322,14 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
                     "IntervalInSeconds": d.buffering.interval.as_secs(),
                 },
                 "CompressionFormat": d.compression.firehose_name(),
-                "EncryptionConfiguration": {"NoEncryptionConfig": "NoEncryption"},
+                "EncryptionConfiguration": match &d.target {
+                    Target::S3(s3) => match &s3.encryption {
+                        Encryption::None => json!({"NoEncryptionConfig": "NoEncryption"}),
+                        Encryption::SseS3 => json!({}),
+                        Encryption::SseKms { key_arn } => json!({"KMSEncryptionConfig": {"AWSKMSKeyARN": key_arn}}),
+                    },
+                    Target::Local { .. } => json!({"NoEncryptionConfig": "NoEncryption"}),
+                },
                 "FileExtension": d.extension(),
                 "CustomTimeZone": d.time_zone_name,
                 "ProcessingConfiguration": {
@@ -283,7 +340,7 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
                         json!([])
                     },
                 },
-                "S3BackupMode": "Disabled",
+                "S3BackupMode": if d.backup.is_some() { "Enabled" } else { "Disabled" },
             },
         }],
         "HasMoreDestinations": false,

@@ -92,13 +92,24 @@ pub struct ObjectNamer {
 impl ObjectNamer {
     /// A namer for a stream's delivered objects.
     pub fn new(stream: &str, version: u32, destination: &DestinationConfig) -> Self {
-        ObjectNamer {
-            stream: stream.to_owned(),
+        Self::with_prefix(
+            stream,
             version,
-            prefix: destination.prefix.clone(),
-            time_zone: destination.time_zone.clone(),
-            extension: destination.extension().to_owned(),
-        }
+            destination.prefix.clone(),
+            destination.time_zone.clone(),
+            destination.extension(),
+        )
+    }
+
+    /// A namer for objects below another prefix (source-record backups).
+    pub fn with_prefix(
+        stream: &str,
+        version: u32,
+        prefix: Prefix,
+        time_zone: jiff::tz::TimeZone,
+        extension: &str,
+    ) -> Self {
+        ObjectNamer { stream: stream.to_owned(), version, prefix, time_zone, extension: extension.to_owned() }
     }
 
     /// The key of an object whose oldest record arrived at `arrival_ms`.
@@ -129,6 +140,8 @@ impl ObjectNamer {
 /// The object currently being filled.
 struct OpenObject {
     encoder: ObjectEncoder,
+    /// The source-record backup of the same records, when enabled.
+    backup: Option<ObjectEncoder>,
     opened: Instant,
     bytes: u64,
     records: u64,
@@ -148,6 +161,10 @@ pub struct BufferStage {
     pub compression: Compression,
     /// Append `\n` after each record.
     pub delimiter: bool,
+    /// Source-record backup: its namer and compression. Backups hold the
+    /// records as they came from the source, before any processor, with the
+    /// same delimiter setting so they can be split again.
+    pub backup: Option<(ObjectNamer, Compression)>,
 }
 
 impl BufferStage {
@@ -206,7 +223,11 @@ impl BufferStage {
                 let mut result = Ok(());
                 while i < records.len() && object.bytes < limit {
                     let record = &records[i];
-                    if let Err(e) = object.encoder.append(&record.data) {
+                    let appended = object.encoder.append(&record.data).and_then(|()| match &mut object.backup {
+                        Some(backup) => backup.append(&record.data),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = appended {
                         result = Err(e);
                         break;
                     }
@@ -234,8 +255,17 @@ impl BufferStage {
     async fn open(&self, arrival_ms: i64) -> Result<OpenObject, BufferError> {
         let (key, name) = self.namer.key(arrival_ms)?;
         let writer = self.sink.stage(&key).await?;
+        let backup = match &self.backup {
+            None => None,
+            Some((namer, compression)) => {
+                let (key, name) = namer.key(arrival_ms)?;
+                let writer = self.sink.stage(&key).await?;
+                Some(encode::raw(writer, *compression, self.delimiter, &name))
+            }
+        };
         Ok(OpenObject {
             encoder: encode::raw(writer, self.compression, self.delimiter, &name),
+            backup,
             opened: Instant::now(),
             bytes: 0,
             records: 0,
@@ -245,8 +275,10 @@ impl BufferStage {
 }
 
 async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), BufferError> {
+    let mut objects = vec![object.encoder];
+    objects.extend(object.backup);
     let epoch = Epoch {
-        objects: vec![object.encoder],
+        objects,
         wal: object.last,
         records: object.records,
         bytes: object.bytes,
@@ -289,6 +321,7 @@ mod tests {
             time_zone: jiff::tz::TimeZone::UTC,
             time_zone_name: "UTC".into(),
             append_delimiter: false,
+            backup: None,
         };
         let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s").unwrap());
         let stage = BufferStage {
@@ -297,6 +330,7 @@ mod tests {
             buffering: destination.buffering,
             compression: destination.compression,
             delimiter: false,
+            backup: None,
         };
         Fixture { _dir: dir, wal, stage }
     }

@@ -35,7 +35,8 @@ use serde_json::Value;
 
 use super::validate::{self, Checked, opt};
 use super::{
-    Buffering, Compression, ConfigError, DEFAULT_MAX_WAL_BYTES, DestinationConfig, DirectPutConfig,
+    BackupConfig, Buffering, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
+    DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig, Encryption, S3Target,
     SourceConfig, StreamConfig, Target,
 };
 
@@ -128,7 +129,7 @@ struct ExtendedS3DestinationConfiguration {
     #[serde(rename = "S3BackupMode")]
     s3_backup_mode: Option<Checked<String>>,
     #[serde(rename = "S3BackupConfiguration")]
-    s3_backup_configuration: Option<Value>,
+    s3_backup_configuration: Option<S3BackupConfiguration>,
     #[serde(rename = "DataFormatConversionConfiguration")]
     data_format_conversion_configuration: Option<Value>,
     #[serde(rename = "DynamicPartitioningConfiguration")]
@@ -150,6 +151,40 @@ struct BufferingHints {
     interval_in_seconds: Option<Checked<i64>>,
 }
 
+/// `S3BackupConfiguration` (an `S3DestinationConfiguration`). Firehose
+/// ignores its `ErrorOutputPrefix`; sluice writes backups with the
+/// destination's buffers and credentials, so `BufferingHints`, `RoleARN`,
+/// `EncryptionConfiguration` and `CloudWatchLoggingOptions` are accepted and
+/// not used.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3BackupConfiguration {
+    #[serde(rename = "RoleARN")]
+    _role_arn: Option<Value>,
+    #[serde(rename = "BucketARN")]
+    bucket_arn: Option<Checked<String>>,
+    #[serde(rename = "Prefix")]
+    prefix: Option<Checked<String>>,
+    #[serde(rename = "ErrorOutputPrefix")]
+    _error_output_prefix: Option<Value>,
+    #[serde(rename = "BufferingHints")]
+    _buffering_hints: Option<Value>,
+    #[serde(rename = "CompressionFormat")]
+    compression_format: Option<Checked<String>>,
+    #[serde(rename = "EncryptionConfiguration")]
+    _encryption_configuration: Option<Value>,
+    #[serde(rename = "CloudWatchLoggingOptions")]
+    _cloud_watch_logging_options: Option<Value>,
+}
+
+/// `KMSEncryptionConfig`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KmsEncryptionConfig {
+    #[serde(rename = "AWSKMSKeyARN")]
+    key_arn: Checked<String>,
+}
+
 /// `EncryptionConfiguration` (of the S3 objects).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,7 +192,7 @@ struct EncryptionConfiguration {
     #[serde(rename = "NoEncryptionConfig")]
     no_encryption_config: Option<Checked<String>>,
     #[serde(rename = "KMSEncryptionConfig")]
-    kms_encryption_config: Option<Value>,
+    kms_encryption_config: Option<KmsEncryptionConfig>,
 }
 
 /// `ProcessingConfiguration`.
@@ -244,12 +279,6 @@ fn section_enabled(section: &Value) -> bool {
     section.get("Enabled") != Some(&Value::Bool(false))
 }
 
-/// Whether a `BucketARN` names an S3 bucket (`arn:<partition>:s3:::<bucket>`).
-fn is_s3_bucket_arn(arn: &str) -> bool {
-    let mut parts = arn.split(':');
-    parts.next() == Some("arn") && parts.nth(1) == Some("s3")
-}
-
 /// Pass 1: the dotted path of every present field sluice does not implement,
 /// with a hint where there is something better to say than "unsupported".
 /// Values of the wrong type are left to pass 2, which names them.
@@ -322,31 +351,6 @@ fn unsupported_options(input: &CreateDeliveryStreamInput) -> Vec<String> {
     let Some(d) = &input.extended_s3_destination_configuration else {
         return out;
     };
-    if d.bucket_arn
-        .as_ref()
-        .and_then(Checked::ok)
-        .is_some_and(|arn| is_s3_bucket_arn(arn))
-    {
-        out.push(format!(
-            "{ES3}.BucketARN (S3 buckets are not supported yet; use {FILE_SCHEME}<directory> for a local directory)"
-        ));
-    }
-    if d.encryption_configuration
-        .as_ref()
-        .is_some_and(|e| e.kms_encryption_config.is_some())
-    {
-        out.push(format!("{ES3}.EncryptionConfiguration.KMSEncryptionConfig"));
-    }
-    if d.s3_backup_mode
-        .as_ref()
-        .and_then(Checked::ok)
-        .is_some_and(|mode| mode == "Enabled")
-    {
-        out.push(format!("{ES3}.S3BackupMode (Enabled)"));
-    }
-    if d.s3_backup_configuration.is_some() {
-        out.push(format!("{ES3}.S3BackupConfiguration"));
-    }
     if d.data_format_conversion_configuration
         .as_ref()
         .is_some_and(section_enabled)
@@ -422,19 +426,24 @@ fn validate_destination(
         None => {
             return Err(ConfigError::invalid(
                 bucket_arn,
-                format!("required: {FILE_SCHEME}<directory> for a local directory"),
+                format!("required: arn:aws:s3:::<bucket>, or {FILE_SCHEME}<directory> for a local directory"),
             ));
         }
         Some(arn) => match arn.strip_prefix(FILE_SCHEME) {
             Some(dir) => Target::Local {
                 path: validate::local_dir(&bucket_arn, dir, cwd)?,
             },
-            None => {
-                return Err(ConfigError::invalid(
-                    bucket_arn,
-                    format!("must be {FILE_SCHEME}<directory> (a local directory), got {arn:?}"),
-                ));
-            }
+            None => Target::S3(S3Target {
+                bucket: validate::bucket_arn(&bucket_arn, arn)?,
+                // The Firehose shape has no endpoint field: the standard
+                // AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables apply.
+                endpoint_url: None,
+                force_path_style: None,
+                part_size_bytes: DEFAULT_PART_SIZE_BYTES,
+                max_concurrent_parts: DEFAULT_MAX_CONCURRENT_PARTS,
+                attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+                encryption: encryption(d)?,
+            }),
         },
     };
     let (prefix_option, error_output_prefix_option) =
@@ -461,27 +470,11 @@ fn validate_destination(
         &zone_option,
         opt(&d.custom_time_zone, &zone_option)?.map(String::as_str),
     )?;
-    if let Some(encryption) = &d.encryption_configuration {
-        let option = format!("{ES3}.EncryptionConfiguration.NoEncryptionConfig");
-        if let Some(value) = opt(&encryption.no_encryption_config, &option)?
-            && value != "NoEncryption"
-        {
-            return Err(ConfigError::invalid(
-                option,
-                format!("must be \"NoEncryption\", got {value:?}"),
-            ));
-        }
+    if matches!(target, Target::Local { .. }) {
+        // Validated for the message; a local directory has no encryption.
+        encryption(d)?;
     }
-    let backup_option = format!("{ES3}.S3BackupMode");
-    match opt(&d.s3_backup_mode, &backup_option)?.map(String::as_str) {
-        None | Some("Disabled") => {}
-        Some(other) => {
-            return Err(ConfigError::invalid(
-                backup_option,
-                format!("must be Disabled or Enabled, got {other:?}"),
-            ));
-        }
-    }
+    let backup = backup(d, &target)?;
     let append_delimiter = match &d.processing_configuration {
         Some(pc) => append_delimiter(pc)?,
         None => false,
@@ -496,7 +489,74 @@ fn validate_destination(
         time_zone,
         time_zone_name,
         append_delimiter,
+        backup,
     })
+}
+
+/// `EncryptionConfiguration`: absent means SSE-S3 (sluice's default),
+/// `NoEncryption` leaves the bucket's default, a KMS key selects SSE-KMS.
+fn encryption(d: &ExtendedS3DestinationConfiguration) -> Result<Encryption, ConfigError> {
+    let Some(e) = &d.encryption_configuration else {
+        return Ok(Encryption::SseS3);
+    };
+    let none_option = format!("{ES3}.EncryptionConfiguration.NoEncryptionConfig");
+    let kms_option = format!("{ES3}.EncryptionConfiguration.KMSEncryptionConfig.AWSKMSKeyARN");
+    match (opt(&e.no_encryption_config, &none_option)?, &e.kms_encryption_config) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            format!("{ES3}.EncryptionConfiguration"),
+            "give NoEncryptionConfig or KMSEncryptionConfig, not both",
+        )),
+        (Some(value), None) if value == "NoEncryption" => Ok(Encryption::None),
+        (Some(value), None) => Err(ConfigError::invalid(none_option, format!("must be \"NoEncryption\", got {value:?}"))),
+        (None, Some(kms)) => {
+            let key_arn = kms.key_arn.get(&kms_option)?;
+            if !key_arn.starts_with("arn:") {
+                return Err(ConfigError::invalid(kms_option, format!("must be a KMS key ARN, got {key_arn:?}")));
+            }
+            Ok(Encryption::SseKms { key_arn: key_arn.clone() })
+        }
+        (None, None) => Ok(Encryption::SseS3),
+    }
+}
+
+/// `S3BackupMode` and `S3BackupConfiguration`.
+fn backup(d: &ExtendedS3DestinationConfiguration, target: &Target) -> Result<Option<BackupConfig>, ConfigError> {
+    let mode_option = format!("{ES3}.S3BackupMode");
+    let config_option = format!("{ES3}.S3BackupConfiguration");
+    let enabled = match opt(&d.s3_backup_mode, &mode_option)?.map(String::as_str) {
+        None | Some("Disabled") => false,
+        Some("Enabled") => true,
+        Some(other) => {
+            return Err(ConfigError::invalid(mode_option, format!("must be Disabled or Enabled, got {other:?}")));
+        }
+    };
+    let Some(b) = d.s3_backup_configuration.as_ref().filter(|_| enabled) else {
+        if enabled {
+            return Err(ConfigError::invalid(config_option, "required when S3BackupMode is Enabled"));
+        }
+        return Ok(None);
+    };
+    let arn_option = format!("{config_option}.BucketARN");
+    let same_place = match (opt(&b.bucket_arn, &arn_option)?, target) {
+        (None, _) => true,
+        (Some(arn), Target::Local { .. }) => arn.starts_with(FILE_SCHEME) && d.bucket_arn.as_ref().and_then(Checked::ok) == Some(arn),
+        (Some(arn), Target::S3(s3)) => validate::bucket_arn(&arn_option, arn)? == s3.bucket,
+    };
+    if !same_place {
+        return Err(ConfigError::invalid(
+            arn_option,
+            "sluice writes backups to the destination's own bucket (or directory); use a backup Prefix instead",
+        ));
+    }
+    let prefix_option = format!("{config_option}.Prefix");
+    let compression_option = format!("{config_option}.CompressionFormat");
+    Ok(Some(BackupConfig {
+        prefix: validate::backup_prefix(&prefix_option, opt(&b.prefix, &prefix_option)?.map(String::as_str))?,
+        compression: match opt(&b.compression_format, &compression_option)? {
+            Some(name) => validate::compression(&compression_option, name, Compression::firehose_name)?,
+            None => Compression::Uncompressed,
+        },
+    }))
 }
 
 /// `BufferingHints`: both fields or neither, as Firehose requires, so a

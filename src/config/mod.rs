@@ -73,6 +73,19 @@ pub struct DestinationConfig {
     pub time_zone_name: String,
     /// Append `\n` after each record (Firehose's `AppendDelimiterToRecord` processor).
     pub append_delimiter: bool,
+    /// Source-record backup (Firehose `S3BackupMode` Enabled): every source
+    /// record is also written, untransformed, below the backup prefix of the
+    /// same bucket or directory.
+    pub backup: Option<BackupConfig>,
+}
+
+/// Where and how source records are backed up.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Backup key prefix (Firehose rules; the implicit `YYYY/MM/dd/HH/` applies).
+    pub prefix: Prefix,
+    /// Compression of backup objects.
+    pub compression: Compression,
 }
 
 impl DestinationConfig {
@@ -91,6 +104,50 @@ pub enum Target {
     Local {
         /// The directory (absolute after validation).
         path: PathBuf,
+    },
+    /// An S3 (or S3-compatible) bucket.
+    S3(S3Target),
+}
+
+/// An S3 destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Target {
+    /// Bucket name.
+    pub bucket: String,
+    /// Endpoint override; `None` = `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`
+    /// or AWS's own endpoints.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing; `None` = automatic (on for IP and localhost
+    /// endpoints, which cannot serve virtual-hosted buckets).
+    pub force_path_style: Option<bool>,
+    /// Bytes per multipart part (at least 5 MiB).
+    pub part_size_bytes: u64,
+    /// Parts uploaded concurrently per object.
+    pub max_concurrent_parts: usize,
+    /// Timeout of one S3 request attempt.
+    pub attempt_timeout: Duration,
+    /// Server-side encryption.
+    pub encryption: Encryption,
+}
+
+/// Default multipart part size: 8 MiB.
+pub const DEFAULT_PART_SIZE_BYTES: u64 = 8 * MIB;
+/// Default parts in flight per object.
+pub const DEFAULT_MAX_CONCURRENT_PARTS: usize = 4;
+/// Default S3 attempt timeout.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Server-side encryption of delivered objects (Firehose `EncryptionConfiguration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// No header: the bucket's default encryption applies (`NoEncryption`).
+    None,
+    /// SSE-S3 (`AES256`): sluice's default.
+    SseS3,
+    /// SSE-KMS with a key ARN (`KMSEncryptionConfig`).
+    SseKms {
+        /// The KMS key ARN.
+        key_arn: String,
     },
 }
 

@@ -19,9 +19,11 @@ use serde::Deserialize;
 
 use super::validate::{self, Checked, opt};
 use super::{
-    Compression, ConfigError, DEFAULT_MAX_WAL_BYTES, DestinationConfig, DirectPutConfig,
-    SourceConfig, StreamConfig, Target,
+    BackupConfig, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
+    DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig,
+    Encryption, S3Target, SourceConfig, StreamConfig, Target,
 };
+use std::time::Duration;
 
 /// A whole native config file. The `rename`s of the raw structs only change
 /// how serde's messages refer to a table ("expected struct destination").
@@ -62,6 +64,40 @@ struct RawDirectPut {
 )]
 enum RawDestination {
     Local(RawLocal),
+    S3(RawS3),
+}
+
+/// `[destination.backup]`: source-record backup (Firehose `S3BackupMode`
+/// Enabled), in the destination's own bucket or directory.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "destination.backup", deny_unknown_fields)]
+struct RawBackup {
+    prefix: Option<Checked<String>>,
+    compression: Option<Checked<String>>,
+}
+
+/// `[destination]` with `type = "s3"`: the options every destination has,
+/// plus the bucket and how to reach it.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "destination", deny_unknown_fields)]
+struct RawS3 {
+    bucket: Option<Checked<String>>,
+    bucket_arn: Option<Checked<String>>,
+    endpoint_url: Option<Checked<String>>,
+    force_path_style: Option<Checked<bool>>,
+    part_size_bytes: Option<Checked<i64>>,
+    max_concurrent_parts: Option<Checked<i64>>,
+    attempt_timeout_secs: Option<Checked<i64>>,
+    encryption: Option<Checked<String>>,
+    kms_key_arn: Option<Checked<String>>,
+    prefix: Option<Checked<String>>,
+    error_output_prefix: Option<Checked<String>>,
+    compression: Option<Checked<String>>,
+    file_extension: Option<Checked<String>>,
+    time_zone: Option<Checked<String>>,
+    append_delimiter: Option<Checked<bool>>,
+    buffering: Option<RawBuffering>,
+    backup: Option<RawBackup>,
 }
 
 /// `[destination]` with `type = "local"`.
@@ -78,6 +114,19 @@ struct RawLocal {
     time_zone: Option<Checked<String>>,
     append_delimiter: Option<Checked<bool>>,
     buffering: Option<RawBuffering>,
+    backup: Option<RawBackup>,
+}
+
+/// The options every destination kind shares, taken out of its raw table.
+struct RawCommon {
+    prefix: Option<Checked<String>>,
+    error_output_prefix: Option<Checked<String>>,
+    compression: Option<Checked<String>>,
+    file_extension: Option<Checked<String>>,
+    time_zone: Option<Checked<String>>,
+    append_delimiter: Option<Checked<bool>>,
+    buffering: Option<RawBuffering>,
+    backup: Option<RawBackup>,
 }
 
 /// `[destination.buffering]`. Unlike Firehose's `BufferingHints`, either
@@ -133,7 +182,35 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigErr
         }
     };
     let destination = match raw.destination {
-        RawDestination::Local(local) => validate_local(local, cwd)?,
+        RawDestination::Local(local) => {
+            const PATH: &str = "destination.path";
+            let target = Target::Local { path: validate::local_dir(PATH, local.path.get(PATH)?, cwd)? };
+            let common = RawCommon {
+                prefix: local.prefix,
+                error_output_prefix: local.error_output_prefix,
+                compression: local.compression,
+                file_extension: local.file_extension,
+                time_zone: local.time_zone,
+                append_delimiter: local.append_delimiter,
+                buffering: local.buffering,
+                backup: local.backup,
+            };
+            validate_destination(target, common)?
+        }
+        RawDestination::S3(s3) => {
+            let target = validate_s3(&s3)?;
+            let common = RawCommon {
+                prefix: s3.prefix,
+                error_output_prefix: s3.error_output_prefix,
+                compression: s3.compression,
+                file_extension: s3.file_extension,
+                time_zone: s3.time_zone,
+                append_delimiter: s3.append_delimiter,
+                buffering: s3.buffering,
+                backup: s3.backup,
+            };
+            validate_destination(target, common)?
+        }
     };
     Ok(StreamConfig {
         name,
@@ -143,8 +220,61 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigErr
     })
 }
 
-fn validate_local(raw: RawLocal, cwd: &Path) -> Result<DestinationConfig, ConfigError> {
-    const PATH: &str = "destination.path";
+fn validate_s3(raw: &RawS3) -> Result<Target, ConfigError> {
+    const BUCKET: &str = "destination.bucket";
+    const BUCKET_ARN: &str = "destination.bucket_arn";
+    const ENDPOINT_URL: &str = "destination.endpoint_url";
+    const PART_SIZE: &str = "destination.part_size_bytes";
+    const CONCURRENCY: &str = "destination.max_concurrent_parts";
+    const ATTEMPT_TIMEOUT: &str = "destination.attempt_timeout_secs";
+    const ENCRYPTION: &str = "destination.encryption";
+    const KMS_KEY_ARN: &str = "destination.kms_key_arn";
+
+    let bucket = match (opt(&raw.bucket, BUCKET)?, opt(&raw.bucket_arn, BUCKET_ARN)?) {
+        (Some(bucket), None) => validate::bucket_name(BUCKET, bucket)?,
+        (None, Some(arn)) => validate::bucket_arn(BUCKET_ARN, arn)?,
+        (Some(_), Some(_)) => return Err(ConfigError::invalid(BUCKET_ARN, "give `bucket` or `bucket_arn`, not both")),
+        (None, None) => return Err(ConfigError::invalid(BUCKET, "required for an s3 destination (or `bucket_arn`)")),
+    };
+    let kms_key_arn = opt(&raw.kms_key_arn, KMS_KEY_ARN)?;
+    let encryption = match opt(&raw.encryption, ENCRYPTION)?.map(String::as_str) {
+        None | Some("sse_s3") => Encryption::SseS3,
+        Some("none") => Encryption::None,
+        Some("sse_kms") => Encryption::SseKms {
+            key_arn: kms_key_arn
+                .ok_or_else(|| ConfigError::invalid(KMS_KEY_ARN, "required when encryption = \"sse_kms\""))?
+                .clone(),
+        },
+        Some(other) => {
+            return Err(ConfigError::invalid(ENCRYPTION, format!("must be none, sse_s3 or sse_kms, got {other:?}")));
+        }
+    };
+    if kms_key_arn.is_some() && !matches!(encryption, Encryption::SseKms { .. }) {
+        return Err(ConfigError::invalid(KMS_KEY_ARN, "only meaningful with encryption = \"sse_kms\""));
+    }
+    Ok(Target::S3(S3Target {
+        bucket,
+        endpoint_url: opt(&raw.endpoint_url, ENDPOINT_URL)?
+            .map(|url| validate::endpoint_url(ENDPOINT_URL, url))
+            .transpose()?,
+        force_path_style: opt(&raw.force_path_style, "destination.force_path_style")?.copied(),
+        part_size_bytes: match opt(&raw.part_size_bytes, PART_SIZE)? {
+            Some(&bytes) => validate::part_size_bytes(PART_SIZE, bytes)?,
+            None => DEFAULT_PART_SIZE_BYTES,
+        },
+        max_concurrent_parts: match opt(&raw.max_concurrent_parts, CONCURRENCY)? {
+            Some(&n) => validate::in_range(CONCURRENCY, n, 1, 64)? as usize,
+            None => DEFAULT_MAX_CONCURRENT_PARTS,
+        },
+        attempt_timeout: match opt(&raw.attempt_timeout_secs, ATTEMPT_TIMEOUT)? {
+            Some(&secs) => Duration::from_secs(validate::in_range(ATTEMPT_TIMEOUT, secs, 1, 3600)?),
+            None => DEFAULT_ATTEMPT_TIMEOUT,
+        },
+        encryption,
+    }))
+}
+
+fn validate_destination(target: Target, raw: RawCommon) -> Result<DestinationConfig, ConfigError> {
     const PREFIX: &str = "destination.prefix";
     const ERROR_OUTPUT_PREFIX: &str = "destination.error_output_prefix";
     const SIZE_BYTES: &str = "destination.buffering.size_bytes";
@@ -154,9 +284,8 @@ fn validate_local(raw: RawLocal, cwd: &Path) -> Result<DestinationConfig, Config
     const TIME_ZONE: &str = "destination.time_zone";
     const APPEND_DELIMITER: &str = "destination.append_delimiter";
 
-    let target = Target::Local {
-        path: validate::local_dir(PATH, raw.path.get(PATH)?, cwd)?,
-    };
+    const BACKUP_PREFIX: &str = "destination.backup.prefix";
+    const BACKUP_COMPRESSION: &str = "destination.backup.compression";
     let (prefix, error_output_prefix) = validate::prefixes(
         PREFIX,
         ERROR_OUTPUT_PREFIX,
@@ -197,6 +326,19 @@ fn validate_local(raw: RawLocal, cwd: &Path) -> Result<DestinationConfig, Config
         append_delimiter: opt(&raw.append_delimiter, APPEND_DELIMITER)?
             .copied()
             .unwrap_or(false),
+        backup: match &raw.backup {
+            None => None,
+            Some(backup) => Some(BackupConfig {
+                prefix: validate::backup_prefix(
+                    BACKUP_PREFIX,
+                    opt(&backup.prefix, BACKUP_PREFIX)?.map(String::as_str),
+                )?,
+                compression: match opt(&backup.compression, BACKUP_COMPRESSION)? {
+                    Some(name) => validate::compression(BACKUP_COMPRESSION, name, native_name)?,
+                    None => Compression::Uncompressed,
+                },
+            }),
+        },
     })
 }
 

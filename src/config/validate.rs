@@ -318,6 +318,62 @@ pub(super) fn prefixes(
     })
 }
 
+/// The backup destination's lone prefix.
+pub(super) fn backup_prefix(option: &str, prefix: Option<&str>) -> Result<Prefix, ConfigError> {
+    partition::resolve_backup(prefix).map_err(|err| match err {
+        PrefixError::Invalid { reason, .. } => ConfigError::invalid(option, reason),
+        other => ConfigError::invalid(option, other.to_string()),
+    })
+}
+
+/// An integer option within `[min, max]`.
+pub(super) fn in_range(option: &str, value: i64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match u64::try_from(value) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(ConfigError::invalid(option, format!("must be between {min} and {max}, got {value}"))),
+    }
+}
+
+/// Multipart part size: S3 needs at least 5 MiB per part (but the last);
+/// at most 5 GiB.
+pub(super) fn part_size_bytes(option: &str, bytes: i64) -> Result<u64, ConfigError> {
+    in_range(option, bytes, 5 * MIB, 5 * 1024 * MIB)
+}
+
+/// An S3 bucket name (3-63 characters of lowercase letters, digits, `.` and
+/// `-`, starting and ending with a letter or digit).
+pub(super) fn bucket_name(option: &str, bucket: &str) -> Result<String, ConfigError> {
+    let ok_chars = bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ok_ends = bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bucket.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if (3..=63).contains(&bucket.len()) && ok_chars && ok_ends {
+        Ok(bucket.to_owned())
+    } else {
+        Err(ConfigError::invalid(
+            option,
+            format!("{bucket:?} is not a valid S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')"),
+        ))
+    }
+}
+
+/// `arn:<partition>:s3:::<bucket>` -> the bucket name.
+pub(super) fn bucket_arn(option: &str, arn: &str) -> Result<String, ConfigError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, "s3", "", "", bucket] => bucket_name(option, bucket),
+        _ => Err(ConfigError::invalid(option, format!("must be arn:aws:s3:::<bucket>, got {arn:?}"))),
+    }
+}
+
+/// An endpoint override URL (`http://` or `https://`).
+pub(super) fn endpoint_url(option: &str, url: &str) -> Result<String, ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.trim_end_matches('/').to_owned())
+    } else {
+        Err(ConfigError::invalid(option, format!("must start with http:// or https://, got {url:?}")))
+    }
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;

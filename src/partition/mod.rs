@@ -549,6 +549,26 @@ pub fn resolve(
     Ok((output, error))
 }
 
+/// Applies Firehose's rules to a lone `Prefix`, as the source-record backup
+/// destination has (its `ErrorOutputPrefix` is ignored by Firehose): the
+/// implicit timestamp is appended and the evaluated length is bounded.
+///
+/// # Errors
+/// [`PrefixError`] naming the broken rule.
+pub fn resolve_backup(prefix: Option<&str>) -> Result<Prefix, PrefixError> {
+    let mut output = parse(prefix.unwrap_or(""), PrefixKind::Output)?;
+    refuse_dynamic_partitioning(&output)?;
+    output.add_implicit_timestamp()?;
+    let min = output.min_len();
+    if min > MAX_EVALUATED_CHARS {
+        return Err(invalid(
+            output.kind,
+            format!("it evaluates to at least {min} characters, more than the {MAX_EVALUATED_CHARS} allowed"),
+        ));
+    }
+    Ok(output)
+}
+
 fn refuse_dynamic_partitioning(p: &Prefix) -> Result<(), PrefixError> {
     match p.partition_keys().next() {
         Some(_) => Err(invalid(

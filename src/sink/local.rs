@@ -35,7 +35,9 @@ impl LocalSink {
     }
 
     fn complete_blocking(&self, staged: &StagedObject) -> Result<(), SinkError> {
-        let StagedHandle::LocalFile { temp } = &staged.handle;
+        let StagedHandle::LocalFile { temp } = &staged.handle else {
+            return Err(SinkError::Foreign { key: staged.key.clone() });
+        };
         let temp_path = self.staging.join(temp);
         let final_path = self.root.join(&staged.key);
         let key = || staged.key.clone();
@@ -82,9 +84,9 @@ impl ObjectSink for LocalSink {
         Box::pin(async move {
             let keep: Vec<String> = keep
                 .iter()
-                .map(|s| {
-                    let StagedHandle::LocalFile { temp } = &s.handle;
-                    temp.clone()
+                .filter_map(|s| match &s.handle {
+                    StagedHandle::LocalFile { temp } => Some(temp.clone()),
+                    StagedHandle::S3Multipart { .. } => None,
                 })
                 .collect();
             let staging = self.staging.clone();

@@ -11,6 +11,7 @@
 //! may repeat it.
 
 pub mod local;
+pub mod s3;
 
 use std::future::Future;
 use std::io::Write;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Classify, Fault};
 
 pub use local::LocalSink;
+pub use s3::S3Sink;
 
 /// A boxed future, so the seam can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,6 +45,15 @@ pub enum StagedHandle {
         /// File name inside the staging directory.
         temp: String,
     },
+    /// An S3 multipart upload with its uploaded parts, not yet completed.
+    S3Multipart {
+        /// Bucket.
+        bucket: String,
+        /// Upload id from `CreateMultipartUpload`.
+        upload_id: String,
+        /// Parts in order, with their ETags.
+        parts: Vec<s3::Part>,
+    },
 }
 
 /// A failure of the object store.
@@ -55,6 +66,28 @@ pub enum SinkError {
         key: String,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// An S3 request failed (after the SDK's own attempts).
+    #[error("S3 {operation} on `{key}` failed ({}): {message}", code.as_deref().unwrap_or("no error code"))]
+    S3 {
+        /// The S3 operation.
+        operation: &'static str,
+        /// Key (or list prefix) involved.
+        key: String,
+        /// S3 error code, e.g. `AccessDenied`, `SlowDown`.
+        code: Option<String>,
+        /// The full error chain.
+        message: String,
+        /// Whose fault.
+        fault: Fault,
+        /// Whether retrying soon can help.
+        retriable: bool,
+    },
+    /// A staged object of another sink kind was handed to this sink.
+    #[error("staged object `{key}` does not belong to this sink")]
+    Foreign {
+        /// The key.
+        key: String,
     },
     /// A committed object is neither staged nor completed: it was removed by
     /// someone else. Logged loudly; there is nothing left to complete.
@@ -73,13 +106,18 @@ impl SinkError {
 
 impl Classify for SinkError {
     fn is_retriable(&self) -> bool {
-        matches!(self, SinkError::Io { .. })
+        match self {
+            SinkError::Io { .. } => true,
+            SinkError::S3 { retriable, .. } => *retriable,
+            SinkError::Foreign { .. } | SinkError::Vanished { .. } => false,
+        }
     }
     fn fault(&self) -> Fault {
         match self {
             SinkError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => Fault::Config,
             SinkError::Io { .. } => Fault::Remote,
-            SinkError::Vanished { .. } => Fault::Bug,
+            SinkError::S3 { fault, .. } => *fault,
+            SinkError::Foreign { .. } | SinkError::Vanished { .. } => Fault::Bug,
         }
     }
 }
@@ -93,7 +131,7 @@ pub trait StagingWriter: Write + Send + std::fmt::Debug {
     fn discard(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
-/// The object-store seam: local directory now, S3 next.
+/// The object-store seam: local directory and S3.
 pub trait ObjectSink: Send + Sync + std::fmt::Debug {
     /// Starts a staged object that will become visible at `key`.
     fn stage<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>>;

@@ -1,0 +1,561 @@
+//! Amazon S3 (and S3-compatible) sink: objects are staged as multipart
+//! uploads that are completed only after the checkpoint commit covering them.
+//!
+//! - **Stage**: `CreateMultipartUpload`, then parts of `part_size_bytes` are
+//!   uploaded as the encoder fills them, at most `max_concurrent_parts` at a
+//!   time, so memory is bounded by part size times concurrency, not by object
+//!   size. `finish` uploads the tail as the last part. Until
+//!   `CompleteMultipartUpload`, readers see nothing.
+//! - **Complete**: `CompleteMultipartUpload` with the committed part list. If
+//!   S3 answers `NoSuchUpload`, the upload was already completed (recovery
+//!   repeats completions) or aborted; `HeadObject` tells which.
+//! - **Abort**: at start, every multipart upload of this stream that the
+//!   committed checkpoint does not list is aborted. Uploads are recognised by
+//!   the object name Firehose's layout gives them (`<stream>-<version>-...`)
+//!   below the literal head of the stream's prefixes, so stream names must be
+//!   unique per bucket (as they are per account in Firehose).
+//!
+//! Every S3 call is retried here, forever, with exponential backoff and
+//! jitter: retriable failures (5xx, `SlowDown`, throttling, timeouts,
+//! connection resets) back off up to 20 s; failures that need an operator
+//! (`AccessDenied`, `NoSuchBucket`, KMS errors) are logged with their S3 error
+//! code at every step and retried every 60 s. Nothing is skipped: while S3
+//! fails the pipeline waits, the write-ahead log fills, and the API pushes
+//! back with `ServiceUnavailableException`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::{BoxFuture, ObjectSink, SinkError, StagedHandle, StagedObject, StagingWriter};
+use crate::config::{Encryption, S3Target};
+use crate::error::Fault;
+
+/// Smallest part S3 accepts (except the last one).
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+
+/// Builds the S3 client of a destination from the process-wide AWS config:
+/// explicit timeouts (the SDK sets none for operations), endpoint override
+/// (`endpoint_url`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`), and
+/// path-style addressing when asked or when the endpoint is an IP address or
+/// `localhost` (virtual-hosted buckets need DNS names). Checksums only where
+/// S3 requires them: S3-compatible stores differ in what they accept.
+pub fn client(sdk: &aws_config::SdkConfig, target: &S3Target) -> Client {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let endpoint = target.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL_S3")).or_else(|| env("AWS_ENDPOINT_URL"));
+    let path_style = target.force_path_style.unwrap_or_else(|| endpoint.as_deref().is_some_and(is_ip_or_localhost));
+    let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(target.attempt_timeout)
+        .operation_timeout(target.attempt_timeout * 4)
+        .build();
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(path_style)
+        .timeout_config(timeouts)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+    if let Some(url) = endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    Client::from_conf(builder.build())
+}
+
+/// Whether an endpoint URL's host is an IP address or `localhost`.
+fn is_ip_or_localhost(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next().is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// Settings of one S3 destination.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// Bucket name.
+    pub bucket: String,
+    /// Bytes per uploaded part (>= 5 MiB).
+    pub part_size_bytes: usize,
+    /// Parts uploaded concurrently per object.
+    pub max_concurrent_parts: usize,
+    /// Server-side encryption.
+    pub encryption: Encryption,
+}
+
+/// Literal head of the stream's prefixes, and its object-name stem, used to
+/// find this stream's uploads.
+#[derive(Debug, Clone)]
+pub struct UploadFilter {
+    /// `ListMultipartUploads` prefix: the literal text before the first
+    /// expression, common to the output and error prefixes.
+    pub list_prefix: String,
+    /// Object names of the stream start with `<stream>-<digits>-`.
+    pub stream: String,
+}
+
+impl UploadFilter {
+    fn matches(&self, key: &str) -> bool {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let Some(rest) = name.strip_prefix(&self.stream).and_then(|r| r.strip_prefix('-')) else {
+            return false;
+        };
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with('-')
+    }
+}
+
+/// Writes objects to one bucket.
+#[derive(Debug, Clone)]
+pub struct S3Sink {
+    client: Client,
+    options: Arc<S3Options>,
+    filter: UploadFilter,
+}
+
+impl S3Sink {
+    /// A sink on `client` (built once per process and shared).
+    pub fn new(client: Client, options: S3Options, filter: UploadFilter) -> Self {
+        S3Sink { client, options: Arc::new(options), filter }
+    }
+
+    async fn create_upload(&self, key: &str) -> Result<String, SinkError> {
+        retry("CreateMultipartUpload", key, || async {
+            let mut request = self.client.create_multipart_upload().bucket(&self.options.bucket).key(key);
+            request = match &self.options.encryption {
+                Encryption::None => request,
+                Encryption::SseS3 => request.server_side_encryption(ServerSideEncryption::Aes256),
+                Encryption::SseKms { key_arn } => {
+                    request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(key_arn)
+                }
+            };
+            let output = request.send().await.map_err(|e| s3_error("CreateMultipartUpload", key, e))?;
+            output.upload_id.ok_or_else(|| SinkError::S3 {
+                operation: "CreateMultipartUpload",
+                key: key.to_owned(),
+                code: None,
+                message: "response has no UploadId".into(),
+                fault: Fault::Remote,
+                retriable: true,
+            })
+        })
+        .await
+    }
+
+    async fn object_exists(&self, key: &str) -> Result<bool, SinkError> {
+        retry("HeadObject", key, || async {
+            match self.client.head_object().bucket(&self.options.bucket).key(key).send().await {
+                Ok(_) => Ok(true),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+                Err(e) => Err(s3_error("HeadObject", key, e)),
+            }
+        })
+        .await
+    }
+}
+
+impl ObjectSink for S3Sink {
+    fn stage<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>> {
+        Box::pin(async move {
+            let upload_id = self.create_upload(key).await?;
+            Ok(Box::new(S3StagingWriter {
+                upload: Upload {
+                    client: self.client.clone(),
+                    bucket: self.options.bucket.clone(),
+                    key: key.to_owned(),
+                    upload_id,
+                },
+                runtime: tokio::runtime::Handle::current(),
+                part_size: self.options.part_size_bytes,
+                max_in_flight: self.options.max_concurrent_parts.max(1),
+                buf: Vec::new(),
+                next_part: 1,
+                in_flight: VecDeque::new(),
+                done: Vec::new(),
+            }) as Box<dyn StagingWriter>)
+        })
+    }
+
+    fn complete<'a>(&'a self, staged: &'a StagedObject) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let StagedHandle::S3Multipart { bucket, upload_id, parts } = &staged.handle else {
+                return Err(SinkError::Foreign { key: staged.key.clone() });
+            };
+            let key = staged.key.as_str();
+            let completed = CompletedMultipartUpload::builder()
+                .set_parts(Some(
+                    parts
+                        .iter()
+                        .map(|p| CompletedPart::builder().part_number(p.number).e_tag(&p.etag).build())
+                        .collect(),
+                ))
+                .build();
+            let confirmed = retry("CompleteMultipartUpload", key, || async {
+                match self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .multipart_upload(completed.clone())
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.code() == Some("NoSuchUpload") => Ok(false),
+                    // A success status with a body the SDK cannot parse (moto
+                    // names the XML root `CompleteMultipartUploadResponse`;
+                    // proxies may mangle bodies): check the object instead.
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().is_success()) => {
+                        tracing::debug!(key, "CompleteMultipartUpload succeeded with an unparseable body; checking the object.");
+                        Ok(false)
+                    }
+                    Err(e) => Err(s3_error("CompleteMultipartUpload", key, e)),
+                }
+            })
+            .await?;
+            if confirmed {
+                return Ok(());
+            }
+            // Not confirmed by the response: completed by this or an earlier
+            // attempt (the object exists) or aborted by someone else (it does not).
+            if self.object_exists(key).await? {
+                Ok(())
+            } else {
+                Err(SinkError::Vanished { key: key.to_owned() })
+            }
+        })
+    }
+
+    fn abort_uncommitted<'a>(&'a self, keep: &'a [StagedObject]) -> BoxFuture<'a, Result<usize, SinkError>> {
+        Box::pin(async move {
+            let keep: Vec<&str> = keep
+                .iter()
+                .filter_map(|s| match &s.handle {
+                    StagedHandle::S3Multipart { upload_id, .. } => Some(upload_id.as_str()),
+                    StagedHandle::LocalFile { .. } => None,
+                })
+                .collect();
+            let mut doomed = Vec::new();
+            let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+            loop {
+                let page = retry("ListMultipartUploads", &self.filter.list_prefix, || async {
+                    self.client
+                        .list_multipart_uploads()
+                        .bucket(&self.options.bucket)
+                        .prefix(&self.filter.list_prefix)
+                        .set_key_marker(key_marker.clone())
+                        .set_upload_id_marker(id_marker.clone())
+                        .send()
+                        .await
+                        .map_err(|e| s3_error("ListMultipartUploads", &self.filter.list_prefix, e))
+                })
+                .await?;
+                for upload in page.uploads() {
+                    let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else { continue };
+                    if self.filter.matches(key) && !keep.contains(&id) {
+                        doomed.push((key.to_owned(), id.to_owned()));
+                    }
+                }
+                if page.is_truncated() != Some(true) {
+                    break;
+                }
+                key_marker = page.next_key_marker().map(str::to_owned);
+                id_marker = page.next_upload_id_marker().map(str::to_owned);
+                if key_marker.is_none() && id_marker.is_none() {
+                    break;
+                }
+            }
+            for (key, id) in &doomed {
+                abort(&self.client, &self.options.bucket, key, id).await?;
+            }
+            Ok(doomed.len())
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("arn:aws:s3:::{}", self.options.bucket)
+    }
+}
+
+async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) -> Result<(), SinkError> {
+    retry("AbortMultipartUpload", key, || async {
+        match client.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(s3_error("AbortMultipartUpload", key, e)),
+        }
+    })
+    .await
+}
+
+/// One part of a staged upload, as committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// 1-based part number.
+    pub number: i32,
+    /// ETag S3 returned for the part.
+    pub etag: String,
+}
+
+/// Identity of an in-progress upload.
+#[derive(Debug, Clone)]
+struct Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+}
+
+impl Upload {
+    async fn put_part(self, number: i32, data: Bytes) -> Result<Part, SinkError> {
+        retry("UploadPart", &self.key, || async {
+            let output = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .part_number(number)
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .await
+                .map_err(|e| s3_error("UploadPart", &self.key, e))?;
+            let etag = output.e_tag.ok_or_else(|| SinkError::S3 {
+                operation: "UploadPart",
+                key: self.key.clone(),
+                code: None,
+                message: "response has no ETag".into(),
+                fault: Fault::Remote,
+                retriable: true,
+            })?;
+            Ok(Part { number, etag })
+        })
+        .await
+    }
+}
+
+/// Streams an object's bytes into parts. `Write` is called from blocking
+/// threads (encoders are synchronous), which may wait on the runtime.
+struct S3StagingWriter {
+    upload: Upload,
+    runtime: tokio::runtime::Handle,
+    part_size: usize,
+    max_in_flight: usize,
+    buf: Vec<u8>,
+    next_part: i32,
+    in_flight: VecDeque<JoinHandle<Result<Part, SinkError>>>,
+    done: Vec<Part>,
+}
+
+impl std::fmt::Debug for S3StagingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3StagingWriter")
+            .field("key", &self.upload.key)
+            .field("upload_id", &self.upload.upload_id)
+            .field("next_part", &self.next_part)
+            .finish()
+    }
+}
+
+impl S3StagingWriter {
+    /// Starts uploading `data` as the next part, first waiting for the oldest
+    /// part when the concurrency limit is reached (that wait is the memory
+    /// bound and the backpressure).
+    fn start_part(&mut self, data: Bytes) -> io::Result<()> {
+        while self.in_flight.len() >= self.max_in_flight {
+            self.wait_oldest()?;
+        }
+        let number = self.next_part;
+        self.next_part += 1;
+        let upload = self.upload.clone();
+        self.in_flight.push_back(self.runtime.spawn(upload.put_part(number, data)));
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> io::Result<()> {
+        if let Some(task) = self.in_flight.pop_front() {
+            let part = self.runtime.block_on(task).map_err(io::Error::other)?.map_err(io::Error::other)?;
+            self.done.push(part);
+        }
+        Ok(())
+    }
+}
+
+impl Write for S3StagingWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= self.part_size {
+            let rest = self.buf.split_off(self.part_size);
+            let part = std::mem::replace(&mut self.buf, rest);
+            self.start_part(Bytes::from(part))?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl StagingWriter for S3StagingWriter {
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<StagedObject, SinkError>> {
+        Box::pin(async move {
+            let mut this = *self;
+            // The tail (possibly empty for an empty object) is the last part,
+            // which S3 allows to be smaller than 5 MiB.
+            if !this.buf.is_empty() || this.next_part == 1 {
+                let tail = Bytes::from(std::mem::take(&mut this.buf));
+                let number = this.next_part;
+                this.next_part += 1;
+                let upload = this.upload.clone();
+                this.in_flight.push_back(tokio::spawn(upload.put_part(number, tail)));
+            }
+            for task in std::mem::take(&mut this.in_flight) {
+                let part = task.await.map_err(|e| SinkError::io(this.upload.key.clone(), io::Error::other(e)))??;
+                this.done.push(part);
+            }
+            this.done.sort_by_key(|p| p.number);
+            Ok(StagedObject {
+                key: this.upload.key.clone(),
+                handle: StagedHandle::S3Multipart {
+                    bucket: this.upload.bucket.clone(),
+                    upload_id: this.upload.upload_id.clone(),
+                    parts: this.done,
+                },
+            })
+        })
+    }
+
+    fn discard(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            for task in &self.in_flight {
+                task.abort();
+            }
+            let u = &self.upload;
+            let _ = abort(&u.client, &u.bucket, &u.key, &u.upload_id).await;
+        })
+    }
+}
+
+/// Classifies an SDK error by its S3 error code.
+fn s3_error<E>(operation: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> SinkError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_owned);
+    let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+    let (fault, retriable) = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (Fault::Remote, true),
+        SdkError::ConstructionFailure(_) => (Fault::Bug, false),
+        _ => classify_code(code.as_deref(), err.raw_response().map(|r| r.status().as_u16())),
+    };
+    SinkError::S3 { operation, key: key.to_owned(), code, message, fault, retriable }
+}
+
+/// Whose fault an S3 error code is, and whether retrying can help soon.
+fn classify_code(code: Option<&str>, status: Option<u16>) -> (Fault, bool) {
+    match code {
+        Some(
+            "AccessDenied" | "NoSuchBucket" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled"
+            | "AccountProblem" | "InvalidPayer" | "NotSignedUp" | "MethodNotAllowed" | "InvalidBucketName"
+            | "PermanentRedirect" | "AuthorizationHeaderMalformed" | "InvalidRequest" | "InvalidArgument",
+        ) => (Fault::Config, false),
+        Some(c) if c.starts_with("KMS") => (Fault::Config, false),
+        Some("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "Throttling" | "ThrottlingException") => {
+            (Fault::Remote, true)
+        }
+        _ => match status {
+            Some(s) if s >= 500 || s == 429 || s == 408 => (Fault::Remote, true),
+            Some(403 | 404) => (Fault::Config, false),
+            _ => (Fault::Remote, true),
+        },
+    }
+}
+
+/// Backoff for failures retrying can fix soon.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// Retry period for failures that need an operator.
+const SLOW_RETRY: Duration = Duration::from_secs(60);
+
+/// Runs `op` until it succeeds. Returns only success, or an error that is not
+/// an S3 failure (none today): sluice never skips undelivered data.
+async fn retry<T, F, Fut>(operation: &'static str, key: &str, mut op: F) -> Result<T, SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SinkError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(SinkError::S3 { code, message, fault, retriable, .. }) => {
+                let wait = if retriable { jitter(backoff) } else { SLOW_RETRY };
+                if retriable {
+                    tracing::warn!(operation, key, code = code.as_deref().unwrap_or("-"), attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "S3 request failed; retrying.");
+                } else {
+                    tracing::error!(operation, key, code = code.as_deref().unwrap_or("-"), %fault, attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "S3 request failed and needs an operator; retrying slowly, nothing is dropped.");
+                }
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+/// Full jitter between 50% and 100% of `d`.
+fn jitter(d: Duration) -> Duration {
+    let r = uuid::Uuid::new_v4().as_u128() % 1000;
+    d.mul_f64(0.5 + r as f64 / 2000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_filter_matches_only_this_streams_object_names() {
+        let f = UploadFilter { list_prefix: "logs/".into(), stream: "my".into() };
+        assert!(f.matches("logs/2026/01/01/00/my-1-2026-01-01-00-00-00-uuid.gz"));
+        assert!(f.matches("my-12-x"));
+        assert!(!f.matches("logs/my-stream-1-2026"));
+        assert!(!f.matches("logs/other-1-2026"));
+        assert!(!f.matches("logs/my-"));
+        assert!(!f.matches("logs/my-1"));
+    }
+
+    #[test]
+    fn path_style_is_automatic_for_ip_and_localhost_endpoints() {
+        assert!(is_ip_or_localhost("http://127.0.0.1:5000"));
+        assert!(is_ip_or_localhost("http://localhost:9000/"));
+        assert!(is_ip_or_localhost("http://[::1]:9000"));
+        assert!(is_ip_or_localhost("https://10.0.0.7"));
+        assert!(!is_ip_or_localhost("https://s3.eu-west-1.amazonaws.com"));
+        assert!(!is_ip_or_localhost("http://minio.internal:9000"));
+    }
+
+    #[test]
+    fn error_codes_are_classified_by_whose_fault_and_retriable() {
+        assert_eq!(classify_code(Some("AccessDenied"), Some(403)), (Fault::Config, false));
+        assert_eq!(classify_code(Some("NoSuchBucket"), Some(404)), (Fault::Config, false));
+        assert_eq!(classify_code(Some("KMS.NotFoundException"), Some(400)), (Fault::Config, false));
+        assert_eq!(classify_code(Some("SlowDown"), Some(503)), (Fault::Remote, true));
+        assert_eq!(classify_code(Some("InternalError"), Some(500)), (Fault::Remote, true));
+        assert_eq!(classify_code(None, Some(502)), (Fault::Remote, true));
+        assert_eq!(classify_code(None, Some(403)), (Fault::Config, false));
+    }
+}
