@@ -940,22 +940,6 @@ mod tests {
         let d = "/ExtendedS3DestinationConfiguration";
         doc = with(
             doc,
-            &format!("{d}/BucketARN"),
-            Some(json!("arn:aws:s3:::my-bucket")),
-        );
-        doc = with(
-            doc,
-            &format!("{d}/EncryptionConfiguration"),
-            Some(json!({"KMSEncryptionConfig": {"AWSKMSKeyARN": "arn:aws:kms:eu-west-1:1:key/k"}})),
-        );
-        doc = with(doc, &format!("{d}/S3BackupMode"), Some(json!("Enabled")));
-        doc = with(
-            doc,
-            &format!("{d}/S3BackupConfiguration"),
-            Some(json!({"BucketARN": "arn:aws:s3:::b"})),
-        );
-        doc = with(
-            doc,
             &format!("{d}/DataFormatConversionConfiguration"),
             Some(json!({"Enabled": true})),
         );
@@ -989,10 +973,6 @@ mod tests {
             "AmazonOpenSearchServerlessDestinationConfiguration",
             "SnowflakeDestinationConfiguration",
             "IcebergDestinationConfiguration",
-            "ExtendedS3DestinationConfiguration.BucketARN",
-            "ExtendedS3DestinationConfiguration.EncryptionConfiguration.KMSEncryptionConfig",
-            "ExtendedS3DestinationConfiguration.S3BackupMode",
-            "ExtendedS3DestinationConfiguration.S3BackupConfiguration",
             "ExtendedS3DestinationConfiguration.DataFormatConversionConfiguration",
             "ExtendedS3DestinationConfiguration.DynamicPartitioningConfiguration",
             "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[1] (Type Lambda)",
@@ -1002,6 +982,44 @@ mod tests {
         for (got, want) in options.iter().zip(expected) {
             assert!(got.starts_with(want), "got {got:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn s3_bucket_arn_encryption_and_backup() {
+        let d = "/ExtendedS3DestinationConfiguration";
+        let mut doc = with(base(), &format!("{d}/BucketARN"), Some(json!("arn:aws:s3:::my-bucket")));
+        doc = with(doc, &format!("{d}/EncryptionConfiguration"), None);
+        let config = parse_json(&doc).unwrap();
+        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
+        assert_eq!(s3.bucket, "my-bucket");
+        assert_eq!(s3.encryption, Encryption::SseS3, "absent EncryptionConfiguration means SSE-S3");
+        assert_eq!(s3.part_size_bytes, DEFAULT_PART_SIZE_BYTES);
+
+        let key = "arn:aws:kms:eu-west-1:123456789012:key/k";
+        doc = with(doc, &format!("{d}/EncryptionConfiguration"), Some(json!({"KMSEncryptionConfig": {"AWSKMSKeyARN": key}})));
+        doc = with(doc, &format!("{d}/S3BackupMode"), Some(json!("Enabled")));
+        doc = with(
+            doc,
+            &format!("{d}/S3BackupConfiguration"),
+            Some(json!({"BucketARN": "arn:aws:s3:::my-bucket", "Prefix": "raw/", "CompressionFormat": "GZIP",
+                        "RoleARN": "arn:aws:iam::1:role/r", "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 300}})),
+        );
+        let config = parse_json(&doc).unwrap();
+        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
+        assert_eq!(s3.encryption, Encryption::SseKms { key_arn: key.into() });
+        let backup = config.destination.backup.as_ref().expect("backup enabled");
+        assert_eq!(backup.prefix.as_str(), "raw/!{timestamp:yyyy/MM/dd/HH/}");
+        assert_eq!(backup.compression, Compression::Gzip);
+
+        let other = with(doc.clone(), &format!("{d}/S3BackupConfiguration/BucketARN"), Some(json!("arn:aws:s3:::other")));
+        let err = parse_json(&other).unwrap_err().to_string();
+        assert!(err.contains("S3BackupConfiguration.BucketARN"), "{err}");
+        let missing = with(doc.clone(), &format!("{d}/S3BackupConfiguration"), None);
+        let err = parse_json(&missing).unwrap_err().to_string();
+        assert!(err.contains("S3BackupConfiguration") && err.contains("required"), "{err}");
+        let bad_arn = with(doc, &format!("{d}/BucketARN"), Some(json!("arn:aws:s3:::BAD_bucket")));
+        let err = parse_json(&bad_arn).unwrap_err().to_string();
+        assert!(err.contains("ExtendedS3DestinationConfiguration.BucketARN"), "{err}");
     }
 
     #[test]

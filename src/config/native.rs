@@ -612,7 +612,8 @@ interval_secs = 300
             ),
             // Unknown alternatives: serde names the value.
             (r#"type = "direct_put""#, r#"type = "kinesis""#, "kinesis"),
-            (r#"type = "local""#, r#"type = "s3""#, "s3"),
+            (r#"type = "local""#, r#"type = "s3""#, "`path`"),
+            (r#"type = "local""#, r#"type = "hdfs""#, "hdfs"),
         ];
         for (from, to, option) in cases {
             assert!(base.contains(from), "case {to:?} does not apply");
@@ -623,6 +624,76 @@ interval_secs = 300
                 "{to:?}: message {err:?} does not name {option}"
             );
         }
+    }
+
+    const S3: &str = r#"
+        name = "s"
+        [source]
+        type = "direct_put"
+        [destination]
+        type = "s3"
+        bucket = "my-bucket"
+        endpoint_url = "http://127.0.0.1:9000/"
+        force_path_style = true
+        part_size_bytes = 5242880
+        max_concurrent_parts = 2
+        attempt_timeout_secs = 5
+        encryption = "sse_kms"
+        kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/k"
+        [destination.backup]
+        prefix = "raw/"
+        compression = "zstd"
+    "#;
+
+    #[test]
+    fn s3_example_toml_parses() {
+        let config = crate::config::load(&config_file("s3-example.toml"), Path::new(CWD)).unwrap();
+        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
+        assert_eq!(s3.bucket, "my-delivery-bucket");
+        assert_eq!(s3.encryption, Encryption::SseS3);
+        assert!(config.destination.backup.is_some());
+    }
+
+    #[test]
+    fn s3_destination_options() {
+        let config = parse_str(S3).unwrap();
+        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
+        assert_eq!(
+            s3,
+            &S3Target {
+                bucket: "my-bucket".into(),
+                endpoint_url: Some("http://127.0.0.1:9000".into()),
+                force_path_style: Some(true),
+                part_size_bytes: 5 * 1024 * 1024,
+                max_concurrent_parts: 2,
+                attempt_timeout: Duration::from_secs(5),
+                encryption: Encryption::SseKms { key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".into() },
+            }
+        );
+        let backup = config.destination.backup.unwrap();
+        assert_eq!(backup.prefix.as_str(), "raw/!{timestamp:yyyy/MM/dd/HH/}");
+        assert_eq!(backup.compression, Compression::Zstd);
+
+        let cases = [
+            (r#"bucket = "my-bucket""#, r#"bucket = "My_Bucket""#, "`destination.bucket`"),
+            (r#"bucket = "my-bucket""#, "", "`destination.bucket`"),
+            (r#"bucket = "my-bucket""#, r#"bucket_arn = "arn:aws:sqs:::x""#, "`destination.bucket_arn`"),
+            ("part_size_bytes = 5242880", "part_size_bytes = 5242879", "`destination.part_size_bytes`"),
+            ("max_concurrent_parts = 2", "max_concurrent_parts = 0", "`destination.max_concurrent_parts`"),
+            ("attempt_timeout_secs = 5", "attempt_timeout_secs = 0", "`destination.attempt_timeout_secs`"),
+            (r#"encryption = "sse_kms""#, r#"encryption = "aes""#, "`destination.encryption`"),
+            (r#"encryption = "sse_kms""#, r#"encryption = "sse_s3""#, "`destination.kms_key_arn`"),
+            (r#"endpoint_url = "http://127.0.0.1:9000/""#, r#"endpoint_url = "127.0.0.1:9000""#, "`destination.endpoint_url`"),
+            (r#"prefix = "raw/""#, r#"prefix = "raw/!{nope:x}""#, "`destination.backup.prefix`"),
+        ];
+        for (from, to, option) in cases {
+            assert!(S3.contains(from), "case {to:?} does not apply");
+            let err = parse_str(&S3.replacen(from, to, 1)).expect_err(to).to_string();
+            assert!(err.contains(option), "{to:?}: message {err:?} does not name {option}");
+        }
+        let no_key = S3.replacen(r#"kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/k""#, "", 1);
+        let err = parse_str(&no_key).unwrap_err().to_string();
+        assert!(err.contains("`destination.kms_key_arn`"), "{err}");
     }
 
     #[test]

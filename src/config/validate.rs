@@ -406,6 +406,7 @@ pub(super) mod tests {
             time_zone,
             time_zone_name,
             append_delimiter,
+            backup,
         } = destination;
         let d = &b.destination;
         assert_eq!(target, &d.target, "target");
@@ -420,6 +421,9 @@ pub(super) mod tests {
         assert_eq!(time_zone, &d.time_zone, "time_zone");
         assert_eq!(time_zone_name, &d.time_zone_name, "time_zone_name");
         assert_eq!(append_delimiter, &d.append_delimiter, "append_delimiter");
+        let backup = backup.as_ref().map(|b| (&b.prefix, b.compression));
+        let other = d.backup.as_ref().map(|b| (&b.prefix, b.compression));
+        assert_eq!(backup, other, "backup");
     }
 
     #[test]
