@@ -33,7 +33,10 @@ use crate::delivery::{Delivery, DeliveryError, Epoch};
 use crate::error::{Classify, Fault};
 use crate::sink::s3::{self, S3Options, UploadFilter};
 use crate::sink::{LocalSink, ObjectSink, S3Sink, SinkError};
+use crate::record::Positions;
 use crate::source::direct_put::{Wal, WalError};
+use crate::source::kinesis::{KinesisProgress, KinesisShared, KinesisSource};
+use crate::source::{self, Source};
 
 /// Runtime options from the command line.
 #[derive(Debug, Clone)]
@@ -121,11 +124,20 @@ impl Classify for PipelineError {
     }
 }
 
+/// A stream's source, as it lives across pipeline restarts.
+#[derive(Debug, Clone)]
+enum SourceParts {
+    /// The write-ahead log behind the Direct PUT API.
+    DirectPut(Wal),
+    /// A Kinesis stream; a fresh reader set is started per pipeline run.
+    Kinesis(Arc<KinesisShared>),
+}
+
 /// One stream's long-lived parts.
 #[derive(Debug, Clone)]
 struct StreamParts {
     name: String,
-    wal: Wal,
+    source: SourceParts,
     sink: Arc<dyn ObjectSink>,
     store: Arc<dyn CheckpointStore>,
     stage: BufferStage,
@@ -143,7 +155,10 @@ pub async fn run(
     let _lock = lock_state_dir(&options.state_dir)?;
     let created = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     // One AWS config per process, loaded only when a stream needs AWS.
-    let sdk = if streams.iter().any(|s| matches!(s.destination.target, Target::S3(_))) {
+    let needs_aws = |s: &StreamConfig| {
+        matches!(s.destination.target, Target::S3(_)) || matches!(s.source, SourceConfig::Kinesis(_))
+    };
+    let sdk = if streams.iter().any(needs_aws) {
         let region = aws_config::meta::region::RegionProviderChain::default_provider()
             .or_else(aws_config::Region::new("us-east-1"));
         Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region).load().await)
@@ -156,7 +171,13 @@ pub async fn run(
         let stream = open_stream(config, &options.state_dir, sdk.as_ref()).await?;
         api_streams.insert(
             config.name.clone(),
-            ApiStream { wal: stream.wal.clone(), description: description(config, &*stream.sink, created) },
+            ApiStream {
+                wal: match &stream.source {
+                    SourceParts::DirectPut(wal) => Some(wal.clone()),
+                    SourceParts::Kinesis(_) => None,
+                },
+                description: description(config, &*stream.sink, created),
+            },
         );
         parts.push(stream);
     }
@@ -185,17 +206,20 @@ pub async fn run(
     let (stopping, stopping_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for stream in parts {
-        let wal = stream.wal.clone();
+        let source = stream.source.clone();
         let name = stream.name.clone();
-        tasks.push((name, wal, tokio::spawn(run_stream(stream, stopping_rx.clone()))));
+        tasks.push((name, source, tokio::spawn(run_stream(stream, stopping_rx.clone()))));
     }
 
     shutdown.await;
     tracing::info!("Shutting down: refusing new records, draining every stream.");
     state.start_draining();
     stopping.send_replace(true);
-    for (_, wal, _) in &tasks {
-        wal.close().await;
+    // Kinesis readers stop on `stopping`; Direct PUT logs stop taking appends.
+    for (_, source, _) in &tasks {
+        if let SourceParts::DirectPut(wal) = source {
+            wal.close().await;
+        }
     }
     let mut result = Ok(());
     for (stream, _, task) in tasks {
@@ -245,9 +269,21 @@ async fn open_stream(
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
     let store: Arc<dyn CheckpointStore> = Arc::new(FileCheckpointStore::new(dir.join("checkpoint.json")));
     let checkpoint = store.load().await.map_err(|e: CheckpointError| err(e.to_string()))?;
-    let SourceConfig::DirectPut(direct_put) = &config.source;
-    let wal = Wal::open(&dir.join("wal"), checkpoint.and_then(|c| c.wal), direct_put.max_wal_bytes)
-        .map_err(|e: WalError| err(e.to_string()))?;
+    let source = match &config.source {
+        SourceConfig::DirectPut(direct_put) => SourceParts::DirectPut(
+            Wal::open(&dir.join("wal"), checkpoint.and_then(|c| c.positions.wal), direct_put.max_wal_bytes)
+                .map_err(|e: WalError| err(e.to_string()))?,
+        ),
+        SourceConfig::Kinesis(kinesis) => {
+            let sdk = sdk.ok_or_else(|| err("AWS configuration was not loaded".into()))?;
+            SourceParts::Kinesis(Arc::new(KinesisShared {
+                client: source::kinesis::client(sdk, kinesis),
+                config: kinesis.clone(),
+                creation_ms: source::kinesis::creation_timestamp(&dir).map_err(|e| err(e.to_string()))?,
+                stats: Default::default(),
+            }))
+        }
+    };
     let destination = &config.destination;
     let sink: Arc<dyn ObjectSink> = match &destination.target {
         Target::Local { path } => Arc::new(LocalSink::new(path, &config.name).map_err(|e: SinkError| err(e.to_string()))?),
@@ -282,7 +318,7 @@ async fn open_stream(
             (namer, b.compression)
         }),
     };
-    Ok(StreamParts { name: config.name.clone(), wal, sink, store, stage })
+    Ok(StreamParts { name: config.name.clone(), source, sink, store, stage })
 }
 
 /// The longest literal text every prefix starts with: where this stream's
@@ -307,7 +343,16 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
         "DeliveryStreamName": config.name,
         "DeliveryStreamARN": format!("arn:aws:firehose:{region}:000000000000:deliverystream/{}", config.name),
         "DeliveryStreamStatus": "ACTIVE",
-        "DeliveryStreamType": "DirectPut",
+        "DeliveryStreamType": match &config.source {
+            SourceConfig::DirectPut(_) => "DirectPut",
+            SourceConfig::Kinesis(_) => "KinesisStreamAsSource",
+        },
+        "Source": match &config.source {
+            SourceConfig::DirectPut(_) => json!({}),
+            SourceConfig::Kinesis(k) => json!({"KinesisStreamSourceDescription": {
+                "KinesisStreamARN": format!("arn:aws:kinesis:{region}:000000000000:stream/{}", k.stream_name),
+            }}),
+        },
         "VersionId": config.version.to_string(),
         "CreateTimestamp": created,
         "Destinations": [{
@@ -353,7 +398,7 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
 async fn run_stream(parts: StreamParts, stopping: watch::Receiver<bool>) -> Result<(), PipelineError> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match run_pipeline(&parts).await {
+        match run_pipeline(&parts, &stopping).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 tracing::error!(
@@ -381,12 +426,23 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// Recovery, then source -> buffer -> delivery until the source ends.
-async fn run_pipeline(parts: &StreamParts) -> Result<(), PipelineError> {
-    let mut delivery = Delivery::new(parts.sink.clone(), parts.store.clone(), parts.wal.clone());
-    let start = delivery.recover().await?;
-    let mut reader = parts.wal.reader(start);
+async fn run_pipeline(parts: &StreamParts, stopping: &watch::Receiver<bool>) -> Result<(), PipelineError> {
+    let (mut delivery, mut source): (Delivery, Box<dyn Source>) = match &parts.source {
+        SourceParts::DirectPut(wal) => {
+            let mut delivery = Delivery::new(parts.sink.clone(), parts.store.clone(), Arc::new(wal.clone()));
+            let start = delivery.recover().await?;
+            (delivery, Box::new(wal.reader(start.wal)))
+        }
+        SourceParts::Kinesis(shared) => {
+            let (progress, committed) = watch::channel(Positions::default());
+            let progress = Arc::new(KinesisProgress(progress));
+            let mut delivery = Delivery::new(parts.sink.clone(), parts.store.clone(), progress);
+            delivery.recover().await?;
+            (delivery, Box::new(KinesisSource::start(shared.clone(), committed, stopping.clone())))
+        }
+    };
     let (epochs, mut closed) = mpsc::channel::<Epoch>(1);
-    let buffer = async { parts.stage.run(&mut reader, epochs).await.map_err(PipelineError::from) };
+    let buffer = async { parts.stage.run(&mut *source, epochs).await.map_err(PipelineError::from) };
     let deliver = async {
         while let Some(epoch) = closed.recv().await {
             delivery.deliver(epoch).await?;

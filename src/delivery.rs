@@ -26,19 +26,20 @@ use std::sync::Arc;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::encode::{EncodeError, Encoder};
 use crate::error::{Classify, Fault};
-use crate::record::WalPosition;
+use crate::record::Positions;
 use crate::sink::{ObjectSink, SinkError, StagingWriter};
-use crate::source::direct_put::{Wal, WalError};
+use crate::source::SourceProgress;
 
 /// An object being encoded, as handed from the buffer to delivery.
 pub type ObjectEncoder = Box<dyn Encoder<Box<dyn StagingWriter>>>;
 
 /// What one closed buffer delivers.
 pub struct Epoch {
-    /// Output objects of the epoch (the data object; error outputs later).
+    /// Output objects of the epoch (data, backup, error outputs); none for an
+    /// epoch that only moves positions (a shard ended with no open buffer).
     pub objects: Vec<ObjectEncoder>,
-    /// Source position just after the last record the epoch covers.
-    pub wal: WalPosition,
+    /// Where every source the epoch read from is covered up to.
+    pub positions: Positions,
     /// Records in the epoch, for logs.
     pub records: u64,
     /// Bytes before compression, for logs.
@@ -49,7 +50,7 @@ impl std::fmt::Debug for Epoch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Epoch")
             .field("objects", &self.objects.len())
-            .field("wal", &self.wal)
+            .field("positions", &self.positions)
             .field("records", &self.records)
             .field("bytes", &self.bytes)
             .finish()
@@ -68,9 +69,6 @@ pub enum DeliveryError {
     /// The checkpoint store failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The write-ahead log failed.
-    #[error(transparent)]
-    Wal(#[from] WalError),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -82,7 +80,6 @@ impl Classify for DeliveryError {
             DeliveryError::Encode(e) => e.is_retriable(),
             DeliveryError::Sink(e) => e.is_retriable(),
             DeliveryError::Checkpoint(e) => e.is_retriable(),
-            DeliveryError::Wal(e) => e.is_retriable(),
             DeliveryError::Task(_) => true,
         }
     }
@@ -91,7 +88,6 @@ impl Classify for DeliveryError {
             DeliveryError::Encode(e) => e.fault(),
             DeliveryError::Sink(e) => e.fault(),
             DeliveryError::Checkpoint(e) => e.fault(),
-            DeliveryError::Wal(e) => e.fault(),
             DeliveryError::Task(_) => Fault::Bug,
         }
     }
@@ -115,14 +111,16 @@ pub fn failpoint(name: &str) {
 pub struct Delivery {
     sink: Arc<dyn ObjectSink>,
     store: Arc<dyn CheckpointStore>,
-    wal: Wal,
+    source: Arc<dyn SourceProgress>,
     epoch: u64,
+    committed: Positions,
 }
 
 impl Delivery {
-    /// A protocol runner over a sink, a checkpoint store and a source log.
-    pub fn new(sink: Arc<dyn ObjectSink>, store: Arc<dyn CheckpointStore>, wal: Wal) -> Self {
-        Delivery { sink, store, wal, epoch: 0 }
+    /// A protocol runner over a sink, a checkpoint store and the source it
+    /// reports commits to.
+    pub fn new(sink: Arc<dyn ObjectSink>, store: Arc<dyn CheckpointStore>, source: Arc<dyn SourceProgress>) -> Self {
+        Delivery { sink, store, source, epoch: 0, committed: Positions::default() }
     }
 
     /// Step 4: completes what the last checkpoint committed, aborts every other
@@ -130,7 +128,7 @@ impl Delivery {
     ///
     /// # Errors
     /// [`DeliveryError`] when the store or sink cannot be read or written.
-    pub async fn recover(&mut self) -> Result<Option<WalPosition>, DeliveryError> {
+    pub async fn recover(&mut self) -> Result<Positions, DeliveryError> {
         let checkpoint = self.store.load().await?.unwrap_or_default();
         self.epoch = checkpoint.epoch;
         for staged in &checkpoint.staged {
@@ -148,11 +146,10 @@ impl Delivery {
         if aborted > 0 {
             tracing::info!(aborted, "Aborted staged objects of uncommitted epochs.");
         }
-        if let Some(pos) = checkpoint.wal {
-            self.wal.release(pos)?;
-        }
-        tracing::info!(epoch = checkpoint.epoch, position = ?checkpoint.wal, sink = %self.sink.describe(), "Recovered.");
-        Ok(checkpoint.wal)
+        self.source.committed(&checkpoint.positions);
+        tracing::info!(epoch = checkpoint.epoch, positions = ?checkpoint.positions, sink = %self.sink.describe(), "Recovered.");
+        self.committed = checkpoint.positions.clone();
+        Ok(checkpoint.positions)
     }
 
     /// Steps 1-3 for one epoch.
@@ -170,7 +167,9 @@ impl Delivery {
         }
         failpoint("after_stage");
 
-        let checkpoint = Checkpoint { epoch: self.epoch + 1, wal: Some(epoch.wal), staged };
+        let mut positions = self.committed.clone();
+        positions.merge(&epoch.positions);
+        let checkpoint = Checkpoint { epoch: self.epoch + 1, positions, staged };
         self.store.commit(&checkpoint).await?;
         self.epoch = checkpoint.epoch;
         failpoint("after_commit");
@@ -182,9 +181,10 @@ impl Delivery {
             }
         }
         failpoint("after_complete");
-        self.wal.release(epoch.wal)?;
+        self.source.committed(&checkpoint.positions);
+        self.committed = checkpoint.positions;
         tracing::debug!(
-            epoch = checkpoint.epoch,
+            epoch = self.epoch,
             records = epoch.records,
             bytes = epoch.bytes,
             keys = ?checkpoint.staged.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),

@@ -52,8 +52,9 @@ const TARGET_PREFIX: &str = "Firehose_20150804.";
 /// One stream as the API sees it.
 #[derive(Debug)]
 pub struct ApiStream {
-    /// Where its records go.
-    pub wal: Wal,
+    /// Where its records go; `None` for a Kinesis-sourced stream, which
+    /// (as in Firehose) takes no Direct PUT records.
+    pub wal: Option<Wal>,
     /// Its `DeliveryStreamDescription` for `DescribeDeliveryStream`.
     pub description: Value,
 }
@@ -219,8 +220,11 @@ async fn append(state: &ApiState, stream: &ApiStream, records: Vec<Bytes>) -> Re
     if state.draining.load(Ordering::SeqCst) {
         return Err(ApiError::new("ServiceUnavailableException", "sluice is shutting down; retry later"));
     }
+    let Some(wal) = &stream.wal else {
+        return Err(ApiError::invalid("This operation is not permitted on KinesisStreamAsSource type."));
+    };
     let arrival_ms = jiff::Timestamp::now().as_millisecond();
-    match stream.wal.append(records, arrival_ms).await {
+    match wal.append(records, arrival_ms).await {
         Ok(ids) => Ok(ids.into_iter().map(record_id).collect()),
         Err(e @ (WalError::Full { .. } | WalError::Closed)) => {
             Err(ApiError::new("ServiceUnavailableException", e.to_string()))

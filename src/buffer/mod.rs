@@ -25,9 +25,9 @@ use crate::delivery::{Epoch, ObjectEncoder};
 use crate::encode::{self, EncodeError};
 use crate::error::{Classify, Fault};
 use crate::partition::{Prefix, PrefixContext, PrefixError};
-use crate::record::{Record, WalPosition};
+use crate::record::{Positions, Record};
 use crate::sink::{ObjectSink, SinkError};
-use crate::source::direct_put::{WalError, WalReader};
+use crate::source::{Source, SourceError};
 
 /// Most bytes read from the source in one batch.
 const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -37,7 +37,7 @@ const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
 pub enum BufferError {
     /// Reading the source failed.
     #[error(transparent)]
-    Source(#[from] WalError),
+    Source(#[from] SourceError),
     /// Opening a staged object failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -145,7 +145,7 @@ struct OpenObject {
     opened: Instant,
     bytes: u64,
     records: u64,
-    last: WalPosition,
+    positions: Positions,
 }
 
 /// Everything the buffer stage needs.
@@ -173,12 +173,12 @@ impl BufferStage {
     ///
     /// # Errors
     /// [`BufferError`]; the caller restarts from recovery.
-    pub async fn run(&self, reader: &mut WalReader, epochs: mpsc::Sender<Epoch>) -> Result<(), BufferError> {
+    pub async fn run(&self, source: &mut dyn Source, epochs: mpsc::Sender<Epoch>) -> Result<(), BufferError> {
         let mut open: Option<OpenObject> = None;
         loop {
             let deadline = open.as_ref().map(|o| o.opened + self.buffering.interval);
             let batch = tokio::select! {
-                batch = reader.next_batch(READ_BATCH_BYTES) => batch?,
+                batch = source.next_batch(READ_BATCH_BYTES) => batch?,
                 () = sleep_until_opt(deadline) => {
                     if let Some(object) = open.take() {
                         close(object, &epochs).await?;
@@ -186,13 +186,26 @@ impl BufferStage {
                     continue;
                 }
             };
-            let Some(records) = batch else {
+            let Some(batch) = batch else {
                 if let Some(object) = open.take() {
                     close(object, &epochs).await?;
                 }
                 return Ok(());
             };
-            self.append(records, &mut open, &epochs).await?;
+            self.append(batch.records, &mut open, &epochs).await?;
+            if !batch.ended_shards.is_empty() {
+                // A shard's end is committed with the buffer holding its last
+                // records, or on its own when no buffer is open.
+                match &mut open {
+                    Some(object) => batch.ended_shards.iter().for_each(|s| object.positions.end_shard(s)),
+                    None => {
+                        let mut positions = Positions::default();
+                        batch.ended_shards.iter().for_each(|s| positions.end_shard(s));
+                        let epoch = Epoch { objects: Vec::new(), positions, records: 0, bytes: 0 };
+                        epochs.send(epoch).await.map_err(|_| BufferError::DeliveryGone)?;
+                    }
+                }
+            }
             if self.buffering.interval == Duration::ZERO {
                 if let Some(object) = open.take() {
                     close(object, &epochs).await?;
@@ -233,7 +246,7 @@ impl BufferStage {
                     }
                     object.bytes += record.data.len() as u64 + delimiter;
                     object.records += 1;
-                    object.last = record.next;
+                    object.positions.advance(&record.position);
                     i += 1;
                 }
                 (object, records, i, result)
@@ -269,7 +282,7 @@ impl BufferStage {
             opened: Instant::now(),
             bytes: 0,
             records: 0,
-            last: WalPosition::START,
+            positions: Positions::default(),
         })
     }
 }
@@ -279,7 +292,7 @@ async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), B
     objects.extend(object.backup);
     let epoch = Epoch {
         objects,
-        wal: object.last,
+        positions: object.positions,
         records: object.records,
         bytes: object.bytes,
     };
@@ -404,7 +417,7 @@ mod tests {
         put(&f.wal, 2, 10).await;
         let second = rx.recv().await.unwrap();
         assert_eq!(second.records, 2);
-        assert!(second.wal > first.wal);
+        assert!(second.positions.wal > first.positions.wal);
         f.wal.close().await;
         running.await.unwrap().unwrap();
     }

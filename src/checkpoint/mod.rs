@@ -18,7 +18,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Classify, Fault};
-use crate::record::WalPosition;
+use crate::record::Positions;
 use crate::sink::StagedObject;
 
 /// What one commit records.
@@ -26,9 +26,9 @@ use crate::sink::StagedObject;
 pub struct Checkpoint {
     /// Increases by one with every commit; for logs and sanity checks.
     pub epoch: u64,
-    /// Everything before this write-ahead-log position is delivered (or
-    /// committed and about to be completed).
-    pub wal: Option<WalPosition>,
+    /// How far every source is delivered (or committed and about to be
+    /// completed). Cumulative: sources an epoch did not touch keep theirs.
+    pub positions: Positions,
     /// Objects staged by this epoch that must be completed (idempotently) if
     /// the process dies before completing them.
     pub staged: Vec<StagedObject>,
@@ -124,6 +124,7 @@ impl CheckpointStore for FileCheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::WalPosition;
     use crate::sink::StagedHandle;
 
     #[tokio::test]
@@ -134,7 +135,7 @@ mod tests {
 
         let first = Checkpoint {
             epoch: 1,
-            wal: Some(WalPosition { segment: 1, offset: 10 }),
+            positions: Positions { wal: Some(WalPosition { segment: 1, offset: 10 }), ..Default::default() },
             staged: vec![StagedObject {
                 key: "2026/01/01/00/a".into(),
                 handle: StagedHandle::LocalFile { temp: "t1".into() },
@@ -143,7 +144,11 @@ mod tests {
         store.commit(&first).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(first));
 
-        let second = Checkpoint { epoch: 2, wal: Some(WalPosition { segment: 2, offset: 0 }), staged: vec![] };
+        let second = Checkpoint {
+            epoch: 2,
+            positions: Positions { wal: Some(WalPosition { segment: 2, offset: 0 }), ..Default::default() },
+            staged: vec![],
+        };
         store.commit(&second).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(second));
         // Only the checkpoint itself is left: the temp file was renamed away.

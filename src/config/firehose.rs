@@ -37,7 +37,7 @@ use super::validate::{self, Checked, opt};
 use super::{
     BackupConfig, Buffering, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
     DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig, Encryption, S3Target,
-    SourceConfig, StreamConfig, Target,
+    KinesisConfig, SourceConfig, StreamConfig, Target,
 };
 
 /// Dotted-path root of every destination option.
@@ -70,7 +70,7 @@ struct CreateDeliveryStreamInput {
     #[serde(rename = "DirectPutSourceConfiguration")]
     direct_put_source_configuration: Option<Value>,
     #[serde(rename = "KinesisStreamSourceConfiguration")]
-    kinesis_stream_source_configuration: Option<Value>,
+    kinesis_stream_source_configuration: Option<KinesisStreamSourceConfiguration>,
     #[serde(rename = "DeliveryStreamEncryptionConfigurationInput")]
     delivery_stream_encryption_configuration_input: Option<Value>,
     #[serde(rename = "S3DestinationConfiguration")]
@@ -100,6 +100,17 @@ struct CreateDeliveryStreamInput {
     iceberg_destination_configuration: Option<Value>,
     #[serde(rename = "DatabaseSourceConfiguration")]
     database_source_configuration: Option<Value>,
+}
+
+/// `KinesisStreamSourceConfiguration`. The role is not used (credentials come
+/// from the standard AWS chain).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KinesisStreamSourceConfiguration {
+    #[serde(rename = "KinesisStreamARN")]
+    stream_arn: Option<Checked<String>>,
+    #[serde(rename = "RoleARN")]
+    _role_arn: Option<Value>,
 }
 
 /// `ExtendedS3DestinationConfiguration`: every field of the service model.
@@ -284,21 +295,17 @@ fn section_enabled(section: &Value) -> bool {
 /// Values of the wrong type are left to pass 2, which names them.
 fn unsupported_options(input: &CreateDeliveryStreamInput) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(kind @ ("KinesisStreamAsSource" | "MSKAsSource" | "DatabaseAsSource")) = input
+    if let Some(kind @ ("MSKAsSource" | "DatabaseAsSource")) = input
         .delivery_stream_type
         .as_ref()
         .and_then(Checked::ok)
         .map(String::as_str)
     {
         out.push(format!(
-            "DeliveryStreamType ({kind}; only DirectPut is supported)"
+            "DeliveryStreamType ({kind}; only DirectPut and KinesisStreamAsSource are supported)"
         ));
     }
     let sections = [
-        (
-            "KinesisStreamSourceConfiguration",
-            &input.kinesis_stream_source_configuration,
-        ),
         ("MSKSourceConfiguration", &input.msk_source_configuration),
         (
             "DatabaseSourceConfiguration",
@@ -387,9 +394,32 @@ fn validate_input(
     const NAME: &str = "DeliveryStreamName";
     const TYPE: &str = "DeliveryStreamType";
     let name = validate::stream_name(NAME, input.delivery_stream_name.get(NAME)?)?;
-    match opt(&input.delivery_stream_type, TYPE)?.map(String::as_str) {
+    let kinesis_option = "KinesisStreamSourceConfiguration";
+    let source = match opt(&input.delivery_stream_type, TYPE)?.map(String::as_str) {
         // Firehose's default when the type is absent.
-        None | Some("DirectPut") => {}
+        None | Some("DirectPut") => {
+            if input.kinesis_stream_source_configuration.is_some() {
+                return Err(ConfigError::invalid(
+                    kinesis_option,
+                    "only valid with DeliveryStreamType KinesisStreamAsSource",
+                ));
+            }
+            SourceConfig::DirectPut(DirectPutConfig {
+                max_wal_bytes: DEFAULT_MAX_WAL_BYTES,
+            })
+        }
+        Some("KinesisStreamAsSource") => {
+            let arn_option = format!("{kinesis_option}.KinesisStreamARN");
+            let k = input.kinesis_stream_source_configuration.as_ref().ok_or_else(|| {
+                ConfigError::invalid(kinesis_option, "required when DeliveryStreamType is KinesisStreamAsSource")
+            })?;
+            let arn = k
+                .stream_arn
+                .as_ref()
+                .ok_or_else(|| ConfigError::invalid(&arn_option, "required"))?
+                .get(&arn_option)?;
+            SourceConfig::Kinesis(KinesisConfig::defaults(validate::kinesis_stream_arn(&arn_option, arn)?))
+        }
         Some(other) => {
             return Err(ConfigError::invalid(
                 TYPE,
@@ -398,10 +428,7 @@ fn validate_input(
                 ),
             ));
         }
-    }
-    let source = SourceConfig::DirectPut(DirectPutConfig {
-        max_wal_bytes: DEFAULT_MAX_WAL_BYTES,
-    });
+    };
     let d = input.extended_s3_destination_configuration.as_ref().ok_or_else(|| {
         ConfigError::invalid(
             ES3,
@@ -915,14 +942,9 @@ mod tests {
             "/ExtendedS3DestinationConfiguration/BufferingHints/SizeInMBs",
             Some(json!(0)),
         );
-        doc = with(
-            doc,
-            "/DeliveryStreamType",
-            Some(json!("KinesisStreamAsSource")),
-        );
+        doc = with(doc, "/DeliveryStreamType", Some(json!("MSKAsSource")));
         let some = json!({"RoleARN": "arn:aws:iam::1:role/r"});
         for key in [
-            "KinesisStreamSourceConfiguration",
             "MSKSourceConfiguration",
             "DatabaseSourceConfiguration",
             "S3DestinationConfiguration",
@@ -961,7 +983,6 @@ mod tests {
         };
         let expected = [
             "DeliveryStreamType",
-            "KinesisStreamSourceConfiguration",
             "MSKSourceConfiguration",
             "DatabaseSourceConfiguration",
             "S3DestinationConfiguration (use ExtendedS3DestinationConfiguration",
@@ -982,6 +1003,30 @@ mod tests {
         for (got, want) in options.iter().zip(expected) {
             assert!(got.starts_with(want), "got {got:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn kinesis_stream_as_source() {
+        let mut doc = with(base(), "/DeliveryStreamType", Some(json!("KinesisStreamAsSource")));
+        doc = with(
+            doc,
+            "/KinesisStreamSourceConfiguration",
+            Some(json!({"KinesisStreamARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders", "RoleARN": "arn:aws:iam::1:role/r"})),
+        );
+        let config = parse_json(&doc).unwrap();
+        let SourceConfig::Kinesis(k) = &config.source else { panic!("expected Kinesis") };
+        assert_eq!(k, &KinesisConfig::defaults("orders".into()));
+        assert_eq!(k.start, crate::config::StartPosition::AtCreation);
+
+        let missing = with(doc.clone(), "/KinesisStreamSourceConfiguration", None);
+        let err = parse_json(&missing).unwrap_err().to_string();
+        assert!(err.contains("KinesisStreamSourceConfiguration"), "{err}");
+        let bad = with(doc.clone(), "/KinesisStreamSourceConfiguration/KinesisStreamARN", Some(json!("arn:aws:kinesis:us-east-1:1:table/x")));
+        let err = parse_json(&bad).unwrap_err().to_string();
+        assert!(err.contains("KinesisStreamSourceConfiguration.KinesisStreamARN"), "{err}");
+        let direct = with(doc, "/DeliveryStreamType", Some(json!("DirectPut")));
+        let err = parse_json(&direct).unwrap_err().to_string();
+        assert!(err.contains("KinesisStreamSourceConfiguration"), "{err}");
     }
 
     #[test]

@@ -39,6 +39,62 @@ pub struct StreamConfig {
 pub enum SourceConfig {
     /// Firehose's Direct PUT API, backed by a local write-ahead log.
     DirectPut(DirectPutConfig),
+    /// A Kinesis Data Stream (Firehose `KinesisStreamAsSource`).
+    Kinesis(KinesisConfig),
+}
+
+/// Kinesis source settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisConfig {
+    /// Stream name (from `stream_name` or the name part of a stream ARN).
+    pub stream_name: String,
+    /// Endpoint override; `None` = `AWS_ENDPOINT_URL_KINESIS` /
+    /// `AWS_ENDPOINT_URL` or AWS's own endpoints.
+    pub endpoint_url: Option<String>,
+    /// Where to start shards that have no checkpoint.
+    pub start: StartPosition,
+    /// Pause between GetRecords calls on a shard that is caught up
+    /// (Firehose polls each shard once per second).
+    pub poll_interval: Duration,
+    /// How often the shard list is refreshed (new shards after resharding).
+    pub shard_sync_interval: Duration,
+    /// `Limit` of each GetRecords call (1-10,000).
+    pub max_records_per_call: i32,
+    /// Timeout of one Kinesis request attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl KinesisConfig {
+    /// Defaults for a stream: Firehose's once-per-second polling, shard
+    /// list refreshed every 10 s, KCL's 10,000 records per call.
+    pub fn defaults(stream_name: String) -> Self {
+        KinesisConfig {
+            stream_name,
+            endpoint_url: None,
+            start: StartPosition::AtCreation,
+            poll_interval: Duration::from_secs(1),
+            shard_sync_interval: Duration::from_secs(10),
+            max_records_per_call: 10_000,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+        }
+    }
+}
+
+/// Where a shard without a checkpoint starts. Child shards of a known parent
+/// always start at `TRIM_HORIZON` (after their parents ended), as in KCL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// Firehose's behaviour for a new delivery stream: records from the
+    /// moment sluice first saw the stream (`AT_TIMESTAMP` of that moment,
+    /// kept in the state directory), so records put just after start-up are
+    /// never missed.
+    AtCreation,
+    /// The oldest record in the shard.
+    TrimHorizon,
+    /// Only records put after the reader starts.
+    Latest,
+    /// Records that arrived at or after this instant.
+    AtTimestamp(jiff::Timestamp),
 }
 
 /// Direct PUT settings.

@@ -21,7 +21,7 @@ use super::validate::{self, Checked, opt};
 use super::{
     BackupConfig, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
     DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig,
-    Encryption, S3Target, SourceConfig, StreamConfig, Target,
+    Encryption, KinesisConfig, S3Target, SourceConfig, StartPosition, StreamConfig, Target,
 };
 use std::time::Duration;
 
@@ -45,6 +45,22 @@ struct RawStream {
 )]
 enum RawSource {
     DirectPut(RawDirectPut),
+    Kinesis(RawKinesis),
+}
+
+/// `[source]` with `type = "kinesis"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "source", deny_unknown_fields)]
+struct RawKinesis {
+    stream_name: Option<Checked<String>>,
+    stream_arn: Option<Checked<String>>,
+    endpoint_url: Option<Checked<String>>,
+    start_position: Option<Checked<String>>,
+    start_timestamp: Option<Checked<String>>,
+    poll_interval_ms: Option<Checked<i64>>,
+    shard_sync_interval_secs: Option<Checked<i64>>,
+    max_records_per_call: Option<Checked<i64>>,
+    attempt_timeout_secs: Option<Checked<i64>>,
 }
 
 /// `[source]` with `type = "direct_put"`.
@@ -180,6 +196,7 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigErr
                 },
             })
         }
+        RawSource::Kinesis(k) => SourceConfig::Kinesis(validate_kinesis(&k)?),
     };
     let destination = match raw.destination {
         RawDestination::Local(local) => {
@@ -217,6 +234,68 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigErr
         version: 1,
         source,
         destination,
+    })
+}
+
+fn validate_kinesis(raw: &RawKinesis) -> Result<KinesisConfig, ConfigError> {
+    const NAME: &str = "source.stream_name";
+    const ARN: &str = "source.stream_arn";
+    const START: &str = "source.start_position";
+    const TIMESTAMP: &str = "source.start_timestamp";
+    const POLL: &str = "source.poll_interval_ms";
+    const SYNC: &str = "source.shard_sync_interval_secs";
+    const LIMIT: &str = "source.max_records_per_call";
+    const TIMEOUT: &str = "source.attempt_timeout_secs";
+    let stream_name = match (opt(&raw.stream_name, NAME)?, opt(&raw.stream_arn, ARN)?) {
+        (Some(name), None) => validate::kinesis_stream_name(NAME, name)?,
+        (None, Some(arn)) => validate::kinesis_stream_arn(ARN, arn)?,
+        (Some(_), Some(_)) => return Err(ConfigError::invalid(ARN, "give `stream_name` or `stream_arn`, not both")),
+        (None, None) => return Err(ConfigError::invalid(NAME, "required for a kinesis source (or `stream_arn`)")),
+    };
+    let timestamp = opt(&raw.start_timestamp, TIMESTAMP)?;
+    let start = match opt(&raw.start_position, START)?.map(String::as_str) {
+        None | Some("at_creation") => StartPosition::AtCreation,
+        Some("trim_horizon") => StartPosition::TrimHorizon,
+        Some("latest") => StartPosition::Latest,
+        Some("at_timestamp") => {
+            let text = timestamp.ok_or_else(|| ConfigError::invalid(TIMESTAMP, "required when start_position = \"at_timestamp\""))?;
+            StartPosition::AtTimestamp(text.parse().map_err(|e| {
+                ConfigError::invalid(TIMESTAMP, format!("must be an RFC 3339 instant like 2026-01-01T00:00:00Z: {e}"))
+            })?)
+        }
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                START,
+                format!("must be at_creation, trim_horizon, latest or at_timestamp, got {other:?}"),
+            ));
+        }
+    };
+    if timestamp.is_some() && !matches!(start, StartPosition::AtTimestamp(_)) {
+        return Err(ConfigError::invalid(TIMESTAMP, "only meaningful with start_position = \"at_timestamp\""));
+    }
+    let defaults = KinesisConfig::defaults(stream_name);
+    Ok(KinesisConfig {
+        endpoint_url: opt(&raw.endpoint_url, "source.endpoint_url")?
+            .map(|url| validate::endpoint_url("source.endpoint_url", url))
+            .transpose()?,
+        start,
+        poll_interval: match opt(&raw.poll_interval_ms, POLL)? {
+            Some(&ms) => Duration::from_millis(validate::in_range(POLL, ms, 200, 60_000)?),
+            None => defaults.poll_interval,
+        },
+        shard_sync_interval: match opt(&raw.shard_sync_interval_secs, SYNC)? {
+            Some(&secs) => Duration::from_secs(validate::in_range(SYNC, secs, 1, 3600)?),
+            None => defaults.shard_sync_interval,
+        },
+        max_records_per_call: match opt(&raw.max_records_per_call, LIMIT)? {
+            Some(&n) => validate::in_range(LIMIT, n, 1, 10_000)? as i32,
+            None => defaults.max_records_per_call,
+        },
+        attempt_timeout: match opt(&raw.attempt_timeout_secs, TIMEOUT)? {
+            Some(&secs) => Duration::from_secs(validate::in_range(TIMEOUT, secs, 1, 3600)?),
+            None => defaults.attempt_timeout,
+        },
+        ..defaults
     })
 }
 
@@ -376,7 +455,7 @@ mod tests {
         let config = crate::config::load(&config_file("local.toml"), Path::new(CWD)).unwrap();
         assert_eq!(config.name, "local");
         assert_eq!(config.version, 1);
-        let SourceConfig::DirectPut(direct_put) = &config.source;
+        let SourceConfig::DirectPut(direct_put) = &config.source else { panic!("Direct PUT source expected") };
         assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
         let d = &config.destination;
         assert_eq!(
@@ -402,7 +481,7 @@ mod tests {
     fn example_toml_parses_with_every_option() {
         let config = crate::config::load(&config_file("example.toml"), Path::new(CWD)).unwrap();
         assert_eq!(config.name, "clickstream");
-        let SourceConfig::DirectPut(direct_put) = &config.source;
+        let SourceConfig::DirectPut(direct_put) = &config.source else { panic!("Direct PUT source expected") };
         assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
         let d = &config.destination;
         assert_eq!(
@@ -422,7 +501,7 @@ mod tests {
     #[test]
     fn absent_options_take_firehose_defaults() {
         let config = parse_str(MINIMAL).unwrap();
-        let SourceConfig::DirectPut(direct_put) = &config.source;
+        let SourceConfig::DirectPut(direct_put) = &config.source else { panic!("Direct PUT source expected") };
         assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
         let d = &config.destination;
         assert_eq!(
@@ -611,7 +690,8 @@ interval_secs = 300
                 "`source.max_wal_bytes`",
             ),
             // Unknown alternatives: serde names the value.
-            (r#"type = "direct_put""#, r#"type = "kinesis""#, "kinesis"),
+            (r#"type = "direct_put""#, r#"type = "kinesis""#, "`max_wal_bytes`"),
+            (r#"type = "direct_put""#, r#"type = "kafka""#, "kafka"),
             (r#"type = "local""#, r#"type = "s3""#, "`path`"),
             (r#"type = "local""#, r#"type = "hdfs""#, "hdfs"),
         ];
@@ -644,6 +724,45 @@ interval_secs = 300
         prefix = "raw/"
         compression = "zstd"
     "#;
+
+    #[test]
+    fn kinesis_source_options() {
+        let base = r#"
+            name = "s"
+            [source]
+            type = "kinesis"
+            stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+            endpoint_url = "http://127.0.0.1:4567"
+            start_position = "at_timestamp"
+            start_timestamp = "2026-01-02T03:04:05Z"
+            poll_interval_ms = 250
+            shard_sync_interval_secs = 2
+            max_records_per_call = 500
+            [destination]
+            type = "local"
+            path = "out"
+        "#;
+        let config = parse_str(base).unwrap();
+        let SourceConfig::Kinesis(k) = &config.source else { panic!("expected Kinesis") };
+        assert_eq!(k.stream_name, "orders");
+        assert_eq!(k.start, StartPosition::AtTimestamp("2026-01-02T03:04:05Z".parse().unwrap()));
+        assert_eq!(k.poll_interval, Duration::from_millis(250));
+        assert_eq!(k.shard_sync_interval, Duration::from_secs(2));
+        assert_eq!(k.max_records_per_call, 500);
+        let cases = [
+            (r#"start_position = "at_timestamp""#, r#"start_position = "earliest""#, "`source.start_position`"),
+            (r#"start_timestamp = "2026-01-02T03:04:05Z""#, r#"start_timestamp = "yesterday""#, "`source.start_timestamp`"),
+            ("max_records_per_call = 500", "max_records_per_call = 10001", "`source.max_records_per_call`"),
+            ("poll_interval_ms = 250", "poll_interval_ms = 10", "`source.poll_interval_ms`"),
+            (r#"stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders""#, r#"stream_arn = "orders""#, "`source.stream_arn`"),
+            (r#"stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders""#, "", "`source.stream_name`"),
+        ];
+        for (from, to, option) in cases {
+            assert!(base.contains(from), "case {to:?} does not apply");
+            let err = parse_str(&base.replacen(from, to, 1)).expect_err(to).to_string();
+            assert!(err.contains(option), "{to:?}: message {err:?} does not name {option}");
+        }
+    }
 
     #[test]
     fn s3_example_toml_parses() {

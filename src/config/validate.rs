@@ -365,6 +365,29 @@ pub(super) fn bucket_arn(option: &str, arn: &str) -> Result<String, ConfigError>
     }
 }
 
+/// A Kinesis stream name: 1-128 characters of `[a-zA-Z0-9_.-]`.
+pub(super) fn kinesis_stream_name(option: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = (1..=128).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(ConfigError::invalid(option, format!("{name:?} is not a valid Kinesis stream name (1-128 of a-z A-Z 0-9 _ . -)")))
+    }
+}
+
+/// `arn:<partition>:kinesis:<region>:<account>:stream/<name>` -> the name.
+pub(super) fn kinesis_stream_arn(option: &str, arn: &str) -> Result<String, ConfigError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, "kinesis", _, _, resource] => match resource.strip_prefix("stream/") {
+            Some(name) => kinesis_stream_name(option, name),
+            None => Err(ConfigError::invalid(option, format!("{arn:?} does not name a stream (…:stream/<name>)"))),
+        },
+        _ => Err(ConfigError::invalid(option, format!("must be arn:aws:kinesis:<region>:<account>:stream/<name>, got {arn:?}"))),
+    }
+}
+
 /// An endpoint override URL (`http://` or `https://`).
 pub(super) fn endpoint_url(option: &str, url: &str) -> Result<String, ConfigError> {
     if url.starts_with("http://") || url.starts_with("https://") {
@@ -395,6 +418,8 @@ pub(super) mod tests {
             (SourceConfig::DirectPut(x), SourceConfig::DirectPut(y)) => {
                 assert_eq!(x.max_wal_bytes, y.max_wal_bytes, "max_wal_bytes");
             }
+            (SourceConfig::Kinesis(x), SourceConfig::Kinesis(y)) => assert_eq!(x, y, "kinesis"),
+            (x, y) => panic!("sources differ: {x:?} vs {y:?}"),
         }
         let crate::config::DestinationConfig {
             target,

@@ -67,6 +67,17 @@ pub enum EncodeError {
         /// The compressor's error.
         source: snap::Error,
     },
+    /// This record does not fit (a format-converting encoder: invalid JSON,
+    /// or a value that does not fit its column). The encoder is still
+    /// usable and the record was not written; the pipeline routes it to the
+    /// `format-conversion-failed` error output with `code` and `message`.
+    #[error("{code}: {message}")]
+    Record {
+        /// Firehose-style error code for `lastErrorCode`.
+        code: &'static str,
+        /// What is wrong, naming the column.
+        message: String,
+    },
 }
 
 impl Classify for EncodeError {
@@ -77,12 +88,15 @@ impl Classify for EncodeError {
             EncodeError::Io(_) => true,
             // The same input hits the same limit again.
             EncodeError::TooLarge { .. } | EncodeError::Compressor { .. } => false,
+            // The same record fails the same way.
+            EncodeError::Record { .. } => false,
         }
     }
     fn fault(&self) -> Fault {
         match self {
             EncodeError::Io(_) => Fault::Remote,
             EncodeError::TooLarge { .. } | EncodeError::Compressor { .. } => Fault::Bug,
+            EncodeError::Record { .. } => Fault::Data,
         }
     }
 }
@@ -92,8 +106,10 @@ pub trait Encoder<W>: Send {
     /// Appends one record.
     ///
     /// # Errors
-    /// [`EncodeError`] when the output cannot be written. The object is then
-    /// unusable: discard the writer's contents.
+    /// [`EncodeError::Record`] when this record does not fit the output
+    /// format (format conversion only): the record was not written and the
+    /// encoder is still usable. Any other [`EncodeError`]: the output cannot
+    /// be written; the object is then unusable, discard the writer's contents.
     fn append(&mut self, data: &[u8]) -> Result<(), EncodeError>;
     /// Writes any trailer, flushes everything and hands back the writer.
     ///

@@ -32,7 +32,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Classify, Fault};
 use crate::fsutil::sync_dir;
-use crate::record::{Record, WalPosition};
+use crate::record::{Position, Positions, Record, WalPosition};
+use crate::source::{BoxFuture, Source, SourceBatch, SourceError, SourceProgress};
 
 /// Size at which the writer starts a new segment.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -489,6 +490,27 @@ impl WalReader {
     }
 }
 
+impl Source for WalReader {
+    fn next_batch(&mut self, max_bytes: usize) -> BoxFuture<'_, Result<Option<SourceBatch>, SourceError>> {
+        Box::pin(async move {
+            let records = WalReader::next_batch(self, max_bytes).await?;
+            Ok(records.map(|records| SourceBatch { records, ended_shards: Vec::new() }))
+        })
+    }
+}
+
+impl SourceProgress for Wal {
+    fn committed(&self, positions: &Positions) {
+        if let Some(upto) = positions.wal
+            && let Err(e) = self.release(upto)
+        {
+            // The segments stay on disk and count against the cap; the next
+            // commit tries again.
+            tracing::warn!(error = %e, "Cannot delete delivered write-ahead log segments.");
+        }
+    }
+}
+
 /// Reads frames from `pos` towards `end` (blocking).
 fn read_batch(
     dir: &Path,
@@ -515,7 +537,12 @@ fn read_batch(
                 pos.offset += frame_len;
                 let arrival_ms = i64::from_le_bytes(payload[..ARRIVAL].try_into().unwrap_or_default());
                 bytes += payload.len();
-                records.push(Record { data: Bytes::copy_from_slice(&payload[ARRIVAL..]), arrival_ms, next: *pos });
+                records.push(Record {
+                    data: Bytes::copy_from_slice(&payload[ARRIVAL..]),
+                    arrival_ms,
+                    position: Position::Wal(*pos),
+                    kinesis: None,
+                });
             }
             Ok(None) if pos.segment < end.segment => {
                 // End of a sealed segment: continue in the next one.
@@ -560,7 +587,7 @@ mod tests {
         assert_eq!(batch[4].arrival_ms, 2000);
         assert_eq!(&batch[3].data[..], b"b-0");
         // A record's `next` is the following record's id.
-        assert_eq!(batch[0].next, ids[1]);
+        assert_eq!(batch[0].position, Position::Wal(ids[1]));
         wal.close().await;
         assert!(reader.next_batch(1 << 20).await.unwrap().is_none());
     }
@@ -595,8 +622,9 @@ mod tests {
         // Delivering the first record frees its space.
         let mut reader = wal.reader(None);
         let batch = reader.next_batch(1 << 20).await.unwrap().unwrap();
-        assert_eq!(batch[0].next.offset, ids[0].offset + 76);
-        wal.release(batch[0].next).unwrap();
+        let Position::Wal(next) = batch[0].position else { panic!("WAL position expected") };
+        assert_eq!(next.offset, ids[0].offset + 76);
+        wal.release(next).unwrap();
         assert_eq!(wal.live_bytes(), 0);
         wal.append(vec![Bytes::from(vec![0u8; 60])], 1).await.unwrap();
     }
@@ -643,7 +671,8 @@ mod tests {
             while count < (SEGMENT_BYTES / 1_000_000 + 2) as usize {
                 let batch = reader.next_batch(8 << 20).await.unwrap().unwrap();
                 count += batch.len();
-                last = batch.last().unwrap().next;
+                let Position::Wal(next) = batch.last().unwrap().position else { panic!("WAL position expected") };
+                last = next;
             }
             assert_eq!(last.segment, 2);
             wal.release(last).unwrap();

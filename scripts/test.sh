@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The one command that runs every test of sluice.
+#
+# On a fresh Debian machine (or a developer's) it installs what the tests need, then runs:
+#   1. cargo build --locked        (the binary the end-to-end tests drive: target/debug/sluice)
+#   2. cargo test --locked         (Rust unit and integration tests)
+#   3. pytest tests/               (end-to-end tests against the real binary, with real
+#                                   AWS SDK clients and independent output readers)
+# Runnable from any directory, idempotent, exits non-zero if anything fails.
+#
+# Environment:
+#   SLUICE_SKIP_CARGO=1   skip steps 1-2 (iterate on the Python suite only)
+#   PYTEST_ARGS="..."     extra pytest arguments (e.g. "-k crash -x")
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- Python test environment -------------------------------------------------------------
+VENV="$REPO/.venv"
+REQS="$REPO/tests/requirements.txt"
+
+ensure_venv() {
+    local python="${PYTHON:-python3}"
+    if ! command -v "$python" >/dev/null 2>&1; then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            log "installing python3 (apt-get)"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+        else
+            echo "error: python3 not found; install python3 and python3-venv" >&2
+            exit 1
+        fi
+    fi
+    if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        log "creating $VENV"
+        rm -rf "$VENV"
+        if ! "$python" -m venv "$VENV"; then
+            # Debian's python3 ships venv (ensurepip) separately.
+            if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+                log "installing python3-venv (apt-get)"
+                rm -rf "$VENV"
+                apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+                "$python" -m venv "$VENV"
+            else
+                echo "error: '$python -m venv' failed; install python3-venv" >&2
+                exit 1
+            fi
+        fi
+    fi
+    local hash stamp
+    hash="$(sha256sum "$REQS" | cut -c1-16)"
+    stamp="$VENV/.requirements-$hash"
+    if [[ ! -f "$stamp" ]]; then
+        log "installing Python test requirements"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQS"
+        rm -f "$VENV"/.requirements-*
+        touch "$stamp"
+    fi
+}
+
+ensure_venv
+
+# --- Rust --------------------------------------------------------------------------------
+if [[ "${SLUICE_SKIP_CARGO:-0}" != 1 ]]; then
+    log "cargo build --locked"
+    cargo build --locked
+    log "cargo test --locked"
+    cargo test --locked
+fi
+
+export SLUICE_BIN="${SLUICE_BIN:-$REPO/target/debug/sluice}"
+if [[ ! -x "$SLUICE_BIN" ]]; then
+    echo "error: $SLUICE_BIN not found (cargo build failed or was skipped)" >&2
+    exit 1
+fi
+
+# --- End-to-end tests ----------------------------------------------------------------------
+# faulthandler_timeout dumps every thread's stack if one test hangs; the fixtures bound
+# every wait themselves (daemon start, exit, HTTP calls), so a hang is a bug to look at.
+log "pytest tests/"
+# shellcheck disable=SC2086
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+    -o faulthandler_timeout=300 \
+    -o console_output_style=classic \
+    -o tmp_path_retention_policy=failed \
+    ${PYTEST_ARGS:-} \
+    "$REPO/tests" </dev/null

@@ -1,0 +1,168 @@
+"""`sluice validate`: bad configs are refused naming the option; the shipped ones pass."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO, firehose_config, native_config, run_sluice, to_toml, write_config
+
+
+def validate(path) -> tuple[int, str]:
+    p = run_sluice(["validate", "--config", str(path)], timeout=30)
+    return p.returncode, p.stderr.decode("utf-8", "replace")
+
+
+def nat(tmp_path, **kw) -> dict:
+    return native_config("v", tmp_path / "out", **kw)
+
+
+def with_(doc: dict, path: str, value) -> dict:
+    """Set a dotted path in a nested dict (creating tables)."""
+    doc = json.loads(json.dumps(doc))
+    *parents, last = path.split(".")
+    t = doc
+    for p in parents:
+        t = t.setdefault(p, {})
+    t[last] = value
+    return doc
+
+
+def test_valid_native_and_firehose_configs(tmp_path, sluice_bin):
+    for doc in [
+        nat(tmp_path),
+        nat(tmp_path, compression="gzip", prefix="a/!{timestamp:yyyy/MM}/", error_output_prefix="e/!{firehose:error-output-type}/"),
+        nat(tmp_path, compression="zstd", time_zone="Asia/Tokyo", file_extension=".log.zst", size_bytes=128 << 20, interval_secs=900),
+        nat(tmp_path, size_bytes=1 << 20, interval_secs=0, max_wal_bytes=64 << 20),
+    ]:
+        rc, err = validate(write_config(tmp_path / "ok.toml", doc))
+        assert rc == 0, f"valid config refused: {to_toml(doc)}\nstderr: {err}"
+    rc, err = validate(write_config(tmp_path / "ok.json", firehose_config("v", tmp_path / "out", compression="GZIP")))
+    assert rc == 0, err
+
+
+# (id, config doc builder, substring that must appear in stderr)
+NATIVE_BAD = [
+    ("size_bytes-0", lambda t: nat(t, size_bytes=0), "size_bytes"),
+    ("size_bytes-under-1MiB", lambda t: nat(t, size_bytes=(1 << 20) - 1), "size_bytes"),
+    ("size_bytes-over-128MiB", lambda t: nat(t, size_bytes=(128 << 20) + 1), "size_bytes"),
+    ("interval_secs-901", lambda t: nat(t, interval_secs=901), "interval_secs"),
+    ("interval_secs-negative", lambda t: nat(t, interval_secs=-1), "interval_secs"),
+    ("bad-compression", lambda t: nat(t, compression="brotli"), "compression"),
+    ("unknown-top-field", lambda t: with_(nat(t), "colour", "blue"), "colour"),
+    ("unknown-destination-field", lambda t: with_(nat(t), "destination.bucket_name", "x"), "bucket_name"),
+    ("unknown-buffering-field", lambda t: with_(nat(t), "destination.buffering.size_mb", 5), "size_mb"),
+    ("bad-time_zone", lambda t: nat(t, time_zone="Mars/Olympus_Mons"), "time_zone"),
+    ("bad-prefix-namespace", lambda t: nat(t, prefix="x/!{foo:bar}/"), "prefix"),
+    ("unclosed-prefix-expression", lambda t: nat(t, prefix="x/!{timestamp:yyyy/"), "prefix"),
+    (
+        "error-output-type-in-prefix",
+        lambda t: nat(t, prefix="x/!{firehose:error-output-type}/", error_output_prefix="e/!{firehose:error-output-type}/"),
+        "prefix",
+    ),
+    (
+        "error_output_prefix-without-error-output-type",
+        lambda t: nat(t, prefix="x/!{timestamp:yyyy}/", error_output_prefix="errors/!{timestamp:yyyy}/"),
+        "error_output_prefix",
+    ),
+    ("bad-file_extension", lambda t: nat(t, file_extension="json"), "file_extension"),
+    ("bad-source-type", lambda t: with_(nat(t), "source.type", "carrier_pigeon"), "type"),
+    ("bad-destination-type", lambda t: with_(nat(t), "destination.type", "ftp"), "type"),
+    ("missing-name", lambda t: {k: v for k, v in nat(t).items() if k != "name"}, "name"),
+    ("bad-name", lambda t: with_(nat(t), "name", "has space"), "name"),
+    ("append_delimiter-not-bool", lambda t: with_(nat(t), "destination.append_delimiter", "yes"), "append_delimiter"),
+]
+
+
+@pytest.mark.parametrize("build,needle", [(b, n) for _, b, n in NATIVE_BAD], ids=[i for i, _, _ in NATIVE_BAD])
+def test_invalid_native(tmp_path, sluice_bin, build, needle):
+    doc = build(tmp_path)
+    path = write_config(tmp_path / "bad.toml", doc)
+    rc, err = validate(path)
+    assert rc != 0, f"invalid config accepted:\n{path.read_text()}"
+    assert needle in err, f"stderr does not name {needle!r}:\n{err}"
+
+
+def fh(tmp_path, **dest) -> dict:
+    return firehose_config("v", tmp_path / "out", **dest)
+
+
+def fh_dest(tmp_path, key, value) -> dict:
+    doc = fh(tmp_path)
+    doc["ExtendedS3DestinationConfiguration"][key] = value
+    return doc
+
+
+FIREHOSE_BAD = [
+    (
+        "DataFormatConversionConfiguration",
+        lambda t: fh_dest(t, "DataFormatConversionConfiguration", {"Enabled": True, "InputFormatConfiguration": {}}),
+        "DataFormatConversionConfiguration",
+    ),
+    ("SizeInMBs-0", lambda t: fh_dest(t, "BufferingHints", {"SizeInMBs": 0, "IntervalInSeconds": 60}), "SizeInMBs"),
+    ("SizeInMBs-129", lambda t: fh_dest(t, "BufferingHints", {"SizeInMBs": 129, "IntervalInSeconds": 60}), "SizeInMBs"),
+    (
+        "IntervalInSeconds-901",
+        lambda t: fh_dest(t, "BufferingHints", {"SizeInMBs": 5, "IntervalInSeconds": 901}),
+        "IntervalInSeconds",
+    ),
+    ("bad-CompressionFormat", lambda t: fh_dest(t, "CompressionFormat", "LZ4"), "CompressionFormat"),
+    ("bad-Prefix", lambda t: fh_dest(t, "Prefix", "p/!{foo:bar}/"), "Prefix"),
+    (
+        "ErrorOutputPrefix-without-type",
+        lambda t: {
+            **fh(t),
+            "ExtendedS3DestinationConfiguration": {
+                **fh(t)["ExtendedS3DestinationConfiguration"],
+                "Prefix": "p/!{timestamp:yyyy}/",
+                "ErrorOutputPrefix": "e/!{timestamp:yyyy}/",
+            },
+        },
+        "ErrorOutputPrefix",
+    ),
+    ("bad-CustomTimeZone", lambda t: fh_dest(t, "CustomTimeZone", "Nowhere/Land"), "CustomTimeZone"),
+    ("unknown-field", lambda t: fh_dest(t, "BucketNme", "x"), "BucketNme"),
+    ("bad-BucketARN", lambda t: fh_dest(t, "BucketARN", "relative/path"), "BucketARN"),
+    ("bad-stream-type", lambda t: {**fh(t), "DeliveryStreamType": "Telepathy"}, "DeliveryStreamType"),
+]
+
+
+@pytest.mark.parametrize("build,needle", [(b, n) for _, b, n in FIREHOSE_BAD], ids=[i for i, _, _ in FIREHOSE_BAD])
+def test_invalid_firehose(tmp_path, sluice_bin, build, needle):
+    path = write_config(tmp_path / "bad.json", build(tmp_path))
+    rc, err = validate(path)
+    assert rc != 0, f"invalid config accepted:\n{path.read_text()}"
+    assert needle in err, f"stderr does not name {needle!r}:\n{err}"
+
+
+def test_unparseable_and_missing_files(tmp_path, sluice_bin):
+    bad_toml = tmp_path / "broken.toml"
+    bad_toml.write_text('name = "x"\n[destination\n')
+    rc, err = validate(bad_toml)
+    assert rc != 0 and err.strip()
+    bad_json = tmp_path / "broken.json"
+    bad_json.write_text('{"DeliveryStreamName": ')
+    rc, err = validate(bad_json)
+    assert rc != 0 and err.strip()
+    rc, err = validate(tmp_path / "does-not-exist.toml")
+    assert rc != 0 and "does-not-exist.toml" in err
+
+
+def test_run_refuses_invalid_config(tmp_path, sluice_bin):
+    """`sluice run` refuses to start on a bad config (non-zero exit, option named)."""
+    path = write_config(tmp_path / "bad.toml", nat(tmp_path, interval_secs=901))
+    p = run_sluice(
+        ["run", "--config", str(path), "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "state")], timeout=30
+    )
+    assert p.returncode != 0
+    assert "interval_secs" in p.stderr.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("name", ["config/local.toml", "config/example.toml", "config/firehose-example.json"])
+def test_shipped_configs_validate(sluice_bin, name):
+    path = REPO / name
+    if not path.exists():
+        pytest.skip(f"{name} is not in the repository yet")
+    p = run_sluice(["validate", "--config", str(path)], timeout=30, cwd=REPO)
+    assert p.returncode == 0, f"{name} does not validate:\n{p.stderr.decode('utf-8', 'replace')}"
