@@ -268,6 +268,9 @@ async fn coordinate(
     let stream = shared.config.stream_name.clone();
     let mut started: HashSet<String> = HashSet::new();
     let mut readers = JoinSet::new();
+    // Ending sequence numbers of closed shards, refreshed with every listing:
+    // a shard may close (split, merge) while its reader runs.
+    let closed: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let mut backoff = Duration::from_millis(500);
     let mut last_log = tokio::time::Instant::now();
     loop {
@@ -277,11 +280,25 @@ async fn coordinate(
         match list_shards(&shared.client, &stream).await {
             Ok(shards) => {
                 backoff = Duration::from_millis(500);
+                if let Ok(mut closed) = closed.lock() {
+                    for shard in &shards {
+                        if let Some(end) = shard.sequence_number_range().and_then(|r| r.ending_sequence_number()) {
+                            closed.insert(shard.shard_id().to_owned(), end.to_owned());
+                        }
+                    }
+                }
                 let committed = progress.borrow_and_update().clone();
                 for (shard, start) in eligible(&shards, &committed, &started, &shared) {
                     started.insert(shard.shard_id().to_owned());
                     tracing::info!(stream = %stream, shard = shard.shard_id(), start = ?start, "Starting shard reader.");
-                    readers.spawn(read_shard(shared.clone(), shard, start, events.clone(), stopping.clone()));
+                    let reader = ShardReader {
+                        shared: shared.clone(),
+                        id: shard.shard_id().into(),
+                        closed: closed.clone(),
+                        events: events.clone(),
+                        stopping: stopping.clone(),
+                    };
+                    readers.spawn(reader.run(start));
                 }
             }
             Err(message) => {
@@ -427,23 +444,36 @@ fn is_throttle(code: Option<&str>) -> bool {
     )
 }
 
-/// Reads one shard until its end, shutdown, or the pipeline going away.
-async fn read_shard(
+/// One shard's reader task.
+struct ShardReader {
     shared: Arc<KinesisShared>,
-    shard: Shard,
-    start: Start,
+    id: Arc<str>,
+    closed: Arc<Mutex<BTreeMap<String, String>>>,
     events: mpsc::Sender<Event>,
     stopping: watch::Receiver<bool>,
-) {
-    let shard_id: Arc<str> = shard.shard_id().into();
-    let ending = shard.sequence_number_range().and_then(|r| r.ending_sequence_number()).map(str::to_owned);
+}
+
+impl ShardReader {
+    /// The shard's ending sequence number, once it is known to be closed.
+    fn ending(&self) -> Option<String> {
+        self.closed.lock().ok().and_then(|c| c.get(&*self.id).cloned())
+    }
+
+    /// Reads the shard until its end, shutdown, or the pipeline going away.
+    async fn run(self, start: Start) {
+        read_shard(&self, start).await;
+    }
+}
+
+async fn read_shard(reader: &ShardReader, start: Start) {
+    let ShardReader { shared, id: shard_id, events, stopping, .. } = reader;
     // Records at or before this (sequence, sub-sequence) were delivered.
     let mut skip = match &start {
         Start::After(seq, sub) => Some((seq.clone(), *sub)),
         _ => None,
     };
     let mut last_read: Option<String> = None;
-    let Some(mut it) = iterator(&shared, &shard_id, &start, &stopping).await else { return };
+    let Some(mut it) = iterator(shared, shard_id, &start, stopping).await else { return };
     let mut backoff = Duration::from_millis(500);
     loop {
         if *stopping.borrow() {
@@ -459,7 +489,7 @@ async fn read_shard(
                     None => start.clone(),
                 };
                 tracing::info!(shard = %shard_id, "Shard iterator expired; requesting a new one.");
-                let Some(fresh) = iterator(&shared, &shard_id, &restart, &stopping).await else { return };
+                let Some(fresh) = iterator(shared, shard_id, &restart, stopping).await else { return };
                 if let Start::After(seq, sub) = restart {
                     skip = Some((seq, sub));
                 }
@@ -487,7 +517,7 @@ async fn read_shard(
         if let Some(last) = out.records.last() {
             last_read = Some(last.sequence_number.clone());
         }
-        let records = user_records(&shared, &shard_id, out.records, &mut skip);
+        let records = user_records(shared, shard_id, out.records, &mut skip);
         if !records.is_empty() && events.send(Event::Records(records)).await.is_err() {
             return;
         }
@@ -496,7 +526,7 @@ async fn read_shard(
             // moto: a closed shard keeps answering, empty, after its last record.
             Some(_) => {
                 raw_count == 0
-                    && ending.as_deref().is_some_and(|end| {
+                    && reader.ending().as_deref().is_some_and(|end| {
                         last_read.as_deref().is_some_and(|l| cmp_sequence(l, end).is_ge()) || behind == Some(0)
                     })
             }
