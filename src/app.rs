@@ -317,6 +317,15 @@ async fn open_stream(
             );
             (namer, b.compression)
         }),
+        error_namer: ObjectNamer::with_prefix(
+            &config.name,
+            config.version,
+            destination.error_output_prefix.clone(),
+            destination.time_zone.clone(),
+            if destination.format.is_some() { "" } else { destination.compression.default_extension() },
+        ),
+        processors: destination.processors.clone(),
+        format: destination.format.clone(),
     };
     Ok(StreamParts { name: config.name.clone(), source, sink, store, stage })
 }
@@ -450,5 +459,9 @@ async fn run_pipeline(parts: &StreamParts, stopping: &watch::Receiver<bool>) -> 
         Ok::<(), PipelineError>(())
     };
     tokio::try_join!(buffer, deliver)?;
+    let orphans = delivery.remove_orphans().await?;
+    if orphans > 0 {
+        tracing::info!(stream = %parts.name, orphans, "Removed staged objects no epoch committed.");
+    }
     Ok(())
 }

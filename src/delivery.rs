@@ -152,6 +152,18 @@ impl Delivery {
         Ok(checkpoint.positions)
     }
 
+    /// After a clean drain every epoch is completed, so any staged object the
+    /// last checkpoint does not list is an orphan (e.g. an upload whose
+    /// creation timed out and was retried): remove it now rather than at the
+    /// next start.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Sink`] when listing or aborting fails.
+    pub async fn remove_orphans(&self) -> Result<usize, DeliveryError> {
+        let checkpoint = self.store.load().await?.unwrap_or_default();
+        Ok(self.sink.abort_uncommitted(&checkpoint.staged).await?)
+    }
+
     /// Steps 1-3 for one epoch.
     ///
     /// # Errors

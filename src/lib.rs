@@ -35,6 +35,7 @@ pub mod app;
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 pub mod delivery;
 pub mod encode;
 pub mod error;

@@ -51,6 +51,13 @@ enum Command {
         /// Input file; `-` or absent reads stdin.
         file: Option<PathBuf>,
     },
+    /// Convert JSON Lines files to one Parquet file (bad records to OUT.errors.jsonl).
+    Convert(sluice::convert::cli::ConvertArgs),
+    /// Schema tools: `sluice schema discover FILE...` infers a schema.
+    Schema {
+        #[command(subcommand)]
+        command: sluice::convert::cli::SchemaCommand,
+    },
 }
 
 fn init_logging() {
@@ -76,6 +83,8 @@ fn main() -> ExitCode {
     init_logging();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match cli.command {
+        Command::Convert(args) => ExitCode::from(sluice::convert::cli::convert(&args)),
+        Command::Schema { command } => ExitCode::from(sluice::convert::cli::schema(&command)),
         Command::Validate { configs } => match sluice::config::load_all(&configs, &cwd) {
             Ok(streams) => {
                 for stream in streams {
@@ -105,7 +114,19 @@ fn main() -> ExitCode {
                 }
             };
             let options = sluice::app::RunOptions { listen, state_dir };
-            match runtime.block_on(sluice::app::run(streams, options, shutdown_signal())) {
+            // Handlers are installed now, before the port opens: a SIGTERM
+            // that arrives during start-up must drain, not kill.
+            let shutdown = {
+                let _context = runtime.enter();
+                match shutdown_signal() {
+                    Ok(shutdown) => shutdown,
+                    Err(e) => {
+                        eprintln!("error: cannot install signal handlers: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            match runtime.block_on(sluice::app::run(streams, options, shutdown)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "sluice stopped with an error.");
@@ -135,19 +156,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM (systemd, container runtimes) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// A future resolving on SIGTERM (systemd, container runtimes) or SIGINT
+/// (Ctrl-C). The handlers are registered when this is called, not when the
+/// future is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot listen for SIGTERM; only Ctrl-C will stop sluice.");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received."),
+            _ = int.recv() => tracing::info!("SIGINT received."),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received."),
-    }
+    })
 }

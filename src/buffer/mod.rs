@@ -20,9 +20,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::{Buffering, Compression, DestinationConfig};
+use crate::config::{Buffering, Compression, DestinationConfig, FormatConfig, OutputFormat, SchemaSource};
+use crate::convert;
 use crate::delivery::{Epoch, ObjectEncoder};
 use crate::encode::{self, EncodeError};
+use crate::process::{self, Processors};
 use crate::error::{Classify, Fault};
 use crate::partition::{Prefix, PrefixContext, PrefixError};
 use crate::record::{Positions, Record};
@@ -50,6 +52,9 @@ pub enum BufferError {
     /// Delivery stopped (it failed; its error is reported by its task).
     #[error("delivery stopped")]
     DeliveryGone,
+    /// A converter could not be built (its options were validated at start-up).
+    #[error("building the format converter: {0}")]
+    Convert(String),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -63,6 +68,7 @@ impl Classify for BufferError {
             BufferError::Encode(e) => e.is_retriable(),
             BufferError::Prefix(e) => e.is_retriable(),
             BufferError::DeliveryGone | BufferError::Task(_) => true,
+            BufferError::Convert(_) => false,
         }
     }
     fn fault(&self) -> Fault {
@@ -72,7 +78,7 @@ impl Classify for BufferError {
             BufferError::Encode(e) => e.fault(),
             BufferError::Prefix(e) => e.fault(),
             BufferError::DeliveryGone => Fault::Remote,
-            BufferError::Task(_) => Fault::Bug,
+            BufferError::Task(_) | BufferError::Convert(_) => Fault::Bug,
         }
     }
 }
@@ -119,11 +125,19 @@ impl ObjectNamer {
     /// # Errors
     /// [`PrefixError`] when the prefix cannot be evaluated.
     pub fn key(&self, arrival_ms: i64) -> Result<(String, String), PrefixError> {
+        self.key_for(arrival_ms, None)
+    }
+
+    /// Like [`ObjectNamer::key`], for an error output of `error_output_type`.
+    ///
+    /// # Errors
+    /// [`PrefixError`] when the prefix cannot be evaluated.
+    pub fn key_for(&self, arrival_ms: i64, error_output_type: Option<&str>) -> Result<(String, String), PrefixError> {
         let instant = jiff::Timestamp::from_millisecond(arrival_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let zoned = instant.to_zoned(self.time_zone.clone());
         let prefix = self.prefix.evaluate(&PrefixContext {
             timestamp: &zoned,
-            error_output_type: None,
+            error_output_type,
             partition_keys: None,
         })?;
         let name = format!(
@@ -137,11 +151,24 @@ impl ObjectNamer {
     }
 }
 
+/// Error output types (Firehose's `!{firehose:error-output-type}` values).
+pub const PROCESSING_FAILED: &str = "processing-failed";
+/// Records that did not fit the conversion schema.
+pub const FORMAT_CONVERSION_FAILED: &str = "format-conversion-failed";
+
 /// The object currently being filled.
 struct OpenObject {
     encoder: ObjectEncoder,
     /// The source-record backup of the same records, when enabled.
     backup: Option<ObjectEncoder>,
+    /// Error outputs of this buffer, opened on the first failed record of
+    /// each type; they are delivered in the same epoch as the data object.
+    errors: Vec<(&'static str, ObjectEncoder)>,
+    /// Error documents of the last record, waiting for their error object to
+    /// be opened (at most one source record's worth).
+    pending: Vec<(&'static str, Vec<u8>)>,
+    /// Arrival time of the oldest record: names the error objects too.
+    oldest_ms: i64,
     opened: Instant,
     bytes: u64,
     records: u64,
@@ -165,6 +192,12 @@ pub struct BufferStage {
     /// records as they came from the source, before any processor, with the
     /// same delimiter setting so they can be split again.
     pub backup: Option<(ObjectNamer, Compression)>,
+    /// Names error-output objects (the error output prefix).
+    pub error_namer: ObjectNamer,
+    /// Processors run on every source record.
+    pub processors: Processors,
+    /// Record format conversion; raw output when `None`.
+    pub format: Option<Arc<FormatConfig>>,
 }
 
 impl BufferStage {
@@ -229,26 +262,12 @@ impl BufferStage {
                 Some(object) => object,
                 None => self.open(records[next].arrival_ms).await?,
             };
-            // Encoding is CPU work: run it off the reactor, moving the object
-            // and the records there and back instead of copying.
+            // Processing and encoding are CPU work: run them off the reactor,
+            // moving the object and the records there and back, not copying.
+            let processors = self.processors.clone();
             let (object_back, records_back, reached, result) = tokio::task::spawn_blocking(move || {
                 let mut i = next;
-                let mut result = Ok(());
-                while i < records.len() && object.bytes < limit {
-                    let record = &records[i];
-                    let appended = object.encoder.append(&record.data).and_then(|()| match &mut object.backup {
-                        Some(backup) => backup.append(&record.data),
-                        None => Ok(()),
-                    });
-                    if let Err(e) = appended {
-                        result = Err(e);
-                        break;
-                    }
-                    object.bytes += record.data.len() as u64 + delimiter;
-                    object.records += 1;
-                    object.positions.advance(&record.position);
-                    i += 1;
-                }
+                let result = append_records(&mut object, &records, &mut i, limit, delimiter, &processors);
                 (object, records, i, result)
             })
             .await
@@ -256,6 +275,22 @@ impl BufferStage {
             result?;
             records = records_back;
             next = reached;
+            let mut object_back = object_back;
+            if !object_back.pending.is_empty() {
+                // A record failed with an error type whose object is not open
+                // yet: open it, then the next round writes the documents.
+                self.open_error_outputs(&mut object_back).await?;
+                let pending = std::mem::take(&mut object_back.pending);
+                let (back, result) = tokio::task::spawn_blocking(move || {
+                    let mut object = object_back;
+                    let result = write_errors(&mut object, pending);
+                    (object, result)
+                })
+                .await
+                .map_err(|e| BufferError::Task(e.to_string()))?;
+                result?;
+                object_back = back;
+            }
             if object_back.bytes >= limit {
                 close(object_back, epochs).await?;
             } else {
@@ -276,9 +311,26 @@ impl BufferStage {
                 Some(encode::raw(writer, *compression, self.delimiter, &name))
             }
         };
+        let encoder = match self.format.as_deref() {
+            None => encode::raw(writer, self.compression, self.delimiter, &name),
+            Some(format) => {
+                // Glue tables are resolved into inline schemas at start-up.
+                let SchemaSource::Inline(schema) = &format.schema else {
+                    return Err(BufferError::Convert("the Glue schema was not resolved".into()));
+                };
+                match &format.output {
+                    OutputFormat::Parquet(options) => convert::parquet(writer, schema, &format.deserializer, options),
+                    OutputFormat::Orc(options) => convert::orc::orc(writer, schema, &format.deserializer, options),
+                }
+                .map_err(|e| BufferError::Convert(e.to_string()))?
+            }
+        };
         Ok(OpenObject {
-            encoder: encode::raw(writer, self.compression, self.delimiter, &name),
+            encoder,
             backup,
+            errors: Vec::new(),
+            pending: Vec::new(),
+            oldest_ms: arrival_ms,
             opened: Instant::now(),
             bytes: 0,
             records: 0,
@@ -287,9 +339,110 @@ impl BufferStage {
     }
 }
 
+impl BufferStage {
+    /// Opens an error object for every pending error type that has none.
+    async fn open_error_outputs(&self, object: &mut OpenObject) -> Result<(), BufferError> {
+        let mut kinds: Vec<&'static str> = object.pending.iter().map(|(kind, _)| *kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for kind in kinds {
+            if object.errors.iter().any(|(k, _)| *k == kind) {
+                continue;
+            }
+            let (key, name) = self.error_namer.key_for(object.oldest_ms, Some(kind))?;
+            let writer = self.sink.stage(&key).await?;
+            // Error documents are JSON lines, compressed like raw output;
+            // with format conversion Firehose requires UNCOMPRESSED.
+            let compression = if self.format.is_some() { Compression::Uncompressed } else { self.compression };
+            object.errors.push((kind, encode::raw(writer, compression, false, &name)));
+        }
+        Ok(())
+    }
+}
+
+/// Processes and encodes records from `*i` until the size limit, a failure
+/// that needs a new error object, or the end of the batch (blocking).
+fn append_records(
+    object: &mut OpenObject,
+    records: &[Record],
+    i: &mut usize,
+    limit: u64,
+    delimiter: u64,
+    processors: &Processors,
+) -> Result<(), EncodeError> {
+    let pending = std::mem::take(&mut object.pending);
+    write_errors(object, pending)?;
+    let mut subs = Vec::new();
+    while *i < records.len() && object.bytes < limit {
+        let record = &records[*i];
+        subs.clear();
+        match processors.apply(&record.data, &mut subs) {
+            Err(failure) => object
+                .pending
+                .push((PROCESSING_FAILED, process::error_document(&record.data, record.arrival_ms, &failure))),
+            Ok(()) => {
+                for sub in &subs {
+                    match object.encoder.append(sub) {
+                        Ok(()) => {}
+                        Err(EncodeError::Record { code, message }) => {
+                            object.pending.push((FORMAT_CONVERSION_FAILED, conversion_error(record, sub, code, &message)));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        if let Some(backup) = &mut object.backup {
+            backup.append(&record.data)?;
+        }
+        object.bytes += record.data.len() as u64 + delimiter;
+        object.records += 1;
+        object.positions.advance(&record.position);
+        *i += 1;
+        if !object.pending.is_empty() {
+            let pending = std::mem::take(&mut object.pending);
+            let (ready, waiting): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|(kind, _)| object.errors.iter().any(|(k, _)| k == kind));
+            write_errors(object, ready)?;
+            if !waiting.is_empty() {
+                object.pending = waiting;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends error documents to their (open) error objects.
+fn write_errors(object: &mut OpenObject, docs: Vec<(&'static str, Vec<u8>)>) -> Result<(), EncodeError> {
+    for (kind, doc) in docs {
+        match object.errors.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, encoder)) => encoder.append(&doc)?,
+            None => object.pending.push((kind, doc)),
+        }
+    }
+    Ok(())
+}
+
+/// Firehose's `format-conversion-failed` document, with the Kinesis
+/// position when the record came from a shard.
+fn conversion_error(record: &Record, raw: &[u8], code: &str, message: &str) -> Vec<u8> {
+    let mut doc = convert::error_document(raw, record.arrival_ms, code, message);
+    if let crate::record::Position::Shard { sequence, sub_sequence, .. } = &record.position {
+        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&doc) {
+            value["sequenceNumber"] = serde_json::Value::String(sequence.to_string());
+            value["subSequenceNumber"] = serde_json::Value::from(*sub_sequence);
+            doc = serde_json::to_vec(&value).unwrap_or(doc);
+            doc.push(b'\n');
+        }
+    }
+    doc
+}
+
 async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), BufferError> {
     let mut objects = vec![object.encoder];
     objects.extend(object.backup);
+    objects.extend(object.errors.into_iter().map(|(_, encoder)| encoder));
     let epoch = Epoch {
         objects,
         positions: object.positions,
@@ -335,6 +488,8 @@ mod tests {
             time_zone_name: "UTC".into(),
             append_delimiter: false,
             backup: None,
+            processors: Processors::default(),
+            format: None,
         };
         let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s").unwrap());
         let stage = BufferStage {
@@ -344,6 +499,9 @@ mod tests {
             compression: destination.compression,
             delimiter: false,
             backup: None,
+            error_namer: ObjectNamer::with_prefix("s", 1, destination.error_output_prefix.clone(), jiff::tz::TimeZone::UTC, ""),
+            processors: Processors::default(),
+            format: None,
         };
         Fixture { _dir: dir, wal, stage }
     }

@@ -34,6 +34,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::validate::{self, Checked, opt};
+use super::{MIB, format};
+use crate::process::Processors;
 use super::{
     BackupConfig, Buffering, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
     DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig, Encryption, S3Target,
@@ -51,8 +53,10 @@ const FILE_SCHEME: &str = "file://";
 const APPEND_DELIMITER: &str = "AppendDelimiterToRecord";
 
 /// The other processor types of the service model: known, not implemented.
-const UNSUPPORTED_PROCESSORS: [&str; 5] = [
-    "RecordDeAggregation",
+/// The `RecordDeAggregation` processor type.
+const RECORD_DEAGGREGATION: &str = "RecordDeAggregation";
+
+const UNSUPPORTED_PROCESSORS: [&str; 4] = [
     "Decompression",
     "CloudWatchLogProcessing",
     "Lambda",
@@ -232,9 +236,9 @@ struct Processor {
 #[serde(deny_unknown_fields)]
 struct ProcessorParameter {
     #[serde(rename = "ParameterName")]
-    _parameter_name: Value,
+    parameter_name: Value,
     #[serde(rename = "ParameterValue")]
-    _parameter_value: Value,
+    parameter_value: Value,
 }
 
 /// Parses and validates a Firehose-shaped stream config. `path` is only used
@@ -268,6 +272,7 @@ pub fn parse(text: &str, path: &Path, cwd: &Path) -> Result<StreamConfig, Config
 /// What a processor `Type` means to sluice.
 enum ProcessorKind {
     AppendDelimiter,
+    Deaggregation,
     Unsupported,
     Unknown,
 }
@@ -275,6 +280,8 @@ enum ProcessorKind {
 fn processor_kind(kind: &str) -> ProcessorKind {
     if kind == APPEND_DELIMITER {
         ProcessorKind::AppendDelimiter
+    } else if kind == RECORD_DEAGGREGATION {
+        ProcessorKind::Deaggregation
     } else if UNSUPPORTED_PROCESSORS.contains(&kind) {
         ProcessorKind::Unsupported
     } else {
@@ -358,12 +365,6 @@ fn unsupported_options(input: &CreateDeliveryStreamInput) -> Vec<String> {
     let Some(d) = &input.extended_s3_destination_configuration else {
         return out;
     };
-    if d.data_format_conversion_configuration
-        .as_ref()
-        .is_some_and(section_enabled)
-    {
-        out.push(format!("{ES3}.DataFormatConversionConfiguration"));
-    }
     if d.dynamic_partitioning_configuration
         .as_ref()
         .is_some_and(section_enabled)
@@ -481,7 +482,7 @@ fn validate_destination(
         opt(&d.prefix, &prefix_option)?.map(String::as_str),
         opt(&d.error_output_prefix, &error_output_prefix_option)?.map(String::as_str),
     )?;
-    let buffering = buffering(d.buffering_hints.as_ref())?;
+    let mut buffering = buffering(d.buffering_hints.as_ref())?;
     let compression_option = format!("{ES3}.CompressionFormat");
     let compression = match opt(&d.compression_format, &compression_option)? {
         Some(name) => validate::compression(&compression_option, name, Compression::firehose_name)?,
@@ -502,9 +503,33 @@ fn validate_destination(
         encryption(d)?;
     }
     let backup = backup(d, &target)?;
-    let append_delimiter = match &d.processing_configuration {
-        Some(pc) => append_delimiter(pc)?,
-        None => false,
+    let (append_delimiter, processors) = match &d.processing_configuration {
+        Some(pc) => processing(pc)?,
+        None => (false, Processors::default()),
+    };
+    let conversion = format!("{ES3}.DataFormatConversionConfiguration");
+    let format = match &d.data_format_conversion_configuration {
+        Some(value) if section_enabled(value) => {
+            // Firehose's rules for conversion: compression comes from the
+            // serializer, and buffers are at least 64 MiB (128 by default).
+            if compression != Compression::Uncompressed {
+                return Err(ConfigError::invalid(
+                    compression_option,
+                    "must be UNCOMPRESSED with DataFormatConversionConfiguration (set the serializer's Compression)",
+                ));
+            }
+            if d.buffering_hints.is_some() && buffering.size_bytes < 64 * MIB {
+                return Err(ConfigError::invalid(
+                    format!("{ES3}.BufferingHints.SizeInMBs"),
+                    "must be at least 64 with DataFormatConversionConfiguration",
+                ));
+            }
+            if d.buffering_hints.is_none() {
+                buffering.size_bytes = 128 * MIB;
+            }
+            Some(std::sync::Arc::new(format::firehose_format(&conversion, value)?))
+        }
+        _ => None,
     };
     Ok(DestinationConfig {
         target,
@@ -517,6 +542,8 @@ fn validate_destination(
         time_zone_name,
         append_delimiter,
         backup,
+        processors,
+        format,
     })
 }
 
@@ -622,12 +649,12 @@ fn buffering(hints: Option<&BufferingHints>) -> Result<Buffering, ConfigError> {
 /// switches every processor off, as in Firehose. Processors without an
 /// explicit `Enabled` are refused: the service model gives no default, and
 /// guessing wrong either drops a transform or changes the output bytes.
-fn append_delimiter(pc: &ProcessingConfiguration) -> Result<bool, ConfigError> {
+fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), ConfigError> {
     let enabled_option = format!("{ES3}.ProcessingConfiguration.Enabled");
     let processors = pc.processors.as_deref().unwrap_or_default();
     match opt(&pc.enabled, &enabled_option)? {
-        Some(false) => return Ok(false),
-        None if processors.is_empty() => return Ok(false),
+        Some(false) => return Ok((false, Processors::default())),
+        None if processors.is_empty() => return Ok((false, Processors::default())),
         None => {
             return Err(ConfigError::invalid(
                 enabled_option,
@@ -637,6 +664,7 @@ fn append_delimiter(pc: &ProcessingConfiguration) -> Result<bool, ConfigError> {
         Some(true) => {}
     }
     let mut append = false;
+    let mut chain = Processors::default();
     for (i, p) in processors.iter().enumerate() {
         let path = format!("{ES3}.ProcessingConfiguration.Processors[{i}]");
         let type_option = format!("{path}.Type");
@@ -654,6 +682,20 @@ fn append_delimiter(pc: &ProcessingConfiguration) -> Result<bool, ConfigError> {
                 }
                 append = true;
             }
+            ProcessorKind::Deaggregation => {
+                let mut parameters = std::collections::BTreeMap::new();
+                for (j, parameter) in p.parameters.iter().flatten().enumerate() {
+                    let (Value::String(name), Value::String(value)) = (&parameter.parameter_name, &parameter.parameter_value)
+                    else {
+                        return Err(ConfigError::invalid(
+                            format!("{path}.Parameters[{j}]"),
+                            "ParameterName and ParameterValue must be strings",
+                        ));
+                    };
+                    parameters.insert(name.clone(), value.clone());
+                }
+                chain.deaggregation = Some(format::firehose_deaggregation(&path, &parameters)?);
+            }
             // Pass 1 reports these; kept for totality.
             ProcessorKind::Unsupported => {
                 return Err(ConfigError::Unsupported {
@@ -661,7 +703,7 @@ fn append_delimiter(pc: &ProcessingConfiguration) -> Result<bool, ConfigError> {
                 });
             }
             ProcessorKind::Unknown => {
-                let mut known = vec![APPEND_DELIMITER];
+                let mut known = vec![APPEND_DELIMITER, RECORD_DEAGGREGATION];
                 known.extend(UNSUPPORTED_PROCESSORS);
                 return Err(ConfigError::invalid(
                     type_option,
@@ -670,7 +712,7 @@ fn append_delimiter(pc: &ProcessingConfiguration) -> Result<bool, ConfigError> {
             }
         }
     }
-    Ok(append)
+    Ok((append, chain))
 }
 
 /// Present fields that mean nothing to a self-hosted daemon, each with why;
@@ -800,6 +842,9 @@ mod tests {
                 map.remove(key);
             }
             (Value::Array(items), Some(v)) => items[key.parse::<usize>().expect("index")] = v,
+            (Value::Array(items), None) => {
+                items.remove(key.parse::<usize>().expect("index"));
+            }
             _ => panic!("cannot edit {at}"),
         }
         doc
@@ -962,11 +1007,6 @@ mod tests {
         let d = "/ExtendedS3DestinationConfiguration";
         doc = with(
             doc,
-            &format!("{d}/DataFormatConversionConfiguration"),
-            Some(json!({"Enabled": true})),
-        );
-        doc = with(
-            doc,
             &format!("{d}/DynamicPartitioningConfiguration"),
             Some(json!({"Enabled": true})),
         );
@@ -994,7 +1034,6 @@ mod tests {
             "AmazonOpenSearchServerlessDestinationConfiguration",
             "SnowflakeDestinationConfiguration",
             "IcebergDestinationConfiguration",
-            "ExtendedS3DestinationConfiguration.DataFormatConversionConfiguration",
             "ExtendedS3DestinationConfiguration.DynamicPartitioningConfiguration",
             "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[1] (Type Lambda)",
             "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[2] (Type MetadataExtraction)",
@@ -1003,6 +1042,50 @@ mod tests {
         for (got, want) in options.iter().zip(expected) {
             assert!(got.starts_with(want), "got {got:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn data_format_conversion_and_deaggregation() {
+        let d = "/ExtendedS3DestinationConfiguration";
+        let conversion = json!({
+            "Enabled": true,
+            "SchemaConfiguration": {"DatabaseName": "db", "TableName": "t", "Region": "us-east-1", "RoleARN": "arn:aws:iam::1:role/r", "VersionId": "LATEST"},
+            "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {"CaseInsensitive": false, "ColumnToJsonKeyMappings": {"ts": "timestamp"}}}},
+            "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {"Compression": "GZIP", "WriterVersion": "V2", "BlockSizeBytes": 67108864}}},
+        });
+        let mut doc = with(base(), &format!("{d}/DataFormatConversionConfiguration"), Some(conversion));
+        doc = with(doc, &format!("{d}/BufferingHints"), None);
+        doc = with(doc, &format!("{d}/CompressionFormat"), Some(json!("UNCOMPRESSED")));
+        doc = with(
+            doc,
+            &format!("{d}/ProcessingConfiguration"),
+            Some(json!({"Enabled": true, "Processors": [{"Type": "RecordDeAggregation", "Parameters": [
+                {"ParameterName": "SubRecordType", "ParameterValue": "DELIMITED"},
+                {"ParameterName": "Delimiter", "ParameterValue": "IyMjIw=="}]}]})),
+        );
+        let config = parse_json(&doc).unwrap();
+        let dest = &config.destination;
+        assert_eq!(dest.buffering.size_bytes, 128 * MIB, "conversion defaults buffers to 128 MiB");
+        assert_eq!(dest.processors.deaggregation, Some(crate::process::Deaggregation::Delimited(b"####".to_vec())));
+        let format = dest.format.as_ref().expect("conversion enabled");
+        let crate::config::SchemaSource::Glue(glue) = &format.schema else { panic!("expected Glue") };
+        assert_eq!((glue.database.as_str(), glue.table.as_str(), glue.version_id.as_ref()), ("db", "t", None));
+        let crate::config::OutputFormat::Parquet(parquet) = &format.output else { panic!("expected Parquet") };
+        assert_eq!(parquet.compression, crate::convert::ParquetCompression::Gzip);
+        assert_eq!(parquet.writer_version, crate::convert::ParquetWriterVersion::V2);
+
+        let gzip = with(doc.clone(), &format!("{d}/CompressionFormat"), Some(json!("GZIP")));
+        let err = parse_json(&gzip).unwrap_err().to_string();
+        assert!(err.contains("CompressionFormat"), "{err}");
+        let small = with(doc.clone(), &format!("{d}/BufferingHints"), Some(json!({"SizeInMBs": 5, "IntervalInSeconds": 60})));
+        let err = parse_json(&small).unwrap_err().to_string();
+        assert!(err.contains("SizeInMBs"), "{err}");
+        let typo = with(doc.clone(), &format!("{d}/DataFormatConversionConfiguration/OutputFormatConfiguration/Serializer/ParquetSerDe/Compresion"), Some(json!("GZIP")));
+        let err = parse_json(&typo).unwrap_err().to_string();
+        assert!(err.contains("ParquetSerDe.Compresion"), "{err}");
+        let no_delim = with(doc, &format!("{d}/ProcessingConfiguration/Processors/0/Parameters/1"), None);
+        let err = parse_json(&no_delim).unwrap_err().to_string();
+        assert!(err.contains("Delimiter"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! state directory, log level) are command-line flags, not config.
 
 pub mod firehose;
+mod format;
 pub mod native;
 mod validate;
 
@@ -129,10 +130,61 @@ pub struct DestinationConfig {
     pub time_zone_name: String,
     /// Append `\n` after each record (Firehose's `AppendDelimiterToRecord` processor).
     pub append_delimiter: bool,
+    /// Processors run on every record (Firehose `ProcessingConfiguration`
+    /// other than `AppendDelimiterToRecord`).
+    pub processors: crate::process::Processors,
+    /// Record format conversion (Firehose `DataFormatConversionConfiguration`).
+    pub format: Option<std::sync::Arc<FormatConfig>>,
     /// Source-record backup (Firehose `S3BackupMode` Enabled): every source
     /// record is also written, untransformed, below the backup prefix of the
     /// same bucket or directory.
     pub backup: Option<BackupConfig>,
+}
+
+/// JSON -> Parquet/ORC conversion.
+#[derive(Debug, Clone)]
+pub struct FormatConfig {
+    /// Table schema: inline, or a Glue table read at start-up.
+    pub schema: SchemaSource,
+    /// OpenX or Hive JSON SerDe.
+    pub deserializer: crate::convert::Deserializer,
+    /// Output format and its options.
+    pub output: OutputFormat,
+}
+
+/// Where a conversion's schema comes from.
+#[derive(Debug, Clone)]
+pub enum SchemaSource {
+    /// Columns given in the config.
+    Inline(crate::convert::Schema),
+    /// A Glue Data Catalog table (Firehose `SchemaConfiguration`).
+    Glue(GlueTable),
+}
+
+/// A Glue table holding the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlueTable {
+    /// Database name.
+    pub database: String,
+    /// Table name.
+    pub table: String,
+    /// Region of the catalog; default: the process's region.
+    pub region: Option<String>,
+    /// Catalog (account) id; default: the caller's account.
+    pub catalog_id: Option<String>,
+    /// Table version; `None` = the latest.
+    pub version_id: Option<String>,
+    /// Endpoint override (native config only; else `AWS_ENDPOINT_URL_GLUE` / `AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+}
+
+/// Columnar output of a conversion.
+#[derive(Debug, Clone)]
+pub enum OutputFormat {
+    /// Parquet (`ParquetSerDe`).
+    Parquet(crate::convert::ParquetOptions),
+    /// ORC (`OrcSerDe`).
+    Orc(crate::convert::orc::OrcOptions),
 }
 
 /// Where and how source records are backed up.
@@ -147,9 +199,11 @@ pub struct BackupConfig {
 impl DestinationConfig {
     /// The extension appended to every delivered object name.
     pub fn extension(&self) -> &str {
-        self.file_extension
-            .as_deref()
-            .unwrap_or_else(|| self.compression.default_extension())
+        self.file_extension.as_deref().unwrap_or_else(|| match self.format.as_deref().map(|f| &f.output) {
+            Some(OutputFormat::Parquet(_)) => ".parquet",
+            Some(OutputFormat::Orc(_)) => ".orc",
+            None => self.compression.default_extension(),
+        })
     }
 }
 

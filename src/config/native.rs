@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::validate::{self, Checked, opt};
+use super::format;
 use super::{
     BackupConfig, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
     DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig,
@@ -114,6 +115,8 @@ struct RawS3 {
     append_delimiter: Option<Checked<bool>>,
     buffering: Option<RawBuffering>,
     backup: Option<RawBackup>,
+    deaggregation: Option<format::RawDeaggregation>,
+    format: Option<format::RawFormat>,
 }
 
 /// `[destination]` with `type = "local"`.
@@ -131,6 +134,8 @@ struct RawLocal {
     append_delimiter: Option<Checked<bool>>,
     buffering: Option<RawBuffering>,
     backup: Option<RawBackup>,
+    deaggregation: Option<format::RawDeaggregation>,
+    format: Option<format::RawFormat>,
 }
 
 /// The options every destination kind shares, taken out of its raw table.
@@ -143,6 +148,8 @@ struct RawCommon {
     append_delimiter: Option<Checked<bool>>,
     buffering: Option<RawBuffering>,
     backup: Option<RawBackup>,
+    deaggregation: Option<format::RawDeaggregation>,
+    format: Option<format::RawFormat>,
 }
 
 /// `[destination.buffering]`. Unlike Firehose's `BufferingHints`, either
@@ -211,6 +218,8 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigErr
                 append_delimiter: local.append_delimiter,
                 buffering: local.buffering,
                 backup: local.backup,
+                deaggregation: local.deaggregation,
+                format: local.format,
             };
             validate_destination(target, common)?
         }
@@ -225,6 +234,8 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigErr
                 append_delimiter: s3.append_delimiter,
                 buffering: s3.buffering,
                 backup: s3.backup,
+                deaggregation: s3.deaggregation,
+                format: s3.format,
             };
             validate_destination(target, common)?
         }
@@ -363,6 +374,16 @@ fn validate_destination(target: Target, raw: RawCommon) -> Result<DestinationCon
     const TIME_ZONE: &str = "destination.time_zone";
     const APPEND_DELIMITER: &str = "destination.append_delimiter";
 
+    let processors = crate::process::Processors {
+        deaggregation: raw.deaggregation.as_ref().map(format::native_deaggregation).transpose()?,
+    };
+    let format = raw.format.as_ref().map(format::native_format).transpose()?.map(std::sync::Arc::new);
+    if format.is_some() && opt(&raw.compression, COMPRESSION)?.is_some_and(|c| c != "uncompressed") {
+        return Err(ConfigError::invalid(
+            COMPRESSION,
+            "must be uncompressed with [destination.format]: Parquet and ORC compress inside the file (format.compression)",
+        ));
+    }
     const BACKUP_PREFIX: &str = "destination.backup.prefix";
     const BACKUP_COMPRESSION: &str = "destination.backup.compression";
     let (prefix, error_output_prefix) = validate::prefixes(
@@ -405,6 +426,8 @@ fn validate_destination(target: Target, raw: RawCommon) -> Result<DestinationCon
         append_delimiter: opt(&raw.append_delimiter, APPEND_DELIMITER)?
             .copied()
             .unwrap_or(false),
+        processors,
+        format,
         backup: match &raw.backup {
             None => None,
             Some(backup) => Some(BackupConfig {

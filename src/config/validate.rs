@@ -432,6 +432,8 @@ pub(super) mod tests {
             time_zone_name,
             append_delimiter,
             backup,
+            processors,
+            format,
         } = destination;
         let d = &b.destination;
         assert_eq!(target, &d.target, "target");
@@ -449,6 +451,11 @@ pub(super) mod tests {
         let backup = backup.as_ref().map(|b| (&b.prefix, b.compression));
         let other = d.backup.as_ref().map(|b| (&b.prefix, b.compression));
         assert_eq!(backup, other, "backup");
+        assert_eq!(processors, &d.processors, "processors");
+        assert_eq!(format.is_some(), d.format.is_some(), "format");
+        if let (Some(x), Some(y)) = (format, &d.format) {
+            assert_eq!(format!("{x:?}"), format!("{y:?}"), "format");
+        }
     }
 
     #[test]

@@ -1,0 +1,1883 @@
+//! Firehose's two JSON deserializers, as a schema-directed streaming parser
+//! that builds Arrow arrays directly.
+//!
+//! One hand-written byte scanner walks each record once, guided by the
+//! schema: a key is looked up among the fields of the struct being parsed
+//! (the field after the previous match is tried first, so records with a
+//! stable key order cost one comparison per key), and its value is parsed
+//! straight into that column's buffers (`Vec<i64>`, offsets + bytes, ...).
+//! No `serde_json::Value` or other per-record allocation happens; keys not in
+//! the schema are skipped (but still checked to be valid JSON).
+//!
+//! # Atomic records
+//! A record that does not fit (invalid JSON, wrong type, out of range, bad
+//! timestamp) fails as a whole with a [`RecordError`], and the builder is
+//! left exactly as before it: every column is *truncated* back to the row
+//! count it had before the record (each column builder knows how to cut its
+//! offsets, child columns and bytes back to `n` rows). Truncating costs
+//! nothing on the good path, unlike validating into a scratch row first.
+//! A record may hold several JSON documents (`{"a":1}{"a":2}`, as Firehose
+//! accepts); they become several rows, all or none.
+//!
+//! # Deserializer semantics (see [`Deserializer`])
+//! Common to both: a missing field, or JSON `null`, is a null; fields not in
+//! the schema are ignored; a repeated key keeps its last value; keys match
+//! column names ASCII-case-insensitively (OpenX's default `CaseInsensitive`;
+//! Hive lower-cases column names itself), nested struct fields included.
+//! Integers must be JSON integers within the column's range (no fraction,
+//! no exponent); `decimal(p,s)` rounds extra fraction digits half-up as
+//! HiveDecimal does and rejects values needing more than `p - s` integer
+//! digits; `float` rejects finite values beyond its range; `char(n)` and
+//! `varchar(n)` keep the first `n` characters (Hive's truncation);
+//! `binary` takes standard base64 text; `date` takes `yyyy-[M]M-[d]d`.
+//! Numbers and booleans given to a string column become their JSON text.
+//!
+//! OpenX only: numbers, booleans, dates and timestamps given as JSON strings
+//! are parsed from the string (`"42"` fits `int`); nested objects/arrays
+//! given to a `string` column are stored as their JSON text.
+//! Hive only: a JSON string given to a numeric or boolean column is
+//! rejected, and so is an object/array given to a string column.
+//!
+//! Timestamps (stored as milliseconds, UTC wall clock; finer digits are
+//! truncated toward the past):
+//! - OpenX: `yyyy-MM-dd'T'HH:mm:ss[.f]'Z'` and `yyyy-[M]M-[d]d HH:mm:ss[.f]`
+//!   with up to 9 fraction digits; an integer (JSON number or digit string)
+//!   is epoch **milliseconds when its magnitude is at least 10^11** and epoch
+//!   seconds below that. 10^11 s is the year 5138 and 10^11 ms is March
+//!   1973, so neither real seconds nor real millis fall on the wrong side in
+//!   practice. A number with a fraction or exponent is floating epoch seconds.
+//! - Hive: each of `TimestampFormats` in order (Joda-Time patterns: `y M d H
+//!   h m s S a Z`, quoted literals and punctuation; the special value
+//!   `millis` takes an epoch-milliseconds integer); then, as Hive falls back,
+//!   `java.sql.Timestamp.valueOf`'s `yyyy-[M]M-[d]d HH:mm:ss[.f]`. A `Z`
+//!   offset in a pattern converts the time to UTC.
+//! Calendar fields are checked strictly (no February 30th, hours 0–23).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, TimestampMillisecondType,
+};
+use arrow_array::{
+    ArrayRef, BinaryArray, BooleanArray, ListArray, MapArray, PrimitiveArray, RecordBatch,
+    StringArray, StructArray,
+};
+use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field, FieldRef, SchemaRef};
+use base64::Engine as _;
+
+use super::ConvertError;
+use super::schema::{ColumnType, Schema, arrow_schema};
+
+/// Error codes of rejected records (`lastErrorCode` of the error document).
+pub mod codes {
+    /// Not valid JSON, not a JSON object, empty, invalid UTF-8, or nested too deep.
+    pub const MALFORMED: &str = "DataFormatConversion.MalformedData";
+    /// A value of the wrong JSON type for its column.
+    pub const TYPE_MISMATCH: &str = "DataFormatConversion.TypeMismatch";
+    /// A number too large or too precise for its column.
+    pub const OUT_OF_RANGE: &str = "DataFormatConversion.ValueOutOfRange";
+    /// A timestamp or date in no accepted form, or not a real calendar time.
+    pub const INVALID_TIMESTAMP: &str = "DataFormatConversion.InvalidTimestamp";
+    /// Text that should hold a value but does not (a non-number string for
+    /// an OpenX numeric column, bad base64 for binary).
+    pub const INVALID_VALUE: &str = "DataFormatConversion.InvalidValue";
+}
+
+/// Nesting limit for JSON values (schema-directed or skipped), so hostile
+/// input cannot exhaust the stack.
+const MAX_DEPTH: usize = 256;
+
+/// Which Firehose deserializer reads the JSON, with its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deserializer {
+    /// `OpenXJsonSerDe`.
+    OpenX {
+        /// `CaseInsensitive` (default true). When false, keys must match
+        /// column names exactly.
+        case_insensitive: bool,
+        /// `ColumnToJsonKeyMappings`: column name -> JSON key, for top-level
+        /// columns whose JSON key differs (e.g. `{"ts": "timestamp"}`).
+        column_to_json_key_mappings: BTreeMap<String, String>,
+        /// `ConvertDotsInJsonKeysToUnderscores` (default false): `a.b` in
+        /// JSON matches column `a_b` (at every nesting level; map keys are
+        /// data and are left alone).
+        convert_dots_in_json_keys_to_underscores: bool,
+    },
+    /// `HiveJsonSerDe`.
+    Hive {
+        /// `TimestampFormats`: Joda-Time patterns tried in order, or
+        /// `millis`; empty means `java.sql.Timestamp.valueOf` only.
+        timestamp_formats: Vec<String>,
+    },
+}
+
+impl Default for Deserializer {
+    /// OpenX with Firehose's defaults.
+    fn default() -> Self {
+        Deserializer::OpenX {
+            case_insensitive: true,
+            column_to_json_key_mappings: BTreeMap::new(),
+            convert_dots_in_json_keys_to_underscores: false,
+        }
+    }
+}
+
+/// Why one record was rejected. The builder is unchanged by it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RecordError {
+    /// One of [`codes`].
+    pub code: &'static str,
+    /// What is wrong, naming the column path (e.g. `column \`a.b[2]\``).
+    pub message: String,
+}
+
+/// Internal failure while the error unwinds: the path is built on the way up.
+struct Fail {
+    code: &'static str,
+    msg: String,
+    path: Vec<String>,
+}
+
+type R<T> = Result<T, Fail>;
+
+fn fail<T>(code: &'static str, msg: impl Into<String>) -> R<T> {
+    Err(Fail { code, msg: msg.into(), path: Vec::new() })
+}
+
+/// Options the value parsers need.
+struct Opts {
+    openx: bool,
+    case_insensitive: bool,
+    dots: bool,
+    hive_formats: Vec<HiveFormat>,
+}
+
+// ---------------------------------------------------------------------------
+// Column builders
+// ---------------------------------------------------------------------------
+
+/// Values of one column; every variant can be cut back to `n` rows.
+enum Values {
+    Bool(Vec<bool>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Decimal { values: Vec<i128>, precision: u8, scale: u8 },
+    Date(Vec<i32>),
+    Timestamp(Vec<i64>),
+    Utf8 { offsets: Vec<i32>, data: Vec<u8>, max_chars: Option<u32> },
+    Binary { offsets: Vec<i32>, data: Vec<u8> },
+    List { offsets: Vec<i32>, child: Box<Builder> },
+    Struct(Box<FieldSet>),
+    Map { offsets: Vec<i32>, keys: Box<Builder>, values: Box<Builder> },
+}
+
+/// One column (or nested field) being built.
+struct Builder {
+    valid: Vec<bool>,
+    values: Values,
+    data_type: DataType,
+}
+
+/// The fields of a struct (or the top-level columns) and how JSON keys find them.
+struct FieldSet {
+    builders: Vec<Builder>,
+    /// Per field, the JSON key that selects it, already normalised
+    /// (lower-cased when keys are case-insensitive).
+    keys: Vec<Vec<u8>>,
+    /// Names for error messages.
+    names: Vec<String>,
+    fields: arrow_schema::Fields,
+    /// Field tried first for the next key.
+    hint: usize,
+    len: usize,
+}
+
+fn offset(len: usize) -> R<i32> {
+    i32::try_from(len).map_err(|_| Fail {
+        code: codes::OUT_OF_RANGE,
+        msg: "batch exceeds 2 GiB of variable-length data".into(),
+        path: Vec::new(),
+    })
+}
+
+impl Builder {
+    fn new(ty: &ColumnType, opts: &Opts) -> Builder {
+        let values = match ty {
+            ColumnType::String => Values::Utf8 { offsets: vec![0], data: Vec::new(), max_chars: None },
+            ColumnType::Char(n) | ColumnType::Varchar(n) => {
+                Values::Utf8 { offsets: vec![0], data: Vec::new(), max_chars: Some(*n) }
+            }
+            ColumnType::TinyInt => Values::I8(Vec::new()),
+            ColumnType::SmallInt => Values::I16(Vec::new()),
+            ColumnType::Int => Values::I32(Vec::new()),
+            ColumnType::BigInt => Values::I64(Vec::new()),
+            ColumnType::Float => Values::F32(Vec::new()),
+            ColumnType::Double => Values::F64(Vec::new()),
+            ColumnType::Decimal { precision, scale } => {
+                Values::Decimal { values: Vec::new(), precision: *precision, scale: *scale }
+            }
+            ColumnType::Boolean => Values::Bool(Vec::new()),
+            ColumnType::Date => Values::Date(Vec::new()),
+            ColumnType::Timestamp => Values::Timestamp(Vec::new()),
+            ColumnType::Binary => Values::Binary { offsets: vec![0], data: Vec::new() },
+            ColumnType::Array(element) => {
+                Values::List { offsets: vec![0], child: Box::new(Builder::new(element, opts)) }
+            }
+            ColumnType::Map(key, value) => Values::Map {
+                offsets: vec![0],
+                keys: Box::new(Builder::new(key, opts)),
+                values: Box::new(Builder::new(value, opts)),
+            },
+            ColumnType::Struct(fields) => Values::Struct(Box::new(FieldSet::new(
+                fields.iter().map(|f| (f.name.as_str(), f.name.as_str(), &f.ty)),
+                opts,
+            ))),
+        };
+        Builder { valid: Vec::new(), values, data_type: ty.arrow_type() }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Cuts the column back to `n` rows, including whatever a failed value
+    /// left behind past row `n` (string bytes, list items, map entries,
+    /// struct fields appended before the failure). Requires `len() >= n`.
+    fn truncate(&mut self, n: usize) {
+        if self.valid.len() < n {
+            return;
+        }
+        self.valid.truncate(n);
+        match &mut self.values {
+            Values::Bool(v) => v.truncate(n),
+            Values::I8(v) => v.truncate(n),
+            Values::I16(v) => v.truncate(n),
+            Values::I32(v) | Values::Date(v) => v.truncate(n),
+            Values::I64(v) | Values::Timestamp(v) => v.truncate(n),
+            Values::F32(v) => v.truncate(n),
+            Values::F64(v) => v.truncate(n),
+            Values::Decimal { values, .. } => values.truncate(n),
+            Values::Utf8 { offsets, data, .. } | Values::Binary { offsets, data } => {
+                offsets.truncate(n + 1);
+                data.truncate(offsets[n] as usize);
+            }
+            Values::List { offsets, child } => {
+                offsets.truncate(n + 1);
+                child.truncate(offsets[n] as usize);
+            }
+            Values::Map { offsets, keys, values } => {
+                offsets.truncate(n + 1);
+                keys.truncate(offsets[n] as usize);
+                values.truncate(offsets[n] as usize);
+            }
+            Values::Struct(fields) => fields.truncate(n),
+        }
+    }
+
+    /// Appends a null (child slots of a struct get nulls too).
+    fn push_null(&mut self) {
+        self.valid.push(false);
+        match &mut self.values {
+            Values::Bool(v) => v.push(false),
+            Values::I8(v) => v.push(0),
+            Values::I16(v) => v.push(0),
+            Values::I32(v) | Values::Date(v) => v.push(0),
+            Values::I64(v) | Values::Timestamp(v) => v.push(0),
+            Values::F32(v) => v.push(0.0),
+            Values::F64(v) => v.push(0.0),
+            Values::Decimal { values, .. } => values.push(0),
+            Values::Utf8 { offsets, .. }
+            | Values::Binary { offsets, .. }
+            | Values::List { offsets, .. }
+            | Values::Map { offsets, .. } => {
+                let last = *offsets.last().unwrap_or(&0);
+                offsets.push(last);
+            }
+            Values::Struct(fields) => fields.push_null_row(),
+        }
+    }
+
+    /// Parses one JSON value at the parser's position into this column.
+    fn parse(&mut self, p: &mut Parser<'_>, o: &Opts, depth: usize) -> R<()> {
+        if depth > MAX_DEPTH {
+            return fail(codes::MALFORMED, "JSON nested too deeply");
+        }
+        p.ws();
+        let Some(first) = p.peek() else {
+            return fail(codes::MALFORMED, "unexpected end of JSON");
+        };
+        if first == b'n' {
+            p.literal(b"null")?;
+            self.push_null();
+            return Ok(());
+        }
+        match &mut self.values {
+            Values::Utf8 { offsets, data, max_chars } => {
+                let start = data.len();
+                match first {
+                    b'"' => {
+                        p.pos += 1;
+                        p.string_into(data)?;
+                    }
+                    b'-' | b'0'..=b'9' => data.extend_from_slice(p.number()?),
+                    b't' | b'f' => data.extend_from_slice(if p.boolean()? { b"true" } else { b"false" }),
+                    b'{' | b'[' if o.openx => {
+                        let begin = p.pos;
+                        p.skip_value(depth)?;
+                        data.extend_from_slice(&p.s[begin..p.pos]);
+                    }
+                    b'{' | b'[' => {
+                        return fail(codes::TYPE_MISMATCH, "expected a string, found a JSON object or array");
+                    }
+                    _ => return Err(p.syntax()),
+                }
+                if let Some(max) = *max_chars {
+                    truncate_chars(data, start, max as usize);
+                }
+                offsets.push(offset(data.len())?);
+            }
+            Values::I64(v) => v.push(int_value(p, o, first, i64::MIN as i128, i64::MAX as i128)? as i64),
+            Values::I32(v) => v.push(int_value(p, o, first, i32::MIN as i128, i32::MAX as i128)? as i32),
+            Values::I16(v) => v.push(int_value(p, o, first, i16::MIN as i128, i16::MAX as i128)? as i16),
+            Values::I8(v) => v.push(int_value(p, o, first, i8::MIN as i128, i8::MAX as i128)? as i8),
+            Values::F64(v) => v.push(float_value(p, o, first)?),
+            Values::F32(v) => {
+                let x = float_value(p, o, first)?;
+                let y = x as f32;
+                if y.is_infinite() && x.is_finite() {
+                    return fail(codes::OUT_OF_RANGE, format!("{x} is out of range for float"));
+                }
+                v.push(y);
+            }
+            Values::Decimal { values, precision, scale } => {
+                let (precision, scale) = (*precision, *scale);
+                let text = scalar_text(p, o, first, "a decimal number")?;
+                values.push(parse_decimal(&text, precision, scale)?);
+            }
+            Values::Bool(v) => v.push(match first {
+                b't' | b'f' => p.boolean()?,
+                b'"' if o.openx => {
+                    let text = p.string_slice()?;
+                    if text.eq_ignore_ascii_case(b"true") {
+                        true
+                    } else if text.eq_ignore_ascii_case(b"false") {
+                        false
+                    } else {
+                        return fail(codes::INVALID_VALUE, format!("{} is not a boolean", quote(&text)));
+                    }
+                }
+                _ => return mismatch(p, first, "a boolean"),
+            }),
+            Values::Date(v) => {
+                let text = match first {
+                    b'"' => p.string_slice()?,
+                    _ => return mismatch(p, first, "a date string"),
+                };
+                v.push(parse_date(&text)?);
+            }
+            Values::Timestamp(v) => {
+                let millis = match first {
+                    b'"' => {
+                        let text = p.string_slice()?;
+                        timestamp_from_text(&text, o)?
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        let text = p.number()?;
+                        timestamp_from_number(text, o)?
+                    }
+                    _ => return mismatch(p, first, "a timestamp"),
+                };
+                v.push(millis);
+            }
+            Values::Binary { offsets, data } => {
+                if first != b'"' {
+                    return mismatch(p, first, "a base64 string");
+                }
+                let text = p.string_slice()?;
+                let start = data.len();
+                if base64::engine::general_purpose::STANDARD.decode_vec(text, data).is_err() {
+                    data.truncate(start);
+                    return fail(codes::INVALID_VALUE, "binary value is not valid base64");
+                }
+                offsets.push(offset(data.len())?);
+            }
+            Values::List { offsets, child } => {
+                if first != b'[' {
+                    return mismatch(p, first, "an array");
+                }
+                p.pos += 1;
+                p.ws();
+                if p.peek() == Some(b']') {
+                    p.pos += 1;
+                } else {
+                    let mut index = 0usize;
+                    loop {
+                        child.parse(p, o, depth + 1).map_err(|mut e| {
+                            e.path.push(format!("[{index}]"));
+                            e
+                        })?;
+                        index += 1;
+                        p.ws();
+                        match p.next() {
+                            Some(b',') => {}
+                            Some(b']') => break,
+                            _ => return Err(p.syntax_at(p.pos.saturating_sub(1))),
+                        }
+                    }
+                }
+                offsets.push(offset(child.len())?);
+            }
+            Values::Map { offsets, keys, values } => {
+                if first != b'{' {
+                    return mismatch(p, first, "a JSON object (map)");
+                }
+                p.pos += 1;
+                p.ws();
+                if p.peek() == Some(b'}') {
+                    p.pos += 1;
+                } else {
+                    loop {
+                        p.ws();
+                        if p.next() != Some(b'"') {
+                            return Err(p.syntax_at(p.pos.saturating_sub(1)));
+                        }
+                        let key = p.string_slice_after_quote()?;
+                        let key_text = String::from_utf8_lossy(&key).into_owned();
+                        keys.push_text(&key, o).map_err(|mut e| {
+                            e.path.push(format!("key {}", quote(key_text.as_bytes())));
+                            e
+                        })?;
+                        p.ws();
+                        if p.next() != Some(b':') {
+                            return Err(p.syntax_at(p.pos.saturating_sub(1)));
+                        }
+                        values.parse(p, o, depth + 1).map_err(|mut e| {
+                            e.path.push(format!("[{}]", quote(key_text.as_bytes())));
+                            e
+                        })?;
+                        p.ws();
+                        match p.next() {
+                            Some(b',') => {}
+                            Some(b'}') => break,
+                            _ => return Err(p.syntax_at(p.pos.saturating_sub(1))),
+                        }
+                    }
+                }
+                offsets.push(offset(keys.len())?);
+            }
+            Values::Struct(fields) => {
+                if first != b'{' {
+                    return mismatch(p, first, "a JSON object (struct)");
+                }
+                fields.parse_object(p, o, depth + 1)?;
+            }
+        }
+        self.valid.push(true);
+        Ok(())
+    }
+
+    /// Appends a value given as text (a map key): strings as they are,
+    /// other primitives parsed from the text whatever the deserializer.
+    fn push_text(&mut self, text: &[u8], o: &Opts) -> R<()> {
+        match &mut self.values {
+            Values::Utf8 { offsets, data, max_chars } => {
+                let start = data.len();
+                data.extend_from_slice(text);
+                if let Some(max) = *max_chars {
+                    truncate_chars(data, start, max as usize);
+                }
+                offsets.push(offset(data.len())?);
+            }
+            Values::I64(v) => v.push(int_from_text(text, i64::MIN as i128, i64::MAX as i128)? as i64),
+            Values::I32(v) => v.push(int_from_text(text, i32::MIN as i128, i32::MAX as i128)? as i32),
+            Values::I16(v) => v.push(int_from_text(text, i16::MIN as i128, i16::MAX as i128)? as i16),
+            Values::I8(v) => v.push(int_from_text(text, i8::MIN as i128, i8::MAX as i128)? as i8),
+            Values::F64(v) => v.push(float_from_text(text)?),
+            Values::F32(v) => v.push(float_from_text(text)? as f32),
+            Values::Decimal { values, precision, scale } => {
+                values.push(parse_decimal(text, *precision, *scale)?)
+            }
+            Values::Bool(v) => v.push(if text.eq_ignore_ascii_case(b"true") {
+                true
+            } else if text.eq_ignore_ascii_case(b"false") {
+                false
+            } else {
+                return fail(codes::INVALID_VALUE, format!("{} is not a boolean", quote(text)));
+            }),
+            Values::Date(v) => v.push(parse_date(text)?),
+            Values::Timestamp(v) => v.push(timestamp_from_text(text, o)?),
+            Values::Binary { offsets, data } => {
+                data.extend_from_slice(text);
+                offsets.push(offset(data.len())?);
+            }
+            Values::List { .. } | Values::Map { .. } | Values::Struct(_) => {
+                return fail(codes::TYPE_MISMATCH, "a nested type cannot be a map key");
+            }
+        }
+        self.valid.push(true);
+        Ok(())
+    }
+
+    /// Moves the built values out as an Arrow array, leaving the builder empty.
+    ///
+    /// The buffers are consistent by construction (offsets monotonic and
+    /// within the data, strings valid UTF-8 cut at character boundaries,
+    /// every child as long as its parent says), so the checked Arrow
+    /// constructors cannot fail; a failure would be a bug in this module.
+    fn finish(&mut self) -> ArrayRef {
+        let valid = std::mem::take(&mut self.valid);
+        let nulls = if valid.iter().all(|&v| v) { None } else { Some(NullBuffer::from(valid)) };
+        fn prim<T: arrow_array::ArrowPrimitiveType>(
+            v: &mut Vec<T::Native>,
+            nulls: Option<NullBuffer>,
+        ) -> PrimitiveArray<T> {
+            PrimitiveArray::<T>::new(ScalarBuffer::from(std::mem::take(v)), nulls)
+        }
+        fn offsets_of(offsets: &mut Vec<i32>) -> OffsetBuffer<i32> {
+            let taken = std::mem::replace(offsets, vec![0]);
+            OffsetBuffer::new(ScalarBuffer::from(taken))
+        }
+        match &mut self.values {
+            Values::Bool(v) => Arc::new(BooleanArray::new(std::mem::take(v).into(), nulls)),
+            Values::I8(v) => Arc::new(prim::<Int8Type>(v, nulls)),
+            Values::I16(v) => Arc::new(prim::<Int16Type>(v, nulls)),
+            Values::I32(v) => Arc::new(prim::<Int32Type>(v, nulls)),
+            Values::I64(v) => Arc::new(prim::<Int64Type>(v, nulls)),
+            Values::F32(v) => Arc::new(prim::<Float32Type>(v, nulls)),
+            Values::F64(v) => Arc::new(prim::<Float64Type>(v, nulls)),
+            Values::Date(v) => Arc::new(prim::<Date32Type>(v, nulls)),
+            Values::Timestamp(v) => Arc::new(prim::<TimestampMillisecondType>(v, nulls)),
+            Values::Decimal { values, precision, scale } => Arc::new(
+                prim::<Decimal128Type>(values, nulls)
+                    .with_precision_and_scale(*precision, *scale as i8)
+                    .expect("decimal precision and scale were validated with the schema"),
+            ),
+            Values::Utf8 { offsets, data, .. } => Arc::new(StringArray::new(
+                offsets_of(offsets),
+                std::mem::take(data).into(),
+                nulls,
+            )),
+            Values::Binary { offsets, data } => Arc::new(BinaryArray::new(
+                offsets_of(offsets),
+                std::mem::take(data).into(),
+                nulls,
+            )),
+            Values::List { offsets, child } => {
+                let DataType::List(field) = &self.data_type else { unreachable!("list type") };
+                let field = Arc::clone(field);
+                let values = child.finish();
+                Arc::new(ListArray::new(field, offsets_of(offsets), values, nulls))
+            }
+            Values::Map { offsets, keys, values } => {
+                let DataType::Map(entries, _) = &self.data_type else { unreachable!("map type") };
+                let DataType::Struct(entry_fields) = entries.data_type() else {
+                    unreachable!("map entries are a struct")
+                };
+                let entry_struct = StructArray::new(
+                    entry_fields.clone(),
+                    vec![keys.finish(), values.finish()],
+                    None,
+                );
+                Arc::new(MapArray::new(
+                    Arc::clone(entries) as FieldRef,
+                    offsets_of(offsets),
+                    entry_struct,
+                    nulls,
+                    false,
+                ))
+            }
+            Values::Struct(fields) => {
+                let children = fields.finish_children();
+                Arc::new(StructArray::new(fields.fields.clone(), children, nulls))
+            }
+        }
+    }
+
+    /// Rough heap bytes held (for batch sizing).
+    fn bytes(&self) -> usize {
+        self.valid.len()
+            + match &self.values {
+                Values::Bool(v) => v.len(),
+                Values::I8(v) => v.len(),
+                Values::I16(v) => v.len() * 2,
+                Values::I32(v) | Values::Date(v) => v.len() * 4,
+                Values::I64(v) | Values::Timestamp(v) => v.len() * 8,
+                Values::F32(v) => v.len() * 4,
+                Values::F64(v) => v.len() * 8,
+                Values::Decimal { values, .. } => values.len() * 16,
+                Values::Utf8 { offsets, data, .. } | Values::Binary { offsets, data } => {
+                    offsets.len() * 4 + data.len()
+                }
+                Values::List { offsets, child } => offsets.len() * 4 + child.bytes(),
+                Values::Map { offsets, keys, values } => offsets.len() * 4 + keys.bytes() + values.bytes(),
+                Values::Struct(f) => f.builders.iter().map(Builder::bytes).sum(),
+            }
+    }
+}
+
+impl FieldSet {
+    /// `entries` are (name, JSON key, type).
+    fn new<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a ColumnType)>, o: &Opts) -> FieldSet {
+        let mut set = FieldSet {
+            builders: Vec::new(),
+            keys: Vec::new(),
+            names: Vec::new(),
+            fields: arrow_schema::Fields::empty(),
+            hint: 0,
+            len: 0,
+        };
+        let mut fields = Vec::new();
+        for (name, key, ty) in entries {
+            let mut key = key.as_bytes().to_vec();
+            if o.case_insensitive {
+                key.make_ascii_lowercase();
+            }
+            set.keys.push(key);
+            set.names.push(name.to_owned());
+            set.builders.push(Builder::new(ty, o));
+            fields.push(Field::new(name, ty.arrow_type(), true));
+        }
+        set.fields = fields.into();
+        set
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+        for b in &mut self.builders {
+            b.truncate(n);
+        }
+    }
+
+    fn push_null_row(&mut self) {
+        for b in &mut self.builders {
+            b.push_null();
+        }
+        self.len += 1;
+    }
+
+    fn finish_children(&mut self) -> Vec<ArrayRef> {
+        self.len = 0;
+        self.builders.iter_mut().map(Builder::finish).collect()
+    }
+
+    /// Finds the field a JSON key selects.
+    #[inline]
+    fn find(&mut self, key: &[u8], o: &Opts) -> Option<usize> {
+        let n = self.keys.len();
+        let hint = if self.hint < n { self.hint } else { 0 };
+        if key_eq(&self.keys[hint], key, o) {
+            self.hint = hint + 1;
+            return Some(hint);
+        }
+        for i in 0..n {
+            if i != hint && key_eq(&self.keys[i], key, o) {
+                self.hint = i + 1;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Parses a JSON object (the parser is at its `{`) into one row.
+    fn parse_object(&mut self, p: &mut Parser<'_>, o: &Opts, depth: usize) -> R<()> {
+        let row = self.len;
+        p.pos += 1; // '{'
+        p.ws();
+        if p.peek() == Some(b'}') {
+            p.pos += 1;
+        } else {
+            loop {
+                p.ws();
+                if p.next() != Some(b'"') {
+                    return Err(p.syntax_at(p.pos.saturating_sub(1)));
+                }
+                let (start, end, escaped) = p.key_span()?;
+                let found = if escaped {
+                    let mut scratch = Vec::new();
+                    unescape_into(&p.s[start..end], &mut scratch)?;
+                    self.find(&scratch, o)
+                } else {
+                    let key = &p.s[start..end];
+                    self.find(key, o)
+                };
+                p.ws();
+                if p.next() != Some(b':') {
+                    return Err(p.syntax_at(p.pos.saturating_sub(1)));
+                }
+                match found {
+                    Some(i) => {
+                        let b = &mut self.builders[i];
+                        // A repeated key: the last value wins.
+                        if b.len() > row {
+                            b.truncate(row);
+                        }
+                        if let Err(mut e) = b.parse(p, o, depth) {
+                            e.path.push(self.names[i].clone());
+                            return Err(e);
+                        }
+                    }
+                    None => p.skip_value(depth)?,
+                }
+                p.ws();
+                match p.next() {
+                    Some(b',') => {}
+                    Some(b'}') => break,
+                    _ => return Err(p.syntax_at(p.pos.saturating_sub(1))),
+                }
+            }
+        }
+        for b in &mut self.builders {
+            if b.len() == row {
+                b.push_null();
+            }
+        }
+        self.len = row + 1;
+        Ok(())
+    }
+}
+
+/// Whether a JSON key selects a field whose normalised key is `want`.
+#[inline]
+fn key_eq(want: &[u8], key: &[u8], o: &Opts) -> bool {
+    if want.len() != key.len() {
+        return false;
+    }
+    if !o.case_insensitive && !o.dots {
+        return want == key;
+    }
+    want.iter().zip(key).all(|(&w, &k)| {
+        let k = if o.dots && k == b'.' { b'_' } else { k };
+        let k = if o.case_insensitive { k.to_ascii_lowercase() } else { k };
+        w == k
+    })
+}
+
+/// Keeps at most `max` characters of the UTF-8 text `data[start..]`.
+fn truncate_chars(data: &mut Vec<u8>, start: usize, max: usize) {
+    let text = &data[start..];
+    if text.len() <= max {
+        return;
+    }
+    // Char starts are bytes that are not continuation bytes (0b10xxxxxx).
+    let mut chars = 0;
+    for (i, &b) in text.iter().enumerate() {
+        if b & 0xC0 != 0x80 {
+            if chars == max {
+                data.truncate(start + i);
+                return;
+            }
+            chars += 1;
+        }
+    }
+}
+
+fn quote(text: &[u8]) -> String {
+    let s = String::from_utf8_lossy(text);
+    if s.chars().count() > 64 {
+        let cut: String = s.chars().take(64).collect();
+        format!("\"{cut}...\"")
+    } else {
+        format!("\"{s}\"")
+    }
+}
+
+fn json_kind(first: u8) -> &'static str {
+    match first {
+        b'"' => "a string",
+        b'{' => "an object",
+        b'[' => "an array",
+        b't' | b'f' => "a boolean",
+        b'-' | b'0'..=b'9' => "a number",
+        _ => "invalid JSON",
+    }
+}
+
+fn mismatch<T>(p: &Parser<'_>, first: u8, want: &str) -> R<T> {
+    if !matches!(first, b'"' | b'{' | b'[' | b't' | b'f' | b'-' | b'0'..=b'9') {
+        return Err(p.syntax());
+    }
+    fail(codes::TYPE_MISMATCH, format!("expected {want}, found {}", json_kind(first)))
+}
+
+/// The text of a scalar for numeric columns: a JSON number, or for OpenX
+/// the contents of a JSON string.
+fn scalar_text<'a>(p: &mut Parser<'a>, o: &Opts, first: u8, want: &str) -> R<std::borrow::Cow<'a, [u8]>> {
+    match first {
+        b'-' | b'0'..=b'9' => Ok(std::borrow::Cow::Borrowed(p.number()?)),
+        b'"' if o.openx => p.string_slice(),
+        _ => mismatch(p, first, want),
+    }
+}
+
+fn int_value(p: &mut Parser<'_>, o: &Opts, first: u8, min: i128, max: i128) -> R<i128> {
+    match first {
+        b'-' | b'0'..=b'9' => {
+            let text = p.number()?;
+            int_from_text(text, min, max)
+        }
+        b'"' if o.openx => {
+            let text = p.string_slice()?;
+            int_from_text(text.trim_ascii(), min, max)
+        }
+        _ => mismatch(p, first, "an integer"),
+    }
+}
+
+fn int_from_text(text: &[u8], min: i128, max: i128) -> R<i128> {
+    let (neg, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return fail(
+            if looks_numeric(text) { codes::TYPE_MISMATCH } else { codes::INVALID_VALUE },
+            format!("{} is not an integer", quote(text)),
+        );
+    }
+    let mut acc: i128 = 0;
+    for &d in digits {
+        acc = acc * 10 + i128::from(d - b'0');
+        if acc > max + 1 {
+            return fail(codes::OUT_OF_RANGE, format!("{} is out of range", quote(text)));
+        }
+    }
+    let v = if neg { -acc } else { acc };
+    if v < min || v > max {
+        return fail(codes::OUT_OF_RANGE, format!("{} is out of range", quote(text)));
+    }
+    Ok(v)
+}
+
+fn looks_numeric(text: &[u8]) -> bool {
+    !text.is_empty() && text.iter().all(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+}
+
+fn float_value(p: &mut Parser<'_>, o: &Opts, first: u8) -> R<f64> {
+    match first {
+        b'-' | b'0'..=b'9' => {
+            let text = p.number()?;
+            float_from_text(text)
+        }
+        b'"' if o.openx => {
+            let text = p.string_slice()?;
+            float_from_text(text.trim_ascii())
+        }
+        _ => mismatch(p, first, "a number"),
+    }
+}
+
+fn float_from_text(text: &[u8]) -> R<f64> {
+    let parsed = std::str::from_utf8(text).ok().and_then(|s| match s {
+        "NaN" => Some(f64::NAN),
+        "Infinity" | "+Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ if looks_numeric(text) => s.parse::<f64>().ok(),
+        _ => None,
+    });
+    match parsed {
+        Some(x) if x.is_infinite() && looks_numeric(text) => {
+            fail(codes::OUT_OF_RANGE, format!("{} is out of range for double", quote(text)))
+        }
+        Some(x) => Ok(x),
+        None => fail(codes::INVALID_VALUE, format!("{} is not a number", quote(text))),
+    }
+}
+
+/// Parses a decimal literal (`-12.345e2`) into an unscaled `i128` at
+/// `scale`, rounding extra fraction digits half-up (away from zero).
+fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
+    let bad = || fail(codes::INVALID_VALUE, format!("{} is not a decimal number", quote(text)));
+    let t = text.trim_ascii();
+    let (neg, rest) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (mantissa, exp) = match rest.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(i) => {
+            let e = &rest[i + 1..];
+            let (eneg, edigits) = match e.first() {
+                Some(b'-') => (true, &e[1..]),
+                Some(b'+') => (false, &e[1..]),
+                _ => (false, e),
+            };
+            if edigits.is_empty() || !edigits.iter().all(u8::is_ascii_digit) {
+                return bad();
+            }
+            let mut v: i64 = 0;
+            for &d in edigits {
+                v = (v * 10 + i64::from(d - b'0')).min(1_000_000);
+            }
+            (&rest[..i], if eneg { -v } else { v })
+        }
+        None => (rest, 0),
+    };
+    let dot = mantissa.iter().position(|&c| c == b'.');
+    let int_len = dot.unwrap_or(mantissa.len()) as i64;
+    let digit_count = mantissa.len() - usize::from(dot.is_some());
+    if digit_count == 0
+        || !mantissa.iter().enumerate().all(|(i, c)| c.is_ascii_digit() || Some(i) == dot)
+        || (dot.is_some() && (int_len == 0 || int_len as usize == mantissa.len() - 1) && digit_count == 0)
+    {
+        return bad();
+    }
+    // Digits at indices < keep are at or above 10^-scale.
+    let keep = int_len + exp + i64::from(scale);
+    let out_of_range = || {
+        fail(
+            codes::OUT_OF_RANGE,
+            format!("{} does not fit decimal({precision},{scale})", quote(text)),
+        )
+    };
+    let limit = 10i128.pow(u32::from(precision));
+    let mut acc: i128 = 0;
+    let mut round_up = false;
+    let mut index = 0i64;
+    for &c in mantissa {
+        if c == b'.' {
+            continue;
+        }
+        let d = i128::from(c - b'0');
+        if index < keep {
+            acc = acc * 10 + d;
+            if acc >= limit {
+                return out_of_range();
+            }
+        } else if index == keep {
+            round_up = d >= 5;
+        }
+        index += 1;
+    }
+    if index < keep {
+        for _ in index..keep {
+            acc *= 10;
+            if acc >= limit {
+                return out_of_range();
+            }
+        }
+    }
+    if round_up {
+        acc += 1;
+        if acc >= limit {
+            return out_of_range();
+        }
+    }
+    Ok(if neg { -acc } else { acc })
+}
+
+// ---------------------------------------------------------------------------
+// Dates and timestamps
+// ---------------------------------------------------------------------------
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// A scanner over date/time text.
+struct Text<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl Text<'_> {
+    /// Reads `min..=max` digits.
+    fn digits(&mut self, min: usize, max: usize) -> Option<i64> {
+        let start = self.pos;
+        let mut v: i64 = 0;
+        while self.pos < self.s.len() && self.pos - start < max && self.s[self.pos].is_ascii_digit() {
+            v = v * 10 + i64::from(self.s[self.pos] - b'0');
+            self.pos += 1;
+        }
+        (self.pos - start >= min).then_some(v)
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.s.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn done(&self) -> bool {
+        self.pos == self.s.len()
+    }
+    /// Optional `.f` with 1..=9 digits, as milliseconds (truncated).
+    fn fraction_millis(&mut self) -> Option<i64> {
+        if !self.eat(b'.') {
+            return Some(0);
+        }
+        let start = self.pos;
+        let nanos = self.digits(1, 9)?;
+        let n = self.pos - start;
+        Some(nanos * 10i64.pow(9 - n as u32) / 1_000_000)
+    }
+}
+
+fn civil_millis(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, ms: i64) -> Option<i64> {
+    if !(1..=12).contains(&mo) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    let mo = mo as u32;
+    if d < 1 || d as u32 > days_in_month(y, mo) {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d as u32);
+    Some(days * MILLIS_PER_DAY + ((h * 60 + mi) * 60 + s) * 1000 + ms)
+}
+
+/// `yyyy-[M]M-[d]d`, followed by `sep` and `HH:mm:ss[.f]`, then `suffix`.
+fn parse_datetime(text: &[u8], sep: u8, flexible: bool, suffix: &[u8]) -> Option<i64> {
+    let mut t = Text { s: text, pos: 0 };
+    let (dmin, dmax) = if flexible { (1, 2) } else { (2, 2) };
+    let y = t.digits(4, 4)?;
+    t.eat(b'-').then_some(())?;
+    let mo = t.digits(dmin, dmax)?;
+    t.eat(b'-').then_some(())?;
+    let d = t.digits(dmin, dmax)?;
+    t.eat(sep).then_some(())?;
+    let h = t.digits(2, 2)?;
+    t.eat(b':').then_some(())?;
+    let mi = t.digits(2, 2)?;
+    t.eat(b':').then_some(())?;
+    let s = t.digits(2, 2)?;
+    let ms = t.fraction_millis()?;
+    if !t.s[t.pos..].eq(suffix) {
+        return None;
+    }
+    civil_millis(y, mo, d, h, mi, s, ms)
+}
+
+fn parse_date(text: &[u8]) -> R<i32> {
+    let mut t = Text { s: text, pos: 0 };
+    let parsed = (|| {
+        let y = t.digits(4, 4)?;
+        t.eat(b'-').then_some(())?;
+        let mo = t.digits(1, 2)?;
+        t.eat(b'-').then_some(())?;
+        let d = t.digits(1, 2)?;
+        if !t.done() || !(1..=12).contains(&mo) || d < 1 || d as u32 > days_in_month(y, mo as u32) {
+            return None;
+        }
+        Some(days_from_civil(y, mo as u32, d as u32) as i32)
+    })();
+    parsed.map_or_else(
+        || fail(codes::INVALID_TIMESTAMP, format!("{} is not a date (yyyy-MM-dd)", quote(text))),
+        Ok,
+    )
+}
+
+/// Epoch seconds or milliseconds by magnitude (see the module docs).
+fn epoch_integer(v: i128) -> Option<i64> {
+    if v.abs() >= 100_000_000_000 {
+        i64::try_from(v).ok()
+    } else {
+        i64::try_from(v * 1000).ok()
+    }
+}
+
+fn openx_number(text: &[u8]) -> Option<i64> {
+    if text.iter().all(|c| c.is_ascii_digit() || *c == b'-') {
+        let v = int_from_text(text, i64::MIN as i128, i64::MAX as i128).ok()?;
+        epoch_integer(v)
+    } else {
+        let secs = float_from_text(text).ok()?;
+        let millis = (secs * 1000.0).floor();
+        (millis.is_finite() && millis.abs() < 9.2e18).then_some(millis as i64)
+    }
+}
+
+fn timestamp_from_number(text: &[u8], o: &Opts) -> R<i64> {
+    let parsed = if o.openx { openx_number(text) } else { hive_timestamp(text, o) };
+    parsed.map_or_else(|| bad_timestamp(text, o), Ok)
+}
+
+fn timestamp_from_text(text: &[u8], o: &Opts) -> R<i64> {
+    let parsed = if o.openx {
+        parse_datetime(text, b'T', false, b"Z")
+            .or_else(|| parse_datetime(text, b' ', true, b""))
+            .or_else(|| (looks_numeric(text)).then(|| openx_number(text)).flatten())
+    } else {
+        hive_timestamp(text, o)
+    };
+    parsed.map_or_else(|| bad_timestamp(text, o), Ok)
+}
+
+fn bad_timestamp<T>(text: &[u8], o: &Opts) -> R<T> {
+    let forms = if o.openx {
+        "yyyy-MM-dd'T'HH:mm:ss[.S]'Z', yyyy-[M]M-[d]d HH:mm:ss[.S], or epoch seconds/millis"
+    } else {
+        "one of TimestampFormats or yyyy-[M]M-[d]d HH:mm:ss[.S]"
+    };
+    fail(codes::INVALID_TIMESTAMP, format!("{} is not a timestamp ({forms})", quote(text)))
+}
+
+fn hive_timestamp(text: &[u8], o: &Opts) -> Option<i64> {
+    for format in &o.hive_formats {
+        let parsed = match format {
+            HiveFormat::Millis => int_from_text(text, i64::MIN as i128, i64::MAX as i128)
+                .ok()
+                .map(|v| v as i64),
+            HiveFormat::Pattern(tokens) => parse_joda(tokens, text),
+        };
+        if parsed.is_some() {
+            return parsed;
+        }
+    }
+    parse_datetime(text, b' ', true, b"")
+}
+
+/// One compiled entry of Hive's `TimestampFormats`.
+#[derive(Debug, Clone)]
+enum HiveFormat {
+    Millis,
+    Pattern(Vec<Joda>),
+}
+
+/// A Joda-Time pattern element.
+#[derive(Debug, Clone, PartialEq)]
+enum Joda {
+    Year(usize),
+    Month(usize),
+    MonthName(usize),
+    Day(usize),
+    Hour24(usize),
+    Hour12(usize),
+    Minute(usize),
+    Second(usize),
+    Fraction(usize),
+    AmPm,
+    Zone,
+    Literal(Vec<u8>),
+}
+
+impl Joda {
+    fn numeric(&self) -> bool {
+        !matches!(self, Joda::Literal(_) | Joda::AmPm | Joda::Zone | Joda::MonthName(_))
+    }
+}
+
+fn compile_joda(pattern: &str) -> Result<Vec<Joda>, String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            let mut lit = String::new();
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => return Err("unterminated quote".into()),
+                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                        lit.push('\'');
+                        i += 2;
+                    }
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&ch) => {
+                        lit.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            if lit.is_empty() {
+                lit.push('\'');
+            }
+            out.push(Joda::Literal(lit.into_bytes()));
+            continue;
+        }
+        let mut n = 1;
+        while chars.get(i + n) == Some(&c) {
+            n += 1;
+        }
+        i += n;
+        out.push(match c {
+            'y' | 'Y' | 'u' => Joda::Year(n),
+            'M' if n >= 3 => Joda::MonthName(n),
+            'M' => Joda::Month(n),
+            'd' => Joda::Day(n),
+            'H' => Joda::Hour24(n),
+            'h' => Joda::Hour12(n),
+            'm' => Joda::Minute(n),
+            's' => Joda::Second(n),
+            'S' => Joda::Fraction(n),
+            'a' => Joda::AmPm,
+            'Z' => Joda::Zone,
+            c if c.is_ascii_alphabetic() => {
+                return Err(format!("pattern letter `{c}` is not supported"));
+            }
+            c => Joda::Literal(c.to_string().repeat(n).into_bytes()),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_joda(tokens: &[Joda], text: &[u8]) -> Option<i64> {
+    const MONTHS: [&[u8]; 12] =
+        [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
+    let mut t = Text { s: text, pos: 0 };
+    let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut ms) = (1970, 1, 1, 0, 0, 0, 0);
+    let mut pm: Option<bool> = None;
+    let mut hour12 = false;
+    let mut offset_min = 0i64;
+    for (i, tok) in tokens.iter().enumerate() {
+        // Next to another number field, a field takes exactly its width.
+        let fixed = tokens.get(i + 1).is_some_and(Joda::numeric);
+        let width = |n: usize, max: usize| if fixed { (n, n) } else { (1, max.max(n)) };
+        match tok {
+            Joda::Year(n) => {
+                let (a, b) = if fixed { (*n, *n) } else { (1, 9) };
+                y = t.digits(a, b)?;
+            }
+            Joda::Month(n) => {
+                let (a, b) = width(*n, 2);
+                mo = t.digits(a, b)?;
+            }
+            Joda::MonthName(_) => {
+                let rest = &t.s[t.pos..];
+                let idx = MONTHS
+                    .iter()
+                    .position(|m| rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(m))?;
+                mo = idx as i64 + 1;
+                t.pos += 3;
+                // Full names ("September") are accepted too.
+                while t.pos < t.s.len() && t.s[t.pos].is_ascii_alphabetic() {
+                    t.pos += 1;
+                }
+            }
+            Joda::Day(n) => {
+                let (a, b) = width(*n, 2);
+                d = t.digits(a, b)?;
+            }
+            Joda::Hour24(n) => {
+                let (a, b) = width(*n, 2);
+                h = t.digits(a, b)?;
+            }
+            Joda::Hour12(n) => {
+                let (a, b) = width(*n, 2);
+                h = t.digits(a, b)?;
+                hour12 = true;
+            }
+            Joda::Minute(n) => {
+                let (a, b) = width(*n, 2);
+                mi = t.digits(a, b)?;
+            }
+            Joda::Second(n) => {
+                let (a, b) = width(*n, 2);
+                s = t.digits(a, b)?;
+            }
+            Joda::Fraction(n) => {
+                let start = t.pos;
+                let (a, b) = if fixed { (*n, *n) } else { (1, 9) };
+                let v = t.digits(a, b)?;
+                let digits = (t.pos - start) as u32;
+                ms = v * 10i64.pow(9 - digits) / 1_000_000;
+            }
+            Joda::AmPm => {
+                let rest = &t.s[t.pos..];
+                if rest.len() < 2 {
+                    return None;
+                }
+                pm = Some(match &rest[..2] {
+                    r if r.eq_ignore_ascii_case(b"am") => false,
+                    r if r.eq_ignore_ascii_case(b"pm") => true,
+                    _ => return None,
+                });
+                t.pos += 2;
+            }
+            Joda::Zone => {
+                if t.eat(b'Z') {
+                    offset_min = 0;
+                } else {
+                    let sign = if t.eat(b'+') {
+                        1
+                    } else if t.eat(b'-') {
+                        -1
+                    } else {
+                        return None;
+                    };
+                    let oh = t.digits(2, 2)?;
+                    t.eat(b':');
+                    let om = t.digits(2, 2)?;
+                    offset_min = sign * (oh * 60 + om);
+                }
+            }
+            Joda::Literal(lit) => {
+                if !t.s[t.pos..].starts_with(lit) {
+                    return None;
+                }
+                t.pos += lit.len();
+            }
+        }
+    }
+    if !t.done() {
+        return None;
+    }
+    if hour12 {
+        if !(1..=12).contains(&h) {
+            return None;
+        }
+        h %= 12;
+        if pm == Some(true) {
+            h += 12;
+        }
+    }
+    Some(civil_millis(y, mo, d, h, mi, s, ms)? - offset_min * 60_000)
+}
+
+// ---------------------------------------------------------------------------
+// The byte scanner
+// ---------------------------------------------------------------------------
+
+/// A cursor over one record's bytes (known to be valid UTF-8).
+struct Parser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.s.get(self.pos) {
+            if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let c = self.s.get(self.pos).copied();
+        self.pos += 1;
+        c
+    }
+
+    fn syntax(&self) -> Fail {
+        self.syntax_at(self.pos)
+    }
+
+    fn syntax_at(&self, pos: usize) -> Fail {
+        let msg = match self.s.get(pos) {
+            None => "invalid JSON: unexpected end of input".to_owned(),
+            Some(&c) if c.is_ascii_graphic() => {
+                format!("invalid JSON: unexpected `{}` at byte {}", c as char, pos + 1)
+            }
+            Some(&c) => format!("invalid JSON: unexpected byte 0x{c:02x} at byte {}", pos + 1),
+        };
+        Fail { code: codes::MALFORMED, msg, path: Vec::new() }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> R<()> {
+        if self.s[self.pos..].starts_with(lit) {
+            self.pos += lit.len();
+            Ok(())
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    fn boolean(&mut self) -> R<bool> {
+        if self.peek() == Some(b't') {
+            self.literal(b"true")?;
+            Ok(true)
+        } else {
+            self.literal(b"false")?;
+            Ok(false)
+        }
+    }
+
+    /// A JSON number; returns its text.
+    #[inline]
+    fn number(&mut self) -> R<&'a [u8]> {
+        let s = self.s;
+        let start = self.pos;
+        let mut i = start;
+        if s.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match s.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while i < s.len() && s[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            _ => return Err(self.syntax_at(i)),
+        }
+        if s.get(i) == Some(&b'.') {
+            i += 1;
+            let d = i;
+            while i < s.len() && s[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == d {
+                return Err(self.syntax_at(i));
+            }
+        }
+        if matches!(s.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(s.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let d = i;
+            while i < s.len() && s[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == d {
+                return Err(self.syntax_at(i));
+            }
+        }
+        self.pos = i;
+        Ok(&s[start..i])
+    }
+
+    /// After an opening quote: the span of the string's raw contents and
+    /// whether it has escapes. The parser ends after the closing quote.
+    #[inline]
+    fn key_span(&mut self) -> R<(usize, usize, bool)> {
+        let s = self.s;
+        let start = self.pos;
+        let mut i = start;
+        let mut escaped = false;
+        loop {
+            match s.get(i) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    i += 2;
+                }
+                Some(&c) if c < 0x20 => return Err(self.control(i)),
+                Some(_) => i += 1,
+                None => return fail(codes::MALFORMED, "invalid JSON: unterminated string"),
+            }
+        }
+        self.pos = i + 1;
+        Ok((start, i, escaped))
+    }
+
+    fn control(&self, i: usize) -> Fail {
+        Fail {
+            code: codes::MALFORMED,
+            msg: format!("invalid JSON: control character in a string at byte {}", i + 1),
+            path: Vec::new(),
+        }
+    }
+
+    /// At an opening quote: the string's decoded contents.
+    fn string_slice(&mut self) -> R<std::borrow::Cow<'a, [u8]>> {
+        self.pos += 1;
+        self.string_slice_after_quote()
+    }
+
+    fn string_slice_after_quote(&mut self) -> R<std::borrow::Cow<'a, [u8]>> {
+        let (start, end, escaped) = self.key_span()?;
+        if escaped {
+            let mut out = Vec::with_capacity(end - start);
+            unescape_into(&self.s[start..end], &mut out)?;
+            Ok(std::borrow::Cow::Owned(out))
+        } else {
+            Ok(std::borrow::Cow::Borrowed(&self.s[start..end]))
+        }
+    }
+
+    /// After an opening quote: decodes the string onto `out`.
+    #[inline]
+    fn string_into(&mut self, out: &mut Vec<u8>) -> R<()> {
+        let s = self.s;
+        let mut i = self.pos;
+        let mut run = i;
+        loop {
+            match s.get(i) {
+                Some(b'"') => {
+                    out.extend_from_slice(&s[run..i]);
+                    self.pos = i + 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    out.extend_from_slice(&s[run..i]);
+                    i = unescape_one(s, i, out)?;
+                    run = i;
+                }
+                Some(&c) if c < 0x20 => return Err(self.control(i)),
+                Some(_) => i += 1,
+                None => return fail(codes::MALFORMED, "invalid JSON: unterminated string"),
+            }
+        }
+    }
+
+    /// Skips one JSON value, checking its syntax.
+    fn skip_value(&mut self, depth: usize) -> R<()> {
+        if depth > MAX_DEPTH {
+            return fail(codes::MALFORMED, "JSON nested too deeply");
+        }
+        self.ws();
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                let (start, end, escaped) = self.key_span()?;
+                if escaped {
+                    // Check the escapes are valid.
+                    unescape_into(&self.s[start..end], &mut Vec::new())?;
+                }
+                Ok(())
+            }
+            Some(b'{') => {
+                self.pos += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    if self.next() != Some(b'"') {
+                        return Err(self.syntax_at(self.pos - 1));
+                    }
+                    self.key_span()?;
+                    self.ws();
+                    if self.next() != Some(b':') {
+                        return Err(self.syntax_at(self.pos - 1));
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next() {
+                        Some(b',') => {}
+                        Some(b'}') => return Ok(()),
+                        _ => return Err(self.syntax_at(self.pos - 1)),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next() {
+                        Some(b',') => {}
+                        Some(b']') => return Ok(()),
+                        _ => return Err(self.syntax_at(self.pos - 1)),
+                    }
+                }
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|_| ()),
+            _ => Err(self.syntax()),
+        }
+    }
+}
+
+fn unescape_into(raw: &[u8], out: &mut Vec<u8>) -> R<()> {
+    let mut i = 0;
+    let mut run = 0;
+    while i < raw.len() {
+        if raw[i] == b'\\' {
+            out.extend_from_slice(&raw[run..i]);
+            i = unescape_one(raw, i, out)?;
+            run = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&raw[run..]);
+    Ok(())
+}
+
+fn hex4(s: &[u8], at: usize) -> R<u32> {
+    let Some(h) = s.get(at..at + 4) else {
+        return fail(codes::MALFORMED, "invalid JSON: truncated \\u escape");
+    };
+    let mut v = 0;
+    for &c in h {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return fail(codes::MALFORMED, "invalid JSON: bad \\u escape"),
+        };
+        v = v * 16 + u32::from(d);
+    }
+    Ok(v)
+}
+
+/// Decodes the escape at `s[i] == '\\'`; returns the index after it.
+/// Lone UTF-16 surrogates become U+FFFD (as Java's decoders do).
+fn unescape_one(s: &[u8], i: usize, out: &mut Vec<u8>) -> R<usize> {
+    let c = match s.get(i + 1) {
+        Some(b'"') => b'"',
+        Some(b'\\') => b'\\',
+        Some(b'/') => b'/',
+        Some(b'b') => 8,
+        Some(b'f') => 12,
+        Some(b'n') => b'\n',
+        Some(b'r') => b'\r',
+        Some(b't') => b'\t',
+        Some(b'u') => {
+            let hi = hex4(s, i + 2)?;
+            let mut next = i + 6;
+            let ch = if (0xD800..0xDC00).contains(&hi) {
+                if s.get(next) == Some(&b'\\') && s.get(next + 1) == Some(&b'u') {
+                    let lo = hex4(s, next + 2)?;
+                    if (0xDC00..0xE000).contains(&lo) {
+                        next += 6;
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                    } else {
+                        None
+                    }
+                } else {
+                    None
+                }
+            } else {
+                char::from_u32(hi)
+            };
+            let ch = ch.unwrap_or('\u{FFFD}');
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            return Ok(next);
+        }
+        _ => return fail(codes::MALFORMED, format!("invalid JSON: bad escape at byte {}", i + 1)),
+    };
+    out.push(c);
+    Ok(i + 2)
+}
+
+// ---------------------------------------------------------------------------
+// The public builder
+// ---------------------------------------------------------------------------
+
+/// Builds Arrow [`RecordBatch`]es from JSON records, directed by a [`Schema`]
+/// and a [`Deserializer`]. Reusable across batches; not thread-safe (one per
+/// encoder).
+pub struct RecordBatchBuilder {
+    schema: SchemaRef,
+    top: FieldSet,
+    opts: Opts,
+}
+
+impl std::fmt::Debug for RecordBatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordBatchBuilder")
+            .field("schema", &self.schema)
+            .field("rows", &self.top.len)
+            .finish()
+    }
+}
+
+impl RecordBatchBuilder {
+    /// A builder for `schema` read with `deserializer`.
+    ///
+    /// # Errors
+    /// [`ConvertError::Schema`] for an invalid schema,
+    /// [`ConvertError::Deserializer`] for an option that cannot work (a bad
+    /// Joda pattern, a mapping for an unknown column, a Hive column name with
+    /// a dot).
+    pub fn new(schema: &Schema, deserializer: &Deserializer) -> Result<RecordBatchBuilder, ConvertError> {
+        schema.validate()?;
+        let opts = match deserializer {
+            Deserializer::OpenX {
+                case_insensitive,
+                column_to_json_key_mappings,
+                convert_dots_in_json_keys_to_underscores,
+            } => {
+                for column in column_to_json_key_mappings.keys() {
+                    if !schema.columns.iter().any(|c| c.name.eq_ignore_ascii_case(column)) {
+                        return Err(ConvertError::Deserializer(format!(
+                            "ColumnToJsonKeyMappings names column `{column}`, which is not in the schema"
+                        )));
+                    }
+                }
+                Opts {
+                    openx: true,
+                    case_insensitive: *case_insensitive,
+                    dots: *convert_dots_in_json_keys_to_underscores,
+                    hive_formats: Vec::new(),
+                }
+            }
+            Deserializer::Hive { timestamp_formats } => {
+                if let Some(c) = schema.columns.iter().find(|c| c.name.contains('.')) {
+                    return Err(ConvertError::Deserializer(format!(
+                        "column `{}`: the Hive JSON SerDe does not allow `.` in column names",
+                        c.name
+                    )));
+                }
+                let hive_formats = timestamp_formats
+                    .iter()
+                    .map(|f| {
+                        if f == "millis" {
+                            Ok(HiveFormat::Millis)
+                        } else {
+                            compile_joda(f).map(HiveFormat::Pattern).map_err(|e| {
+                                ConvertError::Deserializer(format!("TimestampFormats `{f}`: {e}"))
+                            })
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+                Opts { openx: false, case_insensitive: true, dots: false, hive_formats }
+            }
+        };
+        let mappings = match deserializer {
+            Deserializer::OpenX { column_to_json_key_mappings, .. } => Some(column_to_json_key_mappings),
+            Deserializer::Hive { .. } => None,
+        };
+        let top = FieldSet::new(
+            schema.columns.iter().map(|c| {
+                let key = mappings
+                    .and_then(|m| m.iter().find(|(col, _)| col.eq_ignore_ascii_case(&c.name)))
+                    .map_or(c.name.as_str(), |(_, key)| key.as_str());
+                (c.name.as_str(), key, &c.ty)
+            }),
+            &opts,
+        );
+        Ok(RecordBatchBuilder { schema: arrow_schema(schema), top, opts })
+    }
+
+    /// The Arrow schema of the batches ([`arrow_schema`] of the schema).
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// Appends one record: one JSON object, or several concatenated
+    /// (`{"a":1}{"a":2}`, optionally whitespace-separated), each a row.
+    ///
+    /// # Errors
+    /// [`RecordError`] when any document of the record does not fit; then
+    /// no row of the record was added and the builder is as before.
+    pub fn append(&mut self, record: &[u8]) -> Result<(), RecordError> {
+        let before = self.top.len;
+        match self.append_rows(record) {
+            Ok(()) => Ok(()),
+            Err(fail) => {
+                self.top.truncate(before);
+                let message = if fail.path.is_empty() {
+                    fail.msg
+                } else {
+                    let mut path = String::new();
+                    for part in fail.path.iter().rev() {
+                        if !path.is_empty() && !part.starts_with('[') {
+                            path.push('.');
+                        }
+                        path.push_str(part);
+                    }
+                    format!("column `{path}`: {}", fail.msg)
+                };
+                Err(RecordError { code: fail.code, message })
+            }
+        }
+    }
+
+    fn append_rows(&mut self, record: &[u8]) -> R<()> {
+        if let Err(e) = std::str::from_utf8(record) {
+            return fail(codes::MALFORMED, format!("record is not valid UTF-8 (at byte {})", e.valid_up_to() + 1));
+        }
+        let mut p = Parser { s: record, pos: 0 };
+        let mut rows = 0;
+        loop {
+            p.ws();
+            match p.peek() {
+                None => break,
+                Some(b'{') => {
+                    self.top.parse_object(&mut p, &self.opts, 0)?;
+                    rows += 1;
+                }
+                Some(c) if rows == 0 && c != b'{' => {
+                    let rest = &record[p.pos..];
+                    let scalar = match c {
+                        b'n' => rest.starts_with(b"null"),
+                        b't' => rest.starts_with(b"true"),
+                        b'f' => rest.starts_with(b"false"),
+                        _ => true,
+                    };
+                    return if scalar && matches!(c, b'"' | b'[' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') {
+                        fail(codes::MALFORMED, format!("record is {}, not a JSON object", json_kind_or_null(c)))
+                    } else {
+                        Err(p.syntax())
+                    };
+                }
+                Some(_) => return Err(p.syntax()),
+            }
+        }
+        if rows == 0 {
+            return fail(codes::MALFORMED, "record is empty");
+        }
+        Ok(())
+    }
+
+    /// Rows appended since the last [`finish_batch`](Self::finish_batch).
+    pub fn len(&self) -> usize {
+        self.top.len
+    }
+
+    /// Whether no rows are waiting.
+    pub fn is_empty(&self) -> bool {
+        self.top.len == 0
+    }
+
+    /// Approximate heap bytes held by the waiting rows.
+    pub fn buffered_bytes(&self) -> usize {
+        self.top.builders.iter().map(Builder::bytes).sum()
+    }
+
+    /// Moves the waiting rows out as a batch (possibly empty) and starts the next.
+    pub fn finish_batch(&mut self) -> RecordBatch {
+        let rows = self.top.len;
+        let columns = self.top.finish_children();
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
+            .expect("columns are built to the schema's types and the same length")
+    }
+}
+
+fn json_kind_or_null(c: u8) -> &'static str {
+    if c == b'n' { "null" } else { json_kind(c) }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Whether `text` is an OpenX timestamp string (for schema discovery).
+pub(crate) fn is_timestamp_text(text: &[u8]) -> bool {
+    parse_datetime(text, b'T', false, b"Z").is_some() || parse_datetime(text, b' ', true, b"").is_some()
+}

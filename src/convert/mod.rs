@@ -1,0 +1,179 @@
+//! Record format conversion: JSON records -> Parquet (and ORC), as Firehose's
+//! `DataFormatConversionConfiguration` does.
+//!
+//! # API for other encoders (ORC builds on this)
+//! - [`Schema`] / [`ColumnType`] (`schema`): Glue column types, parsed from
+//!   type strings; [`arrow_schema`]`(&Schema) -> SchemaRef` gives the Arrow
+//!   schema of the batches (mapping documented in `schema`).
+//! - [`RecordBatchBuilder`] (`json`): `new(&Schema, &Deserializer)?`,
+//!   `append(&[u8]) -> Result<(), RecordError>` (one record; a rejected record
+//!   leaves the builder untouched), `len()`, `finish_batch() -> RecordBatch`.
+//!   Keep batches at 1k-4k rows: that is where it is fastest.
+//! - [`Deserializer`]: OpenX or Hive JSON SerDe with Firehose's options.
+//! - [`error_document`]: the `format-conversion-failed` error record.
+//! - [`parquet()`]: the streaming Parquet [`Encoder`]. A rejected record
+//!   surfaces as [`EncodeError::Record`]; the encoder stays usable.
+//! - The ORC encoder lives in `orc` (another module, same shape:
+//!   `orc(out, &Schema, &Deserializer, &OrcOptions)`), declared below when present.
+//!
+//! # Layout
+//! - `schema`: type strings, TOML form, Arrow mapping.
+//! - `json`: the schema-directed JSON parser and [`RecordBatchBuilder`].
+//! - `parquet`: [`ParquetOptions`] and the Parquet encoder (arrow-rs `ArrowWriter`).
+//! - `discover`: schema inference for `sluice schema discover`.
+//! - `cli`: the `sluice convert` and `sluice schema` commands.
+
+use std::io::Write;
+
+use base64::Engine as _;
+
+use crate::encode::{EncodeError, Encoder};
+use crate::error::{Classify, Fault};
+
+pub mod cli;
+pub mod discover;
+pub mod json;
+pub mod orc;
+mod parquet;
+pub mod schema;
+
+pub use json::{Deserializer, RecordBatchBuilder, RecordError, codes};
+pub use parquet::{
+    FIREHOSE_MIN_BLOCK_SIZE_BYTES, MIN_BLOCK_SIZE_BYTES, MIN_PAGE_SIZE_BYTES, ParquetCompression,
+    ParquetOptions, ParquetWriterVersion,
+};
+pub use schema::{Column, ColumnType, Schema, SchemaError, StructField, arrow_schema};
+
+/// A converter that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The schema is invalid.
+    #[error("invalid schema: {0}")]
+    Schema(#[from] SchemaError),
+    /// A deserializer option cannot work.
+    #[error("invalid deserializer option: {0}")]
+    Deserializer(String),
+    /// A serializer option is out of range.
+    #[error("invalid {format} option: {message}")]
+    Options {
+        /// `Parquet` or `ORC`.
+        format: &'static str,
+        /// Which option and why.
+        message: String,
+    },
+    /// The writer rejected the schema (a type it cannot write).
+    #[error("{format} writer cannot write this schema: {message}")]
+    Unsupported {
+        /// `Parquet` or `ORC`.
+        format: &'static str,
+        /// The writer's reason.
+        message: String,
+    },
+    /// Writing the file header failed.
+    #[error("writing the output failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Classify for ConvertError {
+    fn is_retriable(&self) -> bool {
+        matches!(self, ConvertError::Io(_))
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            ConvertError::Io(_) => Fault::Remote,
+            _ => Fault::Config,
+        }
+    }
+}
+
+/// Builds the streaming Parquet encoder writing to `out`.
+///
+/// Records are parsed into batches of [`BATCH_ROWS`] rows, each written to
+/// an `ArrowWriter` straight over `out`; a row group is closed when its
+/// encoded size reaches `options.block_size_bytes`, so memory is bounded by
+/// one row group plus one batch whatever the object size.
+///
+/// # Errors
+/// [`ConvertError`] for an invalid schema or option, or when the Parquet
+/// header cannot be written to `out`.
+pub fn parquet<W: Write + Send + 'static>(
+    out: W,
+    schema: &Schema,
+    deserializer: &Deserializer,
+    options: &ParquetOptions,
+) -> Result<Box<dyn Encoder<W>>, ConvertError> {
+    parquet::build(out, schema, deserializer, options)
+}
+
+/// Rows per Arrow batch handed to a writer.
+pub const BATCH_ROWS: usize = 2048;
+
+/// A batch is also handed over once its records total this many bytes, so a
+/// batch of huge records stays small.
+pub const BATCH_INPUT_BYTES: usize = 16 << 20;
+
+impl From<RecordError> for EncodeError {
+    fn from(e: RecordError) -> EncodeError {
+        EncodeError::Record { code: e.code, message: e.message }
+    }
+}
+
+/// The error record Firehose writes under `format-conversion-failed` for a
+/// record that could not be converted, followed by `\n`:
+/// `{"attemptsMade":1,"arrivalTimestamp":..,"lastErrorCode":..,"lastErrorMessage":..,
+/// "attemptEndingTimestamp":..,"rawData":"<base64>"}`. `attemptEndingTimestamp`
+/// is now (milliseconds since the epoch).
+pub fn error_document(raw: &[u8], arrival_ms: i64, code: &str, message: &str) -> Vec<u8> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut out = Vec::with_capacity(raw.len() * 4 / 3 + message.len() + 200);
+    out.extend_from_slice(b"{\"attemptsMade\":1,\"arrivalTimestamp\":");
+    out.extend_from_slice(arrival_ms.to_string().as_bytes());
+    out.extend_from_slice(b",\"lastErrorCode\":");
+    json_string(&mut out, code);
+    out.extend_from_slice(b",\"lastErrorMessage\":");
+    json_string(&mut out, message);
+    out.extend_from_slice(b",\"attemptEndingTimestamp\":");
+    out.extend_from_slice(now_ms.to_string().as_bytes());
+    out.extend_from_slice(b",\"rawData\":\"");
+    out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(raw).as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    out
+}
+
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Serializing a &str to JSON cannot fail.
+    let text = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
+    out.extend_from_slice(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_document_shape() {
+        let doc = error_document(b"{\"a\":\"x\"}\xff", 1_700_000_000_123, codes::TYPE_MISMATCH, "column `a`: \"quoted\"\nline");
+        assert_eq!(doc.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+        assert_eq!(v["attemptsMade"], 1);
+        assert_eq!(v["arrivalTimestamp"], 1_700_000_000_123i64);
+        assert_eq!(v["lastErrorCode"], codes::TYPE_MISMATCH);
+        assert_eq!(v["lastErrorMessage"], "column `a`: \"quoted\"\nline");
+        assert!(v["attemptEndingTimestamp"].as_i64().unwrap() > 1_700_000_000_000);
+        let raw = base64::engine::general_purpose::STANDARD.decode(v["rawData"].as_str().unwrap()).unwrap();
+        assert_eq!(raw, b"{\"a\":\"x\"}\xff");
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 6);
+    }
+
+    #[test]
+    fn record_errors_classify_as_data() {
+        let e: EncodeError = RecordError { code: codes::MALFORMED, message: "x".into() }.into();
+        assert!(!e.is_retriable());
+        assert_eq!(e.fault(), Fault::Data);
+        assert!(!ConvertError::Deserializer("x".into()).is_retriable());
+        assert_eq!(ConvertError::Deserializer("x".into()).fault(), Fault::Config);
+    }
+}
