@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{self, ApiState, ApiStream};
 use crate::buffer::{BufferError, BufferStage, ObjectNamer};
 use crate::checkpoint::{CheckpointError, CheckpointStore, FileCheckpointStore};
-use crate::config::{Encryption, MIB, SourceConfig, StreamConfig, Target};
+use crate::config::{Encryption, GlueTable, MIB, SchemaSource, SourceConfig, StreamConfig, Target};
 use crate::delivery::{Delivery, DeliveryError, Epoch};
 use crate::error::{Classify, Fault};
 use crate::sink::s3::{self, S3Options, UploadFilter};
@@ -156,7 +156,9 @@ pub async fn run(
     let created = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     // One AWS config per process, loaded only when a stream needs AWS.
     let needs_aws = |s: &StreamConfig| {
-        matches!(s.destination.target, Target::S3(_)) || matches!(s.source, SourceConfig::Kinesis(_))
+        matches!(s.destination.target, Target::S3(_))
+            || matches!(s.source, SourceConfig::Kinesis(_))
+            || s.destination.format.as_ref().is_some_and(|f| matches!(f.schema, SchemaSource::Glue(_)))
     };
     let sdk = if streams.iter().any(needs_aws) {
         let region = aws_config::meta::region::RegionProviderChain::default_provider()
@@ -165,6 +167,10 @@ pub async fn run(
     } else {
         None
     };
+    let mut streams = streams;
+    for config in &mut streams {
+        resolve_glue_schema(config, sdk.as_ref()).await?;
+    }
     let mut parts = Vec::new();
     let mut api_streams = BTreeMap::new();
     for config in &streams {
@@ -244,6 +250,62 @@ pub async fn run(
         tracing::warn!(error = %e, "HTTP server stopped with an error.");
     }
     result
+}
+
+/// Reads a Glue table's columns into the stream's conversion schema, once at
+/// start-up (Firehose re-reads `LATEST` tables; sluice picks up table changes
+/// at the next start or reload).
+async fn resolve_glue_schema(config: &mut StreamConfig, sdk: Option<&aws_config::SdkConfig>) -> Result<(), AppError> {
+    let Some(format) = &config.destination.format else { return Ok(()) };
+    let SchemaSource::Glue(table) = &format.schema else { return Ok(()) };
+    let err = |message: String| AppError::Stream { stream: config.name.clone(), message };
+    let sdk = sdk.ok_or_else(|| err("AWS configuration was not loaded".into()))?;
+    let schema = glue_schema(sdk, table).await.map_err(|e| err(format!("Glue table {}.{}: {e}", table.database, table.table)))?;
+    tracing::info!(stream = %config.name, database = %table.database, table = %table.table, columns = schema.columns.len(), "Read the conversion schema from Glue.");
+    let mut resolved = (**format).clone();
+    resolved.schema = SchemaSource::Inline(schema);
+    config.destination.format = Some(Arc::new(resolved));
+    Ok(())
+}
+
+async fn glue_schema(sdk: &aws_config::SdkConfig, table: &GlueTable) -> Result<crate::convert::Schema, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut builder = aws_sdk_glue::config::Builder::from(sdk);
+    if let Some(region) = &table.region {
+        builder = builder.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = table.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL_GLUE")).or_else(|| env("AWS_ENDPOINT_URL")) {
+        builder = builder.endpoint_url(url);
+    }
+    let client = aws_sdk_glue::Client::from_conf(builder.build());
+    let found = match &table.version_id {
+        None => client
+            .get_table()
+            .database_name(&table.database)
+            .name(&table.table)
+            .set_catalog_id(table.catalog_id.clone())
+            .send()
+            .await
+            .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())?
+            .table,
+        Some(version) => client
+            .get_table_version()
+            .database_name(&table.database)
+            .table_name(&table.table)
+            .version_id(version)
+            .set_catalog_id(table.catalog_id.clone())
+            .send()
+            .await
+            .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())?
+            .table_version
+            .and_then(|v| v.table),
+    };
+    let columns = found
+        .and_then(|t| t.storage_descriptor)
+        .and_then(|d| d.columns)
+        .ok_or("the table has no StorageDescriptor columns")?;
+    crate::convert::Schema::parse(columns.iter().map(|c| (c.name.as_str(), c.r#type.as_deref().unwrap_or(""))))
+        .map_err(|e| e.to_string())
 }
 
 fn lock_state_dir(dir: &Path) -> Result<File, AppError> {
