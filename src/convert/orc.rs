@@ -378,7 +378,8 @@ impl<W: Write> OrcWriter<W> {
                 }
                 take = take.min((self.stride - self.group_rows) as usize);
             }
-            self.root.write(&root as &dyn Array, &[start..start + take], &mut self.c)?;
+            let rows = start..start + take;
+            self.root.write(&root as &dyn Array, std::slice::from_ref(&rows), &mut self.c)?;
             start += take;
             self.stripe_rows += take as u64;
             self.group_rows += take as u64;

@@ -444,7 +444,7 @@ fn specific_values_round_trip() {
     let s = StringArray::from(vec![Some(""), Some("ü"), None, Some("𝄞"), Some("a\u{0}b"), Some("x"), Some(""), Some("zz"), Some("日本"), Some("end")]);
     let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(ts), Arc::new(dec), Arc::new(d), Arc::new(s)]).unwrap();
     for c in [OrcCompression::None, OrcCompression::Snappy] {
-        assert_round_trip(&schema, &[b.clone()], &small_opts(c));
+        assert_round_trip(&schema, std::slice::from_ref(&b), &small_opts(c));
     }
 }
 
@@ -636,6 +636,9 @@ fn write_sample_files_for_python() {
         let batches: Vec<_> = (0..6).map(|i| batch(&mut rng, &schema, 1500, [0, 10, 30, 5, 60, 10][i])).collect();
         let bytes = write_orc(&schema, &batches, &small_opts(c));
         std::fs::write(dir.join(format!("all_{name}.orc")), bytes).unwrap();
+        // One stripe with 9 row groups: seeks land mid-stripe.
+        let bytes = write_orc(&schema, &batches, &OrcOptions { stripe_size_bytes: 64 << 20, ..small_opts(c) });
+        std::fs::write(dir.join(format!("all_idx_{name}.orc")), bytes).unwrap();
         // Default stripe and index sizes, for size comparisons.
         let bytes = write_orc(&schema, &batches, &OrcOptions { compression: c, ..OrcOptions::default() });
         std::fs::write(dir.join(format!("all_default_{name}.orc")), bytes).unwrap();
