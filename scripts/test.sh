@@ -62,6 +62,20 @@ ensure_venv() {
 
 ensure_venv
 
+# --- kinesis-local (npm) for tests/test_kinesis.py -------------------------------------------
+# Installed once into .cache/; it binds 0.0.0.0 with no setting to change that, so its
+# main.js is patched to bind 127.0.0.1 (idempotent). Without npm that one test skips.
+KINESIS_LOCAL_DIR="$REPO/.cache/kinesis-local/node_modules/kinesis-local"
+if command -v npm >/dev/null 2>&1; then
+    if [[ ! -f "$KINESIS_LOCAL_DIR/main.js" ]]; then
+        log "installing kinesis-local (npm)"
+        npm install --prefix "$REPO/.cache/kinesis-local" --no-audit --no-fund kinesis-local@0.6.2 >/dev/null
+    fi
+    sed -i 's/Host$().em("0.0.0.0")/Host$().em("127.0.0.1")/' "$KINESIS_LOCAL_DIR/main.js"
+else
+    log "npm not found: the kinesis-local test in tests/test_kinesis.py will be skipped"
+fi
+
 # --- Rust --------------------------------------------------------------------------------
 if [[ "${SLUICE_SKIP_CARGO:-0}" != 1 ]]; then
     log "cargo build --locked"

@@ -26,7 +26,7 @@ pub struct ConvertArgs {
     /// Schema file: `[[schema]]` tables with `name` and `type` (Glue type strings).
     #[arg(long)]
     pub schema: PathBuf,
-    /// Output format: `parquet` (or `orc` where built in).
+    /// Output format: `parquet` or `orc`.
     #[arg(long, default_value = "parquet")]
     pub format: String,
     /// Compression: snappy, gzip, zstd or uncompressed.
@@ -195,9 +195,33 @@ pub fn convert(args: &ConvertArgs) -> u8 {
                 }
             }
         }
-        // The ORC encoder (`super::orc`) is wired here once it is built.
+        "orc" => {
+            let compression = match args.compression.parse::<super::orc::OrcCompression>() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: --compression: {e}");
+                    return 2;
+                }
+            };
+            let options = super::orc::OrcOptions { compression, ..Default::default() };
+            let file = match File::create(&args.output) {
+                Ok(f) => BufWriter::with_capacity(1 << 20, f),
+                Err(e) => {
+                    eprintln!("error: cannot create {}: {e}", args.output.display());
+                    return 1;
+                }
+            };
+            match super::orc::orc(file, &schema, &deserializer, &options) {
+                Ok(encoder) => encoder,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&args.output);
+                    eprintln!("error: {e}");
+                    return if matches!(e, super::ConvertError::Io(_)) { 1 } else { 2 };
+                }
+            }
+        }
         other => {
-            eprintln!("error: --format `{other}` is not available (parquet)");
+            eprintln!("error: --format must be parquet or orc, got `{other}`");
             return 2;
         }
     };

@@ -51,6 +51,7 @@
 //!   `millis` takes an epoch-milliseconds integer); then, as Hive falls back,
 //!   `java.sql.Timestamp.valueOf`'s `yyyy-[M]M-[d]d HH:mm:ss[.f]`. A `Z`
 //!   offset in a pattern converts the time to UTC.
+//!
 //! Calendar fields are checked strictly (no February 30th, hours 0–23).
 
 use std::collections::BTreeMap;
@@ -925,10 +926,7 @@ fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
     let dot = mantissa.iter().position(|&c| c == b'.');
     let int_len = dot.unwrap_or(mantissa.len()) as i64;
     let digit_count = mantissa.len() - usize::from(dot.is_some());
-    if digit_count == 0
-        || !mantissa.iter().enumerate().all(|(i, c)| c.is_ascii_digit() || Some(i) == dot)
-        || (dot.is_some() && (int_len == 0 || int_len as usize == mantissa.len() - 1) && digit_count == 0)
-    {
+    if digit_count == 0 || !mantissa.iter().enumerate().all(|(i, c)| c.is_ascii_digit() || Some(i) == dot) {
         return bad();
     }
     // Digits at indices < keep are at or above 10^-scale.

@@ -472,7 +472,11 @@ async fn read_shard(reader: &ShardReader, start: Start) {
         Start::After(seq, sub) => Some((seq.clone(), *sub)),
         _ => None,
     };
-    let mut last_read: Option<String> = None;
+    // A resumed shard has read up to its committed record already.
+    let mut last_read: Option<String> = match &start {
+        Start::After(seq, _) => Some(seq.clone()),
+        _ => None,
+    };
     let Some(mut it) = iterator(shared, shard_id, &start, stopping).await else { return };
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -523,11 +527,14 @@ async fn read_shard(reader: &ShardReader, start: Start) {
         }
         let at_end = match &out.next_shard_iterator {
             None => true,
-            // moto: a closed shard keeps answering, empty, after its last record.
+            // moto: a closed shard keeps answering, empty, after its last
+            // record. Only the shard's last sequence number having been read
+            // proves the end: an empty page alone does not (AWS may return
+            // empty pages in sparse parts of a shard).
             Some(_) => {
                 raw_count == 0
                     && reader.ending().as_deref().is_some_and(|end| {
-                        last_read.as_deref().is_some_and(|l| cmp_sequence(l, end).is_ge()) || behind == Some(0)
+                        last_read.as_deref().is_some_and(|l| cmp_sequence(l, end).is_ge())
                     })
             }
         };
