@@ -112,6 +112,60 @@ pub const BATCH_ROWS: usize = 2048;
 /// batch of huge records stays small.
 pub const BATCH_INPUT_BYTES: usize = 16 << 20;
 
+/// A columnar file writer fed whole Arrow batches (Parquet, ORC).
+pub(crate) trait BatchWriter<W>: Send {
+    /// Writes one batch (buffered into the current row group / stripe).
+    fn write_batch(&mut self, batch: &arrow_array::RecordBatch) -> Result<(), EncodeError>;
+    /// Writes the footer and hands back the output.
+    fn finish(self) -> Result<W, EncodeError>;
+}
+
+/// The pipeline encoder of every columnar format: JSON records go into a
+/// [`RecordBatchBuilder`], and every [`BATCH_ROWS`] rows (or
+/// [`BATCH_INPUT_BYTES`] of input) the batch goes to the format's writer.
+pub(crate) struct BatchingEncoder<B> {
+    builder: RecordBatchBuilder,
+    writer: B,
+    /// Record bytes appended since the last batch was written.
+    batch_bytes: usize,
+}
+
+impl<B> BatchingEncoder<B> {
+    pub(crate) fn new(builder: RecordBatchBuilder, writer: B) -> Self {
+        BatchingEncoder { builder, writer, batch_bytes: 0 }
+    }
+}
+
+impl<B> BatchingEncoder<B> {
+    fn flush_batch<W>(&mut self) -> Result<(), EncodeError>
+    where
+        B: BatchWriter<W>,
+    {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let batch = self.builder.finish_batch();
+        self.batch_bytes = 0;
+        self.writer.write_batch(&batch)
+    }
+}
+
+impl<W, B: BatchWriter<W>> Encoder<W> for BatchingEncoder<B> {
+    fn append(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        self.builder.append(data)?;
+        self.batch_bytes += data.len();
+        if self.builder.len() >= BATCH_ROWS || self.batch_bytes >= BATCH_INPUT_BYTES {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<W, EncodeError> {
+        self.flush_batch()?;
+        self.writer.finish()
+    }
+}
+
 impl From<RecordError> for EncodeError {
     fn from(e: RecordError) -> EncodeError {
         EncodeError::Record { code: e.code, message: e.message }

@@ -39,7 +39,7 @@ use arrow_schema::{DataType, SchemaRef};
 use prost::Message;
 
 use super::json::RecordBatchBuilder;
-use super::{BATCH_INPUT_BYTES, BATCH_ROWS, ConvertError, Deserializer, Schema};
+use super::{BatchWriter, BatchingEncoder, ConvertError, Deserializer, Schema};
 use crate::encode::{EncodeError, Encoder};
 use crate::error::{Classify, Fault};
 
@@ -518,13 +518,7 @@ pub fn orc<W: Write + Send + 'static>(
         OrcError::Io(io) => ConvertError::Io(io),
         other => ConvertError::Unsupported { format: "ORC", message: other.to_string() },
     })?;
-    Ok(Box::new(OrcEncoder { builder, writer, batch_bytes: 0 }))
-}
-
-struct OrcEncoder<W: Write> {
-    builder: RecordBatchBuilder,
-    writer: OrcWriter<W>,
-    batch_bytes: usize,
+    Ok(Box::new(BatchingEncoder::new(builder, writer)))
 }
 
 fn write_error(e: OrcError) -> EncodeError {
@@ -536,30 +530,13 @@ fn write_error(e: OrcError) -> EncodeError {
     }
 }
 
-impl<W: Write + Send> OrcEncoder<W> {
-    fn write_batch(&mut self) -> Result<(), EncodeError> {
-        if self.builder.is_empty() {
-            return Ok(());
-        }
-        let batch = self.builder.finish_batch();
-        self.batch_bytes = 0;
-        self.writer.write(&batch).map_err(write_error)
-    }
-}
-
-impl<W: Write + Send> Encoder<W> for OrcEncoder<W> {
-    fn append(&mut self, data: &[u8]) -> Result<(), EncodeError> {
-        self.builder.append(data)?;
-        self.batch_bytes += data.len();
-        if self.builder.len() >= BATCH_ROWS || self.batch_bytes >= BATCH_INPUT_BYTES {
-            self.write_batch()?;
-        }
-        Ok(())
+impl<W: Write + Send> BatchWriter<W> for OrcWriter<W> {
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
+        self.write(batch).map_err(write_error)
     }
 
-    fn finish(mut self: Box<Self>) -> Result<W, EncodeError> {
-        self.write_batch()?;
-        self.writer.finish().map_err(write_error)
+    fn finish(self) -> Result<W, EncodeError> {
+        OrcWriter::finish(self).map_err(write_error)
     }
 }
 

@@ -13,8 +13,9 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 
 use super::json::RecordBatchBuilder;
-use super::{BATCH_INPUT_BYTES, BATCH_ROWS, ConvertError, Deserializer, Schema};
+use super::{BatchWriter, BatchingEncoder, ConvertError, Deserializer, Schema};
 use crate::encode::{EncodeError, Encoder};
+use arrow_array::RecordBatch;
 
 /// Parquet page compression (`ParquetSerDe.Compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,13 +154,6 @@ impl ParquetOptions {
     }
 }
 
-/// The streaming Parquet encoder.
-struct ParquetEncoder<W: Write + Send> {
-    builder: RecordBatchBuilder,
-    writer: ArrowWriter<W>,
-    /// Record bytes appended since the last batch was written.
-    batch_bytes: usize,
-}
 
 pub(super) fn build<W: Write + Send + 'static>(
     out: W,
@@ -176,7 +170,7 @@ pub(super) fn build<W: Write + Send + 'static>(
         },
         other => ConvertError::Unsupported { format: "Parquet", message: other.to_string() },
     })?;
-    Ok(Box::new(ParquetEncoder { builder, writer, batch_bytes: 0 }))
+    Ok(Box::new(BatchingEncoder::new(builder, writer)))
 }
 
 fn write_error(e: parquet::errors::ParquetError) -> EncodeError {
@@ -191,30 +185,13 @@ fn write_error(e: parquet::errors::ParquetError) -> EncodeError {
     }
 }
 
-impl<W: Write + Send> ParquetEncoder<W> {
-    fn write_batch(&mut self) -> Result<(), EncodeError> {
-        if self.builder.is_empty() {
-            return Ok(());
-        }
-        let batch = self.builder.finish_batch();
-        self.batch_bytes = 0;
-        self.writer.write(&batch).map_err(write_error)
-    }
-}
-
-impl<W: Write + Send> Encoder<W> for ParquetEncoder<W> {
-    fn append(&mut self, data: &[u8]) -> Result<(), EncodeError> {
-        self.builder.append(data)?;
-        self.batch_bytes += data.len();
-        if self.builder.len() >= BATCH_ROWS || self.batch_bytes >= BATCH_INPUT_BYTES {
-            self.write_batch()?;
-        }
-        Ok(())
+impl<W: Write + Send> BatchWriter<W> for ArrowWriter<W> {
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
+        self.write(batch).map_err(write_error)
     }
 
-    fn finish(mut self: Box<Self>) -> Result<W, EncodeError> {
-        self.write_batch()?;
-        let mut out = self.writer.into_inner().map_err(write_error)?;
+    fn finish(self) -> Result<W, EncodeError> {
+        let mut out = self.into_inner().map_err(write_error)?;
         out.flush()?;
         Ok(out)
     }
