@@ -472,6 +472,12 @@ async fn run_stream(parts: StreamParts, stopping: watch::Receiver<bool>) -> Resu
         match run_pipeline(&parts, &stopping).await {
             Ok(()) => return Ok(()),
             Err(e) => {
+                crate::metrics::inc(
+                    "sluice_pipeline_restarts_total",
+                    "Pipelines restarted from the last checkpoint after a failure.",
+                    &[("stream", &parts.name)],
+                    1,
+                );
                 tracing::error!(
                     stream = %parts.name,
                     error = %e,
@@ -500,14 +506,14 @@ fn jitter(d: Duration) -> Duration {
 async fn run_pipeline(parts: &StreamParts, stopping: &watch::Receiver<bool>) -> Result<(), PipelineError> {
     let (mut delivery, mut source): (Delivery, Box<dyn Source>) = match &parts.source {
         SourceParts::DirectPut(wal) => {
-            let mut delivery = Delivery::new(parts.sink.clone(), parts.store.clone(), Arc::new(wal.clone()));
+            let mut delivery = Delivery::new(&parts.name, parts.sink.clone(), parts.store.clone(), Arc::new(wal.clone()));
             let start = delivery.recover().await?;
             (delivery, Box::new(wal.reader(start.wal)))
         }
         SourceParts::Kinesis(shared) => {
             let (progress, committed) = watch::channel(Positions::default());
             let progress = Arc::new(KinesisProgress(progress));
-            let mut delivery = Delivery::new(parts.sink.clone(), parts.store.clone(), progress);
+            let mut delivery = Delivery::new(&parts.name, parts.sink.clone(), parts.store.clone(), progress);
             delivery.recover().await?;
             (delivery, Box::new(KinesisSource::start(shared.clone(), committed, stopping.clone())))
         }

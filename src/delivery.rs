@@ -109,6 +109,7 @@ pub fn failpoint(name: &str) {
 /// Runs the protocol for one stream.
 #[derive(Debug)]
 pub struct Delivery {
+    stream: String,
     sink: Arc<dyn ObjectSink>,
     store: Arc<dyn CheckpointStore>,
     source: Arc<dyn SourceProgress>,
@@ -119,8 +120,13 @@ pub struct Delivery {
 impl Delivery {
     /// A protocol runner over a sink, a checkpoint store and the source it
     /// reports commits to.
-    pub fn new(sink: Arc<dyn ObjectSink>, store: Arc<dyn CheckpointStore>, source: Arc<dyn SourceProgress>) -> Self {
-        Delivery { sink, store, source, epoch: 0, committed: Positions::default() }
+    pub fn new(
+        stream: &str,
+        sink: Arc<dyn ObjectSink>,
+        store: Arc<dyn CheckpointStore>,
+        source: Arc<dyn SourceProgress>,
+    ) -> Self {
+        Delivery { stream: stream.to_owned(), sink, store, source, epoch: 0, committed: Positions::default() }
     }
 
     /// Step 4: completes what the last checkpoint committed, aborts every other
@@ -193,6 +199,10 @@ impl Delivery {
             }
         }
         failpoint("after_complete");
+        let labels = [("stream", self.stream.as_str())];
+        crate::metrics::inc("sluice_delivered_records_total", "Source records delivered (committed and completed).", &labels, epoch.records);
+        crate::metrics::inc("sluice_delivered_bytes_total", "Source record bytes delivered, before compression.", &labels, epoch.bytes);
+        crate::metrics::inc("sluice_delivered_objects_total", "Objects made visible (data, backup, error outputs).", &labels, checkpoint.staged.len() as u64);
         self.source.committed(&checkpoint.positions);
         self.committed = checkpoint.positions;
         tracing::debug!(

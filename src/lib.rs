@@ -26,6 +26,7 @@
 //! - [`sink`]: the object sink seam; local directory.
 //! - [`checkpoint`]: the checkpoint store seam; local file.
 //! - [`delivery`]: the stage -> commit -> complete protocol and recovery.
+//! - [`metrics`]: counters and gauges served on `GET /metrics`.
 //! - [`record`], [`error`]: the record type and error classification every stage shares.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -40,6 +41,7 @@ pub mod delivery;
 pub mod encode;
 pub mod error;
 pub mod fsutil;
+pub mod metrics;
 pub mod partition;
 pub mod process;
 pub mod record;

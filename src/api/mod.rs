@@ -80,7 +80,10 @@ impl ApiState {
 
 /// The HTTP routes.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new().route("/", axum::routing::post(handle)).with_state(state)
+    Router::new()
+        .route("/", axum::routing::post(handle))
+        .route("/metrics", axum::routing::get(|| async { crate::metrics::render() }))
+        .with_state(state)
 }
 
 /// A Firehose error response.
@@ -224,9 +227,22 @@ async fn append(state: &ApiState, stream: &ApiStream, records: Vec<Bytes>) -> Re
         return Err(ApiError::invalid("This operation is not permitted on KinesisStreamAsSource type."));
     };
     let arrival_ms = jiff::Timestamp::now().as_millisecond();
+    let (count, bytes) = (records.len() as u64, records.iter().map(|r| r.len() as u64).sum::<u64>());
+    let stream_name = stream.description["DeliveryStreamName"].as_str().unwrap_or("");
     match wal.append(records, arrival_ms).await {
-        Ok(ids) => Ok(ids.into_iter().map(record_id).collect()),
+        Ok(ids) => {
+            let labels = [("stream", stream_name)];
+            crate::metrics::inc("sluice_incoming_records_total", "Records acknowledged by the Direct PUT API.", &labels, count);
+            crate::metrics::inc("sluice_incoming_bytes_total", "Record bytes acknowledged by the Direct PUT API.", &labels, bytes);
+            Ok(ids.into_iter().map(record_id).collect())
+        }
         Err(e @ (WalError::Full { .. } | WalError::Closed)) => {
+            crate::metrics::inc(
+                "sluice_throttled_records_total",
+                "Records refused with ServiceUnavailableException (log over its cap, or shutting down).",
+                &[("stream", stream_name)],
+                count,
+            );
             Err(ApiError::new("ServiceUnavailableException", e.to_string()))
         }
         Err(e) => {

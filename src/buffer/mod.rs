@@ -417,7 +417,10 @@ fn append_records(
 fn write_errors(object: &mut OpenObject, docs: Vec<(&'static str, Vec<u8>)>) -> Result<(), EncodeError> {
     for (kind, doc) in docs {
         match object.errors.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, encoder)) => encoder.append(&doc)?,
+            Some((_, encoder)) => {
+                encoder.append(&doc)?;
+                crate::metrics::inc("sluice_error_records_total", "Records written to an error output, by type.", &[("type", kind)], 1);
+            }
             None => object.pending.push((kind, doc)),
         }
     }

@@ -503,6 +503,12 @@ where
         match op().await {
             Ok(value) => return Ok(value),
             Err(SinkError::S3 { code, message, fault, retriable, .. }) => {
+                crate::metrics::inc(
+                    "sluice_s3_errors_total",
+                    "Failed S3 requests by operation and S3 error code (all retried).",
+                    &[("operation", operation), ("code", code.as_deref().unwrap_or("none")), ("fault", &fault.to_string())],
+                    1,
+                );
                 let wait = if retriable { jitter(backoff) } else { SLOW_RETRY };
                 if retriable {
                     tracing::warn!(operation, key, code = code.as_deref().unwrap_or("-"), attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "S3 request failed; retrying.");

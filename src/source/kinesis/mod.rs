@@ -47,6 +47,7 @@ use tokio::task::JoinSet;
 use super::{BoxFuture, Source, SourceBatch, SourceError, SourceProgress};
 use crate::config::{KinesisConfig, StartPosition};
 use crate::error::{Classify, Fault};
+use crate::metrics;
 use crate::record::{KinesisMeta, Position, Positions, Record, ShardCheckpoint, cmp_sequence};
 
 /// Minimum pause between two GetRecords calls on one shard (5 calls/s).
@@ -420,6 +421,7 @@ async fn iterator(shared: &KinesisShared, shard: &str, start: &Start, stopping: 
             Err(e) => {
                 if is_throttle(e.code()) {
                     shared.stats.throttles.fetch_add(1, Ordering::Relaxed);
+                    throttled(&shared.config.stream_name, shard, "GetShardIterator");
                 }
                 tracing::warn!(shard, error = %describe(&e), retry_in_ms = backoff.as_millis() as u64, "GetShardIterator failed; retrying.");
             }
@@ -430,6 +432,15 @@ async fn iterator(shared: &KinesisShared, shard: &str, start: &Start, stopping: 
         tokio::time::sleep(jitter(backoff)).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+fn throttled(stream: &str, shard: &str, operation: &str) {
+    metrics::inc(
+        "sluice_kinesis_throttles_total",
+        "Kinesis calls refused for throughput (backed off and retried).",
+        &[("stream", stream), ("shard", shard), ("operation", operation)],
+        1,
+    );
 }
 
 fn is_throttle(code: Option<&str>) -> bool {
@@ -503,6 +514,7 @@ async fn read_shard(reader: &ShardReader, start: Start) {
             Err(e) => {
                 if is_throttle(e.code()) {
                     shared.stats.throttles.fetch_add(1, Ordering::Relaxed);
+                    throttled(&shared.config.stream_name, shard_id, "GetRecords");
                     tracing::debug!(shard = %shard_id, retry_in_ms = backoff.as_millis() as u64, "GetRecords throttled; backing off.");
                 } else {
                     tracing::warn!(shard = %shard_id, error = %describe(&e), retry_in_ms = backoff.as_millis() as u64, "GetRecords failed; retrying.");
@@ -514,14 +526,22 @@ async fn read_shard(reader: &ShardReader, start: Start) {
         };
         backoff = Duration::from_millis(500);
         let behind = out.millis_behind_latest;
-        if let (Some(ms), Ok(mut map)) = (behind, shared.stats.millis_behind.lock()) {
-            map.insert(shard_id.to_string(), ms);
+        let labels = [("stream", shared.config.stream_name.as_str()), ("shard", &**shard_id)];
+        if let Some(ms) = behind {
+            if let Ok(mut map) = shared.stats.millis_behind.lock() {
+                map.insert(shard_id.to_string(), ms);
+            }
+            metrics::set("sluice_kinesis_millis_behind_latest", "How far the last GetRecords was behind the shard's tip.", &labels, ms as f64);
         }
+        let payload: usize = out.records.iter().map(|r| r.data.as_ref().len()).sum();
+        metrics::inc("sluice_kinesis_read_bytes_total", "GetRecords payload bytes read.", &labels, payload as u64);
+        metrics::inc("sluice_kinesis_get_records_total", "GetRecords calls that succeeded.", &labels, 1);
         let raw_count = out.records.len();
         if let Some(last) = out.records.last() {
             last_read = Some(last.sequence_number.clone());
         }
         let records = user_records(shared, shard_id, out.records, &mut skip);
+        metrics::inc("sluice_kinesis_read_records_total", "User records read (after KPL de-aggregation).", &labels, records.len() as u64);
         if !records.is_empty() && events.send(Event::Records(records)).await.is_err() {
             return;
         }

@@ -1,0 +1,90 @@
+//! Process-wide counters and gauges, served as Prometheus text on
+//! `GET /metrics` of the API listener.
+//!
+//! Neighbours: every stage records what it did ([`inc`], [`set`]); the
+//! [`crate::api`] router renders them ([`render`]). Updates happen per
+//! request, batch, epoch or S3 call — never per record — so one mutex is
+//! cheap enough and keeps this dependency-free. Labels are low-cardinality by
+//! rule: stream, shard, operation, error code; never keys or record data.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Registry {
+    /// name -> (help, kind, series)
+    families: BTreeMap<&'static str, Family>,
+}
+
+struct Family {
+    help: &'static str,
+    kind: &'static str,
+    series: BTreeMap<Labels, f64>,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(Mutex::default)
+}
+
+fn update(name: &'static str, help: &'static str, kind: &'static str, labels: &[(&'static str, &str)], f: impl FnOnce(&mut f64)) {
+    let labels: Labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
+    let family = registry.families.entry(name).or_insert_with(|| Family { help, kind, series: BTreeMap::new() });
+    f(family.series.entry(labels).or_insert(0.0));
+}
+
+/// Adds `by` to a counter.
+pub fn inc(name: &'static str, help: &'static str, labels: &[(&'static str, &str)], by: u64) {
+    update(name, help, "counter", labels, |v| *v += by as f64);
+}
+
+/// Sets a gauge.
+pub fn set(name: &'static str, help: &'static str, labels: &[(&'static str, &str)], value: f64) {
+    update(name, help, "gauge", labels, |v| *v = value);
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let registry = registry().lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = String::new();
+    for (name, family) in &registry.families {
+        let _ = writeln!(out, "# HELP {name} {}", family.help);
+        let _ = writeln!(out, "# TYPE {name} {}", family.kind);
+        for (labels, value) in &family.series {
+            out.push_str(name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                    let _ = write!(out, "{k}=\"{v}\"");
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {value}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_gauges_render_as_prometheus_text() {
+        inc("sluice_test_total", "A test counter.", &[("stream", "a\"b")], 2);
+        inc("sluice_test_total", "A test counter.", &[("stream", "a\"b")], 3);
+        set("sluice_test_gauge", "A test gauge.", &[], -1.5);
+        let text = render();
+        assert!(text.contains("# TYPE sluice_test_total counter\n"), "{text}");
+        assert!(text.contains("sluice_test_total{stream=\"a\\\"b\"} 5\n"), "{text}");
+        assert!(text.contains("# TYPE sluice_test_gauge gauge\nsluice_test_gauge -1.5\n"), "{text}");
+    }
+}
