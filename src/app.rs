@@ -4,16 +4,18 @@
 //! validated [`StreamConfig`]s and a shutdown future (SIGTERM/SIGINT); tests
 //! call [`run`] in-process with their own future.
 //!
-//! Per stream, under `<state dir>/<stream>/`: `wal/` (the Direct PUT
-//! write-ahead log), `checkpoint.json`. A stream's pipeline is
+//! Per stream, under `<state dir>/<stream>/`: `checkpoint.json`, and `wal/`
+//! (the Direct PUT write-ahead log) or `kinesis-start.json` (when sluice first
+//! saw a Kinesis stream). A stream's pipeline is
 //! source -> [`BufferStage`] -> [`Delivery`]; when any part fails, the whole
 //! pipeline is dropped and restarted from the last checkpoint after a backoff
 //! (recovery is the one well-tested path back to a consistent state), and the
 //! failure is logged with its classification.
 //!
 //! Shutdown: the API starts answering `ServiceUnavailableException`, each
-//! log is closed after the appends already queued, every pipeline drains its
-//! log, closes its last buffer and delivers it, then the server stops.
+//! log is closed after the appends already queued, Kinesis readers finish
+//! their current call, every pipeline drains its source, closes its last
+//! buffer and delivers it, then the server stops.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -233,6 +235,9 @@ pub async fn run(
             Ok(outcome) => outcome,
             Err(join) => {
                 tracing::error!(%stream, error = %join, "Stream task panicked.");
+                if result.is_ok() {
+                    result = Err(AppError::Stream { stream, message: format!("task failed: {join}") });
+                }
                 continue;
             }
         };
