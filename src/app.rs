@@ -33,9 +33,9 @@ use crate::checkpoint::{CheckpointError, CheckpointStore, FileCheckpointStore};
 use crate::config::{Encryption, GlueTable, MIB, SchemaSource, SourceConfig, StreamConfig, Target};
 use crate::delivery::{Delivery, DeliveryError, Epoch};
 use crate::error::{Classify, Fault};
+use crate::record::Positions;
 use crate::sink::s3::{self, S3Options, UploadFilter};
 use crate::sink::{LocalSink, ObjectSink, S3Sink, SinkError};
-use crate::record::Positions;
 use crate::source::direct_put::{Wal, WalError};
 use crate::source::kinesis::{KinesisProgress, KinesisShared, KinesisSource};
 use crate::source::{self, Source};
@@ -83,7 +83,7 @@ pub enum AppError {
         /// The stream.
         stream: String,
         /// The last failure.
-        source: PipelineError,
+        source: Box<PipelineError>,
     },
 }
 
@@ -160,12 +160,20 @@ pub async fn run(
     let needs_aws = |s: &StreamConfig| {
         matches!(s.destination.target, Target::S3(_))
             || matches!(s.source, SourceConfig::Kinesis(_))
-            || s.destination.format.as_ref().is_some_and(|f| matches!(f.schema, SchemaSource::Glue(_)))
+            || s.destination
+                .format
+                .as_ref()
+                .is_some_and(|f| matches!(f.schema, SchemaSource::Glue(_)))
     };
     let sdk = if streams.iter().any(needs_aws) {
         let region = aws_config::meta::region::RegionProviderChain::default_provider()
             .or_else(aws_config::Region::new("us-east-1"));
-        Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region).load().await)
+        Some(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(region)
+                .load()
+                .await,
+        )
     } else {
         None
     };
@@ -193,7 +201,10 @@ pub async fn run(
     let state = Arc::new(ApiState::new(api_streams));
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|source| AppError::Listen { addr: options.listen, source })?;
+        .map_err(|source| AppError::Listen {
+            addr: options.listen,
+            source,
+        })?;
     let address = listener.local_addr().unwrap_or(options.listen);
     let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
     tracing::info!(%address, streams = ?names, state_dir = %options.state_dir.display(), "Listening.");
@@ -216,7 +227,11 @@ pub async fn run(
     for stream in parts {
         let source = stream.source.clone();
         let name = stream.name.clone();
-        tasks.push((name, source, tokio::spawn(run_stream(stream, stopping_rx.clone()))));
+        tasks.push((
+            name,
+            source,
+            tokio::spawn(run_stream(stream, stopping_rx.clone())),
+        ));
     }
 
     shutdown.await;
@@ -236,7 +251,10 @@ pub async fn run(
             Err(join) => {
                 tracing::error!(%stream, error = %join, "Stream task panicked.");
                 if result.is_ok() {
-                    result = Err(AppError::Stream { stream, message: format!("task failed: {join}") });
+                    result = Err(AppError::Stream {
+                        stream,
+                        message: format!("task failed: {join}"),
+                    });
                 }
                 continue;
             }
@@ -245,7 +263,10 @@ pub async fn run(
             Ok(()) => tracing::info!(%stream, "Drained."),
             Err(source) => {
                 if result.is_ok() {
-                    result = Err(AppError::Drain { stream, source });
+                    result = Err(AppError::Drain {
+                        stream,
+                        source: Box::new(source),
+                    });
                 }
             }
         }
@@ -260,12 +281,27 @@ pub async fn run(
 /// Reads a Glue table's columns into the stream's conversion schema, once at
 /// start-up (Firehose re-reads `LATEST` tables; sluice picks up table changes
 /// at the next start or reload).
-async fn resolve_glue_schema(config: &mut StreamConfig, sdk: Option<&aws_config::SdkConfig>) -> Result<(), AppError> {
-    let Some(format) = &config.destination.format else { return Ok(()) };
-    let SchemaSource::Glue(table) = &format.schema else { return Ok(()) };
-    let err = |message: String| AppError::Stream { stream: config.name.clone(), message };
+async fn resolve_glue_schema(
+    config: &mut StreamConfig,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<(), AppError> {
+    let Some(format) = &config.destination.format else {
+        return Ok(());
+    };
+    let SchemaSource::Glue(table) = &format.schema else {
+        return Ok(());
+    };
+    let err = |message: String| AppError::Stream {
+        stream: config.name.clone(),
+        message,
+    };
     let sdk = sdk.ok_or_else(|| err("AWS configuration was not loaded".into()))?;
-    let schema = glue_schema(sdk, table).await.map_err(|e| err(format!("Glue table {}.{}: {e}", table.database, table.table)))?;
+    let schema = glue_schema(sdk, table).await.map_err(|e| {
+        err(format!(
+            "Glue table {}.{}: {e}",
+            table.database, table.table
+        ))
+    })?;
     tracing::info!(stream = %config.name, database = %table.database, table = %table.table, columns = schema.columns.len(), "Read the conversion schema from Glue.");
     let mut resolved = (**format).clone();
     resolved.schema = SchemaSource::Inline(schema);
@@ -273,26 +309,36 @@ async fn resolve_glue_schema(config: &mut StreamConfig, sdk: Option<&aws_config:
     Ok(())
 }
 
-async fn glue_schema(sdk: &aws_config::SdkConfig, table: &GlueTable) -> Result<crate::convert::Schema, String> {
+async fn glue_schema(
+    sdk: &aws_config::SdkConfig,
+    table: &GlueTable,
+) -> Result<crate::convert::Schema, String> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut builder = aws_sdk_glue::config::Builder::from(sdk);
     if let Some(region) = &table.region {
         builder = builder.region(aws_config::Region::new(region.clone()));
     }
-    if let Some(url) = table.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL_GLUE")).or_else(|| env("AWS_ENDPOINT_URL")) {
+    if let Some(url) = table
+        .endpoint_url
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_GLUE"))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+    {
         builder = builder.endpoint_url(url);
     }
     let client = aws_sdk_glue::Client::from_conf(builder.build());
     let found = match &table.version_id {
-        None => client
-            .get_table()
-            .database_name(&table.database)
-            .name(&table.table)
-            .set_catalog_id(table.catalog_id.clone())
-            .send()
-            .await
-            .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())?
-            .table,
+        None => {
+            client
+                .get_table()
+                .database_name(&table.database)
+                .name(&table.table)
+                .set_catalog_id(table.catalog_id.clone())
+                .send()
+                .await
+                .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())?
+                .table
+        }
         Some(version) => client
             .get_table_version()
             .database_name(&table.database)
@@ -309,19 +355,26 @@ async fn glue_schema(sdk: &aws_config::SdkConfig, table: &GlueTable) -> Result<c
         .and_then(|t| t.storage_descriptor)
         .and_then(|d| d.columns)
         .ok_or("the table has no StorageDescriptor columns")?;
-    crate::convert::Schema::parse(columns.iter().map(|c| (c.name.as_str(), c.r#type.as_deref().unwrap_or(""))))
-        .map_err(|e| e.to_string())
+    crate::convert::Schema::parse(
+        columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.r#type.as_deref().unwrap_or(""))),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn lock_state_dir(dir: &Path) -> Result<File, AppError> {
-    let err = |message: String| AppError::StateDir { path: dir.to_owned(), message };
+    let err = |message: String| AppError::StateDir {
+        path: dir.to_owned(),
+        message,
+    };
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     let lock = File::create(dir.join("sluice.lock")).map_err(|e| err(e.to_string()))?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(err("in use by another sluice process (sluice.lock is held)".into()))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(err(
+            "in use by another sluice process (sluice.lock is held)".into(),
+        )),
         Err(std::fs::TryLockError::Error(e)) => Err(err(e.to_string())),
     }
 }
@@ -331,29 +384,43 @@ async fn open_stream(
     state_dir: &Path,
     sdk: Option<&aws_config::SdkConfig>,
 ) -> Result<StreamParts, AppError> {
-    let err = |message: String| AppError::Stream { stream: config.name.clone(), message };
+    let err = |message: String| AppError::Stream {
+        stream: config.name.clone(),
+        message,
+    };
     let dir = state_dir.join(&config.name);
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
-    let store: Arc<dyn CheckpointStore> = Arc::new(FileCheckpointStore::new(dir.join("checkpoint.json")));
-    let checkpoint = store.load().await.map_err(|e: CheckpointError| err(e.to_string()))?;
+    let store: Arc<dyn CheckpointStore> =
+        Arc::new(FileCheckpointStore::new(dir.join("checkpoint.json")));
+    let checkpoint = store
+        .load()
+        .await
+        .map_err(|e: CheckpointError| err(e.to_string()))?;
     let source = match &config.source {
         SourceConfig::DirectPut(direct_put) => SourceParts::DirectPut(
-            Wal::open(&dir.join("wal"), checkpoint.and_then(|c| c.positions.wal), direct_put.max_wal_bytes)
-                .map_err(|e: WalError| err(e.to_string()))?,
+            Wal::open(
+                &dir.join("wal"),
+                checkpoint.and_then(|c| c.positions.wal),
+                direct_put.max_wal_bytes,
+            )
+            .map_err(|e: WalError| err(e.to_string()))?,
         ),
         SourceConfig::Kinesis(kinesis) => {
             let sdk = sdk.ok_or_else(|| err("AWS configuration was not loaded".into()))?;
             SourceParts::Kinesis(Arc::new(KinesisShared {
                 client: source::kinesis::client(sdk, kinesis),
                 config: kinesis.clone(),
-                creation_ms: source::kinesis::creation_timestamp(&dir).map_err(|e| err(e.to_string()))?,
+                creation_ms: source::kinesis::creation_timestamp(&dir)
+                    .map_err(|e| err(e.to_string()))?,
                 stats: Default::default(),
             }))
         }
     };
     let destination = &config.destination;
     let sink: Arc<dyn ObjectSink> = match &destination.target {
-        Target::Local { path } => Arc::new(LocalSink::new(path, &config.name).map_err(|e: SinkError| err(e.to_string()))?),
+        Target::Local { path } => {
+            Arc::new(LocalSink::new(path, &config.name).map_err(|e: SinkError| err(e.to_string()))?)
+        }
         Target::S3(target) => {
             let sdk = sdk.ok_or_else(|| err("AWS configuration was not loaded".into()))?;
             let options = S3Options {
@@ -362,9 +429,15 @@ async fn open_stream(
                 max_concurrent_parts: target.max_concurrent_parts,
                 encryption: target.encryption.clone(),
             };
-            let mut prefixes = vec![destination.prefix.as_str(), destination.error_output_prefix.as_str()];
+            let mut prefixes = vec![
+                destination.prefix.as_str(),
+                destination.error_output_prefix.as_str(),
+            ];
             prefixes.extend(destination.backup.as_ref().map(|b| b.prefix.as_str()));
-            let filter = UploadFilter { list_prefix: literal_head(&prefixes), stream: config.name.clone() };
+            let filter = UploadFilter {
+                list_prefix: literal_head(&prefixes),
+                stream: config.name.clone(),
+            };
             Arc::new(S3Sink::new(s3::client(sdk, target), options, filter))
         }
     };
@@ -389,18 +462,31 @@ async fn open_stream(
             config.version,
             destination.error_output_prefix.clone(),
             destination.time_zone.clone(),
-            if destination.format.is_some() { "" } else { destination.compression.default_extension() },
+            if destination.format.is_some() {
+                ""
+            } else {
+                destination.compression.default_extension()
+            },
         ),
         processors: destination.processors.clone(),
         format: destination.format.clone(),
     };
-    Ok(StreamParts { name: config.name.clone(), source, sink, store, stage })
+    Ok(StreamParts {
+        name: config.name.clone(),
+        source,
+        sink,
+        store,
+        stage,
+    })
 }
 
 /// The longest literal text every prefix starts with: where this stream's
 /// objects can be listed from, whatever the expressions evaluate to.
 fn literal_head(prefixes: &[&str]) -> String {
-    let heads: Vec<&str> = prefixes.iter().map(|p| p.split("!{").next().unwrap_or("")).collect();
+    let heads: Vec<&str> = prefixes
+        .iter()
+        .map(|p| p.split("!{").next().unwrap_or(""))
+        .collect();
     let first = heads.first().copied().unwrap_or("");
     let len = first
         .char_indices()
@@ -471,7 +557,10 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
 /// Runs one stream's pipeline until its source ends, restarting it from the
 /// last checkpoint whenever it fails. After `stopping` is set, a failure is
 /// final: the records stay in the log for the next start.
-async fn run_stream(parts: StreamParts, stopping: watch::Receiver<bool>) -> Result<(), PipelineError> {
+async fn run_stream(
+    parts: StreamParts,
+    stopping: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match run_pipeline(&parts, &stopping).await {
@@ -508,23 +597,49 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// Recovery, then source -> buffer -> delivery until the source ends.
-async fn run_pipeline(parts: &StreamParts, stopping: &watch::Receiver<bool>) -> Result<(), PipelineError> {
+async fn run_pipeline(
+    parts: &StreamParts,
+    stopping: &watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
     let (mut delivery, mut source): (Delivery, Box<dyn Source>) = match &parts.source {
         SourceParts::DirectPut(wal) => {
-            let mut delivery = Delivery::new(&parts.name, parts.sink.clone(), parts.store.clone(), Arc::new(wal.clone()));
+            let mut delivery = Delivery::new(
+                &parts.name,
+                parts.sink.clone(),
+                parts.store.clone(),
+                Arc::new(wal.clone()),
+            );
             let start = delivery.recover().await?;
             (delivery, Box::new(wal.reader(start.wal)))
         }
         SourceParts::Kinesis(shared) => {
             let (progress, committed) = watch::channel(Positions::default());
             let progress = Arc::new(KinesisProgress(progress));
-            let mut delivery = Delivery::new(&parts.name, parts.sink.clone(), parts.store.clone(), progress);
+            let mut delivery = Delivery::new(
+                &parts.name,
+                parts.sink.clone(),
+                parts.store.clone(),
+                progress,
+            );
             delivery.recover().await?;
-            (delivery, Box::new(KinesisSource::start(shared.clone(), committed, stopping.clone())))
+            (
+                delivery,
+                Box::new(KinesisSource::start(
+                    shared.clone(),
+                    committed,
+                    stopping.clone(),
+                )),
+            )
         }
     };
     let (epochs, mut closed) = mpsc::channel::<Epoch>(1);
-    let buffer = async { parts.stage.run(&mut *source, epochs).await.map_err(PipelineError::from) };
+    let buffer = async {
+        parts
+            .stage
+            .run(&mut *source, epochs)
+            .await
+            .map_err(PipelineError::from)
+    };
     let deliver = async {
         while let Some(epoch) = closed.recv().await {
             delivery.deliver(epoch).await?;

@@ -98,11 +98,11 @@ impl Classify for DeliveryError {
 /// would: no destructors, no flushing. Tests use it to prove recovery from
 /// every step of the protocol; it costs one environment lookup per epoch.
 pub fn failpoint(name: &str) {
-    if let Ok(list) = std::env::var("SLUICE_FAILPOINTS") {
-        if list.split(',').any(|f| f.trim() == name) {
-            eprintln!("failpoint {name} hit: aborting");
-            std::process::abort();
-        }
+    if let Ok(list) = std::env::var("SLUICE_FAILPOINTS")
+        && list.split(',').any(|f| f.trim() == name)
+    {
+        eprintln!("failpoint {name} hit: aborting");
+        std::process::abort();
     }
 }
 
@@ -126,7 +126,14 @@ impl Delivery {
         store: Arc<dyn CheckpointStore>,
         source: Arc<dyn SourceProgress>,
     ) -> Self {
-        Delivery { stream: stream.to_owned(), sink, store, source, epoch: 0, committed: Positions::default() }
+        Delivery {
+            stream: stream.to_owned(),
+            sink,
+            store,
+            source,
+            epoch: 0,
+            committed: Positions::default(),
+        }
     }
 
     /// Step 4: completes what the last checkpoint committed, aborts every other
@@ -187,7 +194,11 @@ impl Delivery {
 
         let mut positions = self.committed.clone();
         positions.merge(&epoch.positions);
-        let checkpoint = Checkpoint { epoch: self.epoch + 1, positions, staged };
+        let checkpoint = Checkpoint {
+            epoch: self.epoch + 1,
+            positions,
+            staged,
+        };
         self.store.commit(&checkpoint).await?;
         self.epoch = checkpoint.epoch;
         failpoint("after_commit");
@@ -200,9 +211,24 @@ impl Delivery {
         }
         failpoint("after_complete");
         let labels = [("stream", self.stream.as_str())];
-        crate::metrics::inc("sluice_delivered_records_total", "Source records delivered (committed and completed).", &labels, epoch.records);
-        crate::metrics::inc("sluice_delivered_bytes_total", "Source record bytes delivered, before compression.", &labels, epoch.bytes);
-        crate::metrics::inc("sluice_delivered_objects_total", "Objects made visible (data, backup, error outputs).", &labels, checkpoint.staged.len() as u64);
+        crate::metrics::inc(
+            "sluice_delivered_records_total",
+            "Source records delivered (committed and completed).",
+            &labels,
+            epoch.records,
+        );
+        crate::metrics::inc(
+            "sluice_delivered_bytes_total",
+            "Source record bytes delivered, before compression.",
+            &labels,
+            epoch.bytes,
+        );
+        crate::metrics::inc(
+            "sluice_delivered_objects_total",
+            "Objects made visible (data, backup, error outputs).",
+            &labels,
+            checkpoint.staged.len() as u64,
+        );
         self.source.committed(&checkpoint.positions);
         self.committed = checkpoint.positions;
         tracing::debug!(

@@ -97,7 +97,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { configs, listen, state_dir } => {
+        Command::Run {
+            configs,
+            listen,
+            state_dir,
+        } => {
             let streams = match sluice::config::load_all(&configs, &cwd) {
                 Ok(streams) => streams,
                 Err(e) => {
@@ -134,8 +138,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Put { endpoint, stream, file } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Command::Put {
+            endpoint,
+            stream,
+            file,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");

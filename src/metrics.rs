@@ -30,10 +30,20 @@ fn registry() -> &'static Mutex<Registry> {
     REGISTRY.get_or_init(Mutex::default)
 }
 
-fn update(name: &'static str, help: &'static str, kind: &'static str, labels: &[(&'static str, &str)], f: impl FnOnce(&mut f64)) {
+fn update(
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    labels: &[(&'static str, &str)],
+    f: impl FnOnce(&mut f64),
+) {
     let labels: Labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
-    let family = registry.families.entry(name).or_insert_with(|| Family { help, kind, series: BTreeMap::new() });
+    let family = registry.families.entry(name).or_insert_with(|| Family {
+        help,
+        kind,
+        series: BTreeMap::new(),
+    });
     f(family.series.entry(labels).or_insert(0.0));
 }
 
@@ -62,7 +72,10 @@ pub fn render() -> String {
                     if i > 0 {
                         out.push(',');
                     }
-                    let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                    let v = v
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
                     let _ = write!(out, "{k}=\"{v}\"");
                 }
                 out.push('}');
@@ -79,12 +92,31 @@ mod tests {
 
     #[test]
     fn counters_and_gauges_render_as_prometheus_text() {
-        inc("sluice_test_total", "A test counter.", &[("stream", "a\"b")], 2);
-        inc("sluice_test_total", "A test counter.", &[("stream", "a\"b")], 3);
+        inc(
+            "sluice_test_total",
+            "A test counter.",
+            &[("stream", "a\"b")],
+            2,
+        );
+        inc(
+            "sluice_test_total",
+            "A test counter.",
+            &[("stream", "a\"b")],
+            3,
+        );
         set("sluice_test_gauge", "A test gauge.", &[], -1.5);
         let text = render();
-        assert!(text.contains("# TYPE sluice_test_total counter\n"), "{text}");
-        assert!(text.contains("sluice_test_total{stream=\"a\\\"b\"} 5\n"), "{text}");
-        assert!(text.contains("# TYPE sluice_test_gauge gauge\nsluice_test_gauge -1.5\n"), "{text}");
+        assert!(
+            text.contains("# TYPE sluice_test_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_test_total{stream=\"a\\\"b\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sluice_test_gauge gauge\nsluice_test_gauge -1.5\n"),
+            "{text}"
+        );
     }
 }

@@ -58,7 +58,12 @@ pub(crate) async fn run(endpoint: &str, stream: &str, file: Option<&Path>) -> Re
 }
 
 /// Sends one batch, retrying refused records; returns how many were accepted.
-async fn send(client: &HttpClient, endpoint: &str, stream: &str, mut records: Vec<Vec<u8>>) -> Result<u64, String> {
+async fn send(
+    client: &HttpClient,
+    endpoint: &str,
+    stream: &str,
+    mut records: Vec<Vec<u8>>,
+) -> Result<u64, String> {
     let total = records.len() as u64;
     let b64 = base64::engine::general_purpose::STANDARD;
     for attempt in 0..MAX_ATTEMPTS {
@@ -71,7 +76,10 @@ async fn send(client: &HttpClient, endpoint: &str, stream: &str, mut records: Ve
             .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| format!("building request: {e}"))?;
-        let response = client.request(request).await.map_err(|e| format!("{endpoint}: {e}"))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -95,14 +103,22 @@ async fn send(client: &HttpClient, endpoint: &str, stream: &str, mut records: Ve
             return Ok(total);
         }
         // Keep only the records the server did not take.
-        let responses = reply["RequestResponses"].as_array().cloned().unwrap_or_default();
+        let responses = reply["RequestResponses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut i = 0;
         records.retain(|_| {
-            let failed = responses.get(i).is_some_and(|r| r.get("ErrorCode").is_some());
+            let failed = responses
+                .get(i)
+                .is_some_and(|r| r.get("ErrorCode").is_some());
             i += 1;
             failed
         });
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
     }
-    Err(format!("{} records still refused after {MAX_ATTEMPTS} attempts", records.len()))
+    Err(format!(
+        "{} records still refused after {MAX_ATTEMPTS} attempts",
+        records.len()
+    ))
 }

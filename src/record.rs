@@ -23,7 +23,10 @@ pub struct WalPosition {
 
 impl WalPosition {
     /// The position of the first record ever written.
-    pub const START: WalPosition = WalPosition { segment: 1, offset: 0 };
+    pub const START: WalPosition = WalPosition {
+        segment: 1,
+        offset: 0,
+    };
 }
 
 impl std::fmt::Display for WalPosition {
@@ -115,8 +118,15 @@ impl Positions {
     pub fn advance(&mut self, position: &Position) {
         match position {
             Position::Wal(p) => self.wal = Some(self.wal.map_or(*p, |w| w.max(*p))),
-            Position::Shard { shard, sequence, sub_sequence } => match self.shards.get_mut(&**shard) {
-                Some(ShardCheckpoint::At { sequence: s, sub_sequence: sub }) => {
+            Position::Shard {
+                shard,
+                sequence,
+                sub_sequence,
+            } => match self.shards.get_mut(&**shard) {
+                Some(ShardCheckpoint::At {
+                    sequence: s,
+                    sub_sequence: sub,
+                }) => {
                     // Allocation-free in the common case: reuse the string.
                     s.clear();
                     s.push_str(sequence);
@@ -126,7 +136,10 @@ impl Positions {
                 None => {
                     self.shards.insert(
                         shard.to_string(),
-                        ShardCheckpoint::At { sequence: sequence.to_string(), sub_sequence: *sub_sequence },
+                        ShardCheckpoint::At {
+                            sequence: sequence.to_string(),
+                            sub_sequence: *sub_sequence,
+                        },
                     );
                 }
             },
@@ -160,14 +173,24 @@ mod tests {
     use super::*;
 
     fn shard(s: &str, seq: &str, sub: u64) -> Position {
-        Position::Shard { shard: s.into(), sequence: seq.into(), sub_sequence: sub }
+        Position::Shard {
+            shard: s.into(),
+            sequence: seq.into(),
+            sub_sequence: sub,
+        }
     }
 
     #[test]
     fn sequence_numbers_compare_numerically() {
         use std::cmp::Ordering::*;
         assert_eq!(cmp_sequence("9", "10"), Less);
-        assert_eq!(cmp_sequence("49590338271490256608559692538361571095921575989136588898", "9"), Greater);
+        assert_eq!(
+            cmp_sequence(
+                "49590338271490256608559692538361571095921575989136588898",
+                "9"
+            ),
+            Greater
+        );
         assert_eq!(cmp_sequence("123", "123"), Equal);
         assert_eq!(cmp_sequence("124", "123"), Greater);
     }
@@ -177,20 +200,44 @@ mod tests {
         let mut committed = Positions::default();
         committed.advance(&shard("a", "5", 0));
         committed.advance(&shard("b", "7", 2));
-        committed.advance(&Position::Wal(WalPosition { segment: 1, offset: 10 }));
+        committed.advance(&Position::Wal(WalPosition {
+            segment: 1,
+            offset: 10,
+        }));
 
         let mut epoch = Positions::default();
         epoch.advance(&shard("a", "9", 0));
         epoch.advance(&shard("a", "11", 3));
         epoch.end_shard("c");
-        epoch.advance(&Position::Wal(WalPosition { segment: 1, offset: 5 }));
+        epoch.advance(&Position::Wal(WalPosition {
+            segment: 1,
+            offset: 5,
+        }));
         committed.merge(&epoch);
 
-        assert_eq!(committed.shards["a"], ShardCheckpoint::At { sequence: "11".into(), sub_sequence: 3 });
-        assert_eq!(committed.shards["b"], ShardCheckpoint::At { sequence: "7".into(), sub_sequence: 2 });
+        assert_eq!(
+            committed.shards["a"],
+            ShardCheckpoint::At {
+                sequence: "11".into(),
+                sub_sequence: 3
+            }
+        );
+        assert_eq!(
+            committed.shards["b"],
+            ShardCheckpoint::At {
+                sequence: "7".into(),
+                sub_sequence: 2
+            }
+        );
         assert_eq!(committed.shards["c"], ShardCheckpoint::Ended);
         // The log never moves backwards.
-        assert_eq!(committed.wal, Some(WalPosition { segment: 1, offset: 10 }));
+        assert_eq!(
+            committed.wal,
+            Some(WalPosition {
+                segment: 1,
+                offset: 10
+            })
+        );
         // An ended shard stays ended.
         committed.advance(&shard("c", "1", 0));
         assert_eq!(committed.shards["c"], ShardCheckpoint::Ended);

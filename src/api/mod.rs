@@ -69,7 +69,10 @@ pub struct ApiState {
 impl ApiState {
     /// State serving the given streams.
     pub fn new(streams: BTreeMap<String, ApiStream>) -> Self {
-        ApiState { streams, draining: AtomicBool::new(false) }
+        ApiState {
+            streams,
+            draining: AtomicBool::new(false),
+        }
     }
 
     /// From now on, puts are refused with `ServiceUnavailableException`.
@@ -82,7 +85,10 @@ impl ApiState {
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/", axum::routing::post(handle))
-        .route("/metrics", axum::routing::get(|| async { crate::metrics::render() }))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async { crate::metrics::render() }),
+        )
         .with_state(state)
 }
 
@@ -101,7 +107,11 @@ impl ApiError {
             "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError { status, kind, message: message.into() }
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
     }
     fn invalid(message: impl Into<String>) -> Self {
         ApiError::new("InvalidArgumentException", message)
@@ -112,7 +122,9 @@ impl ApiError {
     fn missing(member: &str) -> Self {
         ApiError::new(
             "ValidationException",
-            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
+            format!(
+                "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+            ),
         )
     }
 }
@@ -122,7 +134,10 @@ impl IntoResponse for ApiError {
         let body = json!({"__type": self.kind, "message": self.message}).to_string();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
         headers.insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
         response
     }
@@ -130,9 +145,10 @@ impl IntoResponse for ApiError {
 
 fn ok(body: Value) -> Response {
     let mut response = (StatusCode::OK, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
     response
 }
 
@@ -152,7 +168,10 @@ async fn handle(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bo
 }
 
 async fn dispatch(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -162,7 +181,10 @@ async fn dispatch(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<R
         "PutRecordBatch" => put_record_batch(state, &body).await,
         "DescribeDeliveryStream" => describe(state, &body),
         "ListDeliveryStreams" => list(state, &body),
-        _ => Err(ApiError::new("UnknownOperationException", format!("unknown operation `{target}`"))),
+        _ => Err(ApiError::new(
+            "UnknownOperationException",
+            format!("unknown operation `{target}`"),
+        )),
     }
 }
 
@@ -197,12 +219,17 @@ struct PutRecordBatchIn {
 fn stream<'a>(state: &'a ApiState, name: Option<&str>) -> Result<&'a ApiStream, ApiError> {
     let name = name.ok_or_else(|| ApiError::missing("deliveryStreamName"))?;
     state.streams.get(name).ok_or_else(|| {
-        ApiError::new("ResourceNotFoundException", format!("Firehose {name} under this sluice instance not found."))
+        ApiError::new(
+            "ResourceNotFoundException",
+            format!("Firehose {name} under this sluice instance not found."),
+        )
     })
 }
 
 fn decode(record: RecordIn, member: &str) -> Result<Bytes, ApiError> {
-    let data = record.data.ok_or_else(|| ApiError::missing(&format!("{member}.data")))?;
+    let data = record
+        .data
+        .ok_or_else(|| ApiError::missing(&format!("{member}.data")))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data.as_bytes())
         .map_err(|e| ApiError::serialization(format!("{member}.Data is not valid base64: {e}")))?;
@@ -219,21 +246,45 @@ fn record_id(pos: crate::record::WalPosition) -> String {
     format!("{:016x}{:016x}", pos.segment, pos.offset)
 }
 
-async fn append(state: &ApiState, stream: &ApiStream, records: Vec<Bytes>) -> Result<Vec<String>, ApiError> {
+async fn append(
+    state: &ApiState,
+    stream: &ApiStream,
+    records: Vec<Bytes>,
+) -> Result<Vec<String>, ApiError> {
     if state.draining.load(Ordering::SeqCst) {
-        return Err(ApiError::new("ServiceUnavailableException", "sluice is shutting down; retry later"));
+        return Err(ApiError::new(
+            "ServiceUnavailableException",
+            "sluice is shutting down; retry later",
+        ));
     }
     let Some(wal) = &stream.wal else {
-        return Err(ApiError::invalid("This operation is not permitted on KinesisStreamAsSource type."));
+        return Err(ApiError::invalid(
+            "This operation is not permitted on KinesisStreamAsSource type.",
+        ));
     };
     let arrival_ms = jiff::Timestamp::now().as_millisecond();
-    let (count, bytes) = (records.len() as u64, records.iter().map(|r| r.len() as u64).sum::<u64>());
-    let stream_name = stream.description["DeliveryStreamName"].as_str().unwrap_or("");
+    let (count, bytes) = (
+        records.len() as u64,
+        records.iter().map(|r| r.len() as u64).sum::<u64>(),
+    );
+    let stream_name = stream.description["DeliveryStreamName"]
+        .as_str()
+        .unwrap_or("");
     match wal.append(records, arrival_ms).await {
         Ok(ids) => {
             let labels = [("stream", stream_name)];
-            crate::metrics::inc("sluice_incoming_records_total", "Records acknowledged by the Direct PUT API.", &labels, count);
-            crate::metrics::inc("sluice_incoming_bytes_total", "Record bytes acknowledged by the Direct PUT API.", &labels, bytes);
+            crate::metrics::inc(
+                "sluice_incoming_records_total",
+                "Records acknowledged by the Direct PUT API.",
+                &labels,
+                count,
+            );
+            crate::metrics::inc(
+                "sluice_incoming_bytes_total",
+                "Record bytes acknowledged by the Direct PUT API.",
+                &labels,
+                bytes,
+            );
             Ok(ids.into_iter().map(record_id).collect())
         }
         Err(e @ (WalError::Full { .. } | WalError::Closed)) => {
@@ -285,7 +336,9 @@ async fn put_record_batch(state: &ApiState, body: &Bytes) -> Result<Response, Ap
     }
     let ids = append(state, stream, data).await?;
     let responses: Vec<Value> = ids.into_iter().map(|id| json!({"RecordId": id})).collect();
-    Ok(ok(json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses})))
+    Ok(ok(
+        json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -321,10 +374,17 @@ fn list(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
         .streams
         .iter()
         .filter(|(name, _)| input.start.as_ref().is_none_or(|start| *name > start))
-        .filter(|(_, s)| input.kind.as_ref().is_none_or(|k| s.description["DeliveryStreamType"] == **k))
+        .filter(|(_, s)| {
+            input
+                .kind
+                .as_ref()
+                .is_none_or(|k| s.description["DeliveryStreamType"] == **k)
+        })
         .map(|(name, _)| name)
         .collect();
     let more = names.len() > limit;
     let page: Vec<&String> = names.into_iter().take(limit).collect();
-    Ok(ok(json!({"DeliveryStreamNames": page, "HasMoreDeliveryStreams": more})))
+    Ok(ok(
+        json!({"DeliveryStreamNames": page, "HasMoreDeliveryStreams": more}),
+    ))
 }

@@ -20,13 +20,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::{Buffering, Compression, DestinationConfig, FormatConfig, OutputFormat, SchemaSource};
+use crate::config::{
+    Buffering, Compression, DestinationConfig, FormatConfig, OutputFormat, SchemaSource,
+};
 use crate::convert;
 use crate::delivery::{Epoch, ObjectEncoder};
 use crate::encode::{self, EncodeError};
-use crate::process::{self, Processors};
 use crate::error::{Classify, Fault};
 use crate::partition::{Prefix, PrefixContext, PrefixError};
+use crate::process::{self, Processors};
 use crate::record::{Positions, Record};
 use crate::sink::{ObjectSink, SinkError};
 use crate::source::{Source, SourceError};
@@ -115,7 +117,13 @@ impl ObjectNamer {
         time_zone: jiff::tz::TimeZone,
         extension: &str,
     ) -> Self {
-        ObjectNamer { stream: stream.to_owned(), version, prefix, time_zone, extension: extension.to_owned() }
+        ObjectNamer {
+            stream: stream.to_owned(),
+            version,
+            prefix,
+            time_zone,
+            extension: extension.to_owned(),
+        }
     }
 
     /// The key of an object whose oldest record arrived at `arrival_ms`.
@@ -132,8 +140,13 @@ impl ObjectNamer {
     ///
     /// # Errors
     /// [`PrefixError`] when the prefix cannot be evaluated.
-    pub fn key_for(&self, arrival_ms: i64, error_output_type: Option<&str>) -> Result<(String, String), PrefixError> {
-        let instant = jiff::Timestamp::from_millisecond(arrival_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    pub fn key_for(
+        &self,
+        arrival_ms: i64,
+        error_output_type: Option<&str>,
+    ) -> Result<(String, String), PrefixError> {
+        let instant =
+            jiff::Timestamp::from_millisecond(arrival_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let zoned = instant.to_zoned(self.time_zone.clone());
         let prefix = self.prefix.evaluate(&PrefixContext {
             timestamp: &zoned,
@@ -206,7 +219,11 @@ impl BufferStage {
     ///
     /// # Errors
     /// [`BufferError`]; the caller restarts from recovery.
-    pub async fn run(&self, source: &mut dyn Source, epochs: mpsc::Sender<Epoch>) -> Result<(), BufferError> {
+    pub async fn run(
+        &self,
+        source: &mut dyn Source,
+        epochs: mpsc::Sender<Epoch>,
+    ) -> Result<(), BufferError> {
         let mut open: Option<OpenObject> = None;
         loop {
             let deadline = open.as_ref().map(|o| o.opened + self.buffering.interval);
@@ -230,19 +247,33 @@ impl BufferStage {
                 // A shard's end is committed with the buffer holding its last
                 // records, or on its own when no buffer is open.
                 match &mut open {
-                    Some(object) => batch.ended_shards.iter().for_each(|s| object.positions.end_shard(s)),
+                    Some(object) => batch
+                        .ended_shards
+                        .iter()
+                        .for_each(|s| object.positions.end_shard(s)),
                     None => {
                         let mut positions = Positions::default();
-                        batch.ended_shards.iter().for_each(|s| positions.end_shard(s));
-                        let epoch = Epoch { objects: Vec::new(), positions, records: 0, bytes: 0 };
-                        epochs.send(epoch).await.map_err(|_| BufferError::DeliveryGone)?;
+                        batch
+                            .ended_shards
+                            .iter()
+                            .for_each(|s| positions.end_shard(s));
+                        let epoch = Epoch {
+                            objects: Vec::new(),
+                            positions,
+                            records: 0,
+                            bytes: 0,
+                        };
+                        epochs
+                            .send(epoch)
+                            .await
+                            .map_err(|_| BufferError::DeliveryGone)?;
                     }
                 }
             }
-            if self.buffering.interval == Duration::ZERO {
-                if let Some(object) = open.take() {
-                    close(object, &epochs).await?;
-                }
+            if self.buffering.interval == Duration::ZERO
+                && let Some(object) = open.take()
+            {
+                close(object, &epochs).await?;
             }
         }
     }
@@ -265,13 +296,21 @@ impl BufferStage {
             // Processing and encoding are CPU work: run them off the reactor,
             // moving the object and the records there and back, not copying.
             let processors = self.processors.clone();
-            let (object_back, records_back, reached, result) = tokio::task::spawn_blocking(move || {
-                let mut i = next;
-                let result = append_records(&mut object, &records, &mut i, limit, delimiter, &processors);
-                (object, records, i, result)
-            })
-            .await
-            .map_err(|e| BufferError::Task(e.to_string()))?;
+            let (object_back, records_back, reached, result) =
+                tokio::task::spawn_blocking(move || {
+                    let mut i = next;
+                    let result = append_records(
+                        &mut object,
+                        &records,
+                        &mut i,
+                        limit,
+                        delimiter,
+                        &processors,
+                    );
+                    (object, records, i, result)
+                })
+                .await
+                .map_err(|e| BufferError::Task(e.to_string()))?;
             result?;
             records = records_back;
             next = reached;
@@ -316,11 +355,17 @@ impl BufferStage {
             Some(format) => {
                 // Glue tables are resolved into inline schemas at start-up.
                 let SchemaSource::Inline(schema) = &format.schema else {
-                    return Err(BufferError::Convert("the Glue schema was not resolved".into()));
+                    return Err(BufferError::Convert(
+                        "the Glue schema was not resolved".into(),
+                    ));
                 };
                 match &format.output {
-                    OutputFormat::Parquet(options) => convert::parquet(writer, schema, &format.deserializer, options),
-                    OutputFormat::Orc(options) => convert::orc::orc(writer, schema, &format.deserializer, options),
+                    OutputFormat::Parquet(options) => {
+                        convert::parquet(writer, schema, &format.deserializer, options)
+                    }
+                    OutputFormat::Orc(options) => {
+                        convert::orc::orc(writer, schema, &format.deserializer, options)
+                    }
                 }
                 .map_err(|e| BufferError::Convert(e.to_string()))?
             }
@@ -353,8 +398,14 @@ impl BufferStage {
             let writer = self.sink.stage(&key).await?;
             // Error documents are JSON lines, compressed like raw output;
             // with format conversion Firehose requires UNCOMPRESSED.
-            let compression = if self.format.is_some() { Compression::Uncompressed } else { self.compression };
-            object.errors.push((kind, encode::raw(writer, compression, false, &name)));
+            let compression = if self.format.is_some() {
+                Compression::Uncompressed
+            } else {
+                self.compression
+            };
+            object
+                .errors
+                .push((kind, encode::raw(writer, compression, false, &name)));
         }
         Ok(())
     }
@@ -377,15 +428,19 @@ fn append_records(
         let record = &records[*i];
         subs.clear();
         match processors.apply(&record.data, &mut subs) {
-            Err(failure) => object
-                .pending
-                .push((PROCESSING_FAILED, process::error_document(&record.data, record.arrival_ms, &failure))),
+            Err(failure) => object.pending.push((
+                PROCESSING_FAILED,
+                process::error_document(&record.data, record.arrival_ms, &failure),
+            )),
             Ok(()) => {
                 for sub in &subs {
                     match object.encoder.append(sub) {
                         Ok(()) => {}
                         Err(EncodeError::Record { code, message }) => {
-                            object.pending.push((FORMAT_CONVERSION_FAILED, conversion_error(record, sub, code, &message)));
+                            object.pending.push((
+                                FORMAT_CONVERSION_FAILED,
+                                conversion_error(record, sub, code, &message),
+                            ));
                         }
                         Err(e) => return Err(e),
                     }
@@ -401,8 +456,9 @@ fn append_records(
         *i += 1;
         if !object.pending.is_empty() {
             let pending = std::mem::take(&mut object.pending);
-            let (ready, waiting): (Vec<_>, Vec<_>) =
-                pending.into_iter().partition(|(kind, _)| object.errors.iter().any(|(k, _)| k == kind));
+            let (ready, waiting): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(kind, _)| object.errors.iter().any(|(k, _)| k == kind));
             write_errors(object, ready)?;
             if !waiting.is_empty() {
                 object.pending = waiting;
@@ -414,12 +470,20 @@ fn append_records(
 }
 
 /// Appends error documents to their (open) error objects.
-fn write_errors(object: &mut OpenObject, docs: Vec<(&'static str, Vec<u8>)>) -> Result<(), EncodeError> {
+fn write_errors(
+    object: &mut OpenObject,
+    docs: Vec<(&'static str, Vec<u8>)>,
+) -> Result<(), EncodeError> {
     for (kind, doc) in docs {
         match object.errors.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, encoder)) => {
                 encoder.append(&doc)?;
-                crate::metrics::inc("sluice_error_records_total", "Records written to an error output, by type.", &[("type", kind)], 1);
+                crate::metrics::inc(
+                    "sluice_error_records_total",
+                    "Records written to an error output, by type.",
+                    &[("type", kind)],
+                    1,
+                );
             }
             None => object.pending.push((kind, doc)),
         }
@@ -431,13 +495,17 @@ fn write_errors(object: &mut OpenObject, docs: Vec<(&'static str, Vec<u8>)>) -> 
 /// position when the record came from a shard.
 fn conversion_error(record: &Record, raw: &[u8], code: &str, message: &str) -> Vec<u8> {
     let mut doc = convert::error_document(raw, record.arrival_ms, code, message);
-    if let crate::record::Position::Shard { sequence, sub_sequence, .. } = &record.position {
-        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&doc) {
-            value["sequenceNumber"] = serde_json::Value::String(sequence.to_string());
-            value["subSequenceNumber"] = serde_json::Value::from(*sub_sequence);
-            doc = serde_json::to_vec(&value).unwrap_or(doc);
-            doc.push(b'\n');
-        }
+    if let crate::record::Position::Shard {
+        sequence,
+        sub_sequence,
+        ..
+    } = &record.position
+        && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&doc)
+    {
+        value["sequenceNumber"] = serde_json::Value::String(sequence.to_string());
+        value["subSequenceNumber"] = serde_json::Value::from(*sub_sequence);
+        doc = serde_json::to_vec(&value).unwrap_or(doc);
+        doc.push(b'\n');
     }
     doc
 }
@@ -452,7 +520,10 @@ async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), B
         records: object.records,
         bytes: object.bytes,
     };
-    epochs.send(epoch).await.map_err(|_| BufferError::DeliveryGone)
+    epochs
+        .send(epoch)
+        .await
+        .map_err(|_| BufferError::DeliveryGone)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -481,10 +552,15 @@ mod tests {
         let wal = Wal::open(&dir.path().join("wal"), None, 1 << 30).unwrap();
         let (prefix, error_output_prefix) = partition::resolve(None, None).unwrap();
         let destination = DestinationConfig {
-            target: crate::config::Target::Local { path: dir.path().join("out") },
+            target: crate::config::Target::Local {
+                path: dir.path().join("out"),
+            },
             prefix,
             error_output_prefix,
-            buffering: Buffering { size_bytes, interval },
+            buffering: Buffering {
+                size_bytes,
+                interval,
+            },
             compression: Compression::Uncompressed,
             file_extension: None,
             time_zone: jiff::tz::TimeZone::UTC,
@@ -502,15 +578,30 @@ mod tests {
             compression: destination.compression,
             delimiter: false,
             backup: None,
-            error_namer: ObjectNamer::with_prefix("s", 1, destination.error_output_prefix.clone(), jiff::tz::TimeZone::UTC, ""),
+            error_namer: ObjectNamer::with_prefix(
+                "s",
+                1,
+                destination.error_output_prefix.clone(),
+                jiff::tz::TimeZone::UTC,
+                "",
+            ),
             processors: Processors::default(),
             format: None,
         };
-        Fixture { _dir: dir, wal, stage }
+        Fixture {
+            _dir: dir,
+            wal,
+            stage,
+        }
     }
 
     async fn put(wal: &Wal, n: usize, len: usize) {
-        wal.append((0..n).map(|_| Bytes::from(vec![b'x'; len])).collect(), 1_700_000_000_000).await.unwrap();
+        wal.append(
+            (0..n).map(|_| Bytes::from(vec![b'x'; len])).collect(),
+            1_700_000_000_000,
+        )
+        .await
+        .unwrap();
     }
 
     /// Runs the stage until the log ends; returns each epoch's record count
@@ -558,7 +649,10 @@ mod tests {
         let epoch = rx.recv().await.unwrap();
         let waited = start.elapsed();
         assert_eq!(epoch.records, 3);
-        assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(61), "{waited:?}");
+        assert!(
+            waited >= Duration::from_secs(60) && waited < Duration::from_secs(61),
+            "{waited:?}"
+        );
         f.wal.close().await;
         running.await.unwrap().unwrap();
         assert!(rx.recv().await.is_none(), "no empty object is delivered");
@@ -588,7 +682,10 @@ mod tests {
         let f = fixture(1 << 20, Duration::ZERO);
         // 2023-11-14T22:13:20Z
         let (key, name) = f.stage.namer.key(1_700_000_000_000).unwrap();
-        assert!(key.starts_with("2023/11/14/22/s-1-2023-11-14-22-13-20-"), "{key}");
+        assert!(
+            key.starts_with("2023/11/14/22/s-1-2023-11-14-22-13-20-"),
+            "{key}"
+        );
         assert_eq!(key.len(), "2023/11/14/22/".len() + name.len());
         assert_eq!(name.len(), "s-1-2023-11-14-22-13-20-".len() + 36);
     }

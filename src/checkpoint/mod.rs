@@ -75,7 +75,10 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     /// The last committed checkpoint, or `None` for a new stream.
     fn load(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, CheckpointError>>;
     /// Durably and atomically replaces the committed checkpoint.
-    fn commit<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), CheckpointError>>;
+    fn commit<'a>(
+        &'a self,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
 }
 
 /// Checkpoints in one JSON file, replaced atomically.
@@ -97,26 +100,43 @@ impl CheckpointStore for FileCheckpointStore {
             let bytes = match tokio::fs::read(&self.path).await {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(source) => return Err(CheckpointError::Io { path: self.path.clone(), source }),
+                Err(source) => {
+                    return Err(CheckpointError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
             };
-            serde_json::from_slice(&bytes).map(Some).map_err(|e| CheckpointError::Corrupt {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| CheckpointError::Corrupt {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })
         })
     }
 
-    fn commit<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<(), CheckpointError>> {
+    fn commit<'a>(
+        &'a self,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
         Box::pin(async move {
-            let bytes = serde_json::to_vec_pretty(checkpoint).map_err(|e| CheckpointError::Corrupt {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
+            let bytes =
+                serde_json::to_vec_pretty(checkpoint).map_err(|e| CheckpointError::Corrupt {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
             let path = self.path.clone();
             tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &bytes))
                 .await
-                .map_err(|e| CheckpointError::Io { path: self.path.clone(), source: std::io::Error::other(e) })?
-                .map_err(|source| CheckpointError::Io { path: self.path.clone(), source })
+                .map_err(|e| CheckpointError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(e),
+                })?
+                .map_err(|source| CheckpointError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
         })
     }
 }
@@ -135,7 +155,13 @@ mod tests {
 
         let first = Checkpoint {
             epoch: 1,
-            positions: Positions { wal: Some(WalPosition { segment: 1, offset: 10 }), ..Default::default() },
+            positions: Positions {
+                wal: Some(WalPosition {
+                    segment: 1,
+                    offset: 10,
+                }),
+                ..Default::default()
+            },
             staged: vec![StagedObject {
                 key: "2026/01/01/00/a".into(),
                 handle: StagedHandle::LocalFile { temp: "t1".into() },
@@ -146,13 +172,22 @@ mod tests {
 
         let second = Checkpoint {
             epoch: 2,
-            positions: Positions { wal: Some(WalPosition { segment: 2, offset: 0 }), ..Default::default() },
+            positions: Positions {
+                wal: Some(WalPosition {
+                    segment: 2,
+                    offset: 0,
+                }),
+                ..Default::default()
+            },
             staged: vec![],
         };
         store.commit(&second).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(second));
         // Only the checkpoint itself is left: the temp file was renamed away.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("checkpoint.json")]);
     }
 

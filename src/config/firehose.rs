@@ -34,13 +34,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::validate::{self, Checked, opt};
+use super::{
+    BackupConfig, Buffering, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_PARTS, DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES,
+    DestinationConfig, DirectPutConfig, Encryption, KinesisConfig, S3Target, SourceConfig,
+    StreamConfig, Target,
+};
 use super::{MIB, format};
 use crate::process::Processors;
-use super::{
-    BackupConfig, Buffering, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
-    DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig, Encryption, S3Target,
-    KinesisConfig, SourceConfig, StreamConfig, Target,
-};
 
 /// Dotted-path root of every destination option.
 const ES3: &str = "ExtendedS3DestinationConfiguration";
@@ -411,15 +412,24 @@ fn validate_input(
         }
         Some("KinesisStreamAsSource") => {
             let arn_option = format!("{kinesis_option}.KinesisStreamARN");
-            let k = input.kinesis_stream_source_configuration.as_ref().ok_or_else(|| {
-                ConfigError::invalid(kinesis_option, "required when DeliveryStreamType is KinesisStreamAsSource")
-            })?;
+            let k = input
+                .kinesis_stream_source_configuration
+                .as_ref()
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        kinesis_option,
+                        "required when DeliveryStreamType is KinesisStreamAsSource",
+                    )
+                })?;
             let arn = k
                 .stream_arn
                 .as_ref()
                 .ok_or_else(|| ConfigError::invalid(&arn_option, "required"))?
                 .get(&arn_option)?;
-            SourceConfig::Kinesis(KinesisConfig::defaults(validate::kinesis_stream_arn(&arn_option, arn)?))
+            SourceConfig::Kinesis(KinesisConfig::defaults(validate::kinesis_stream_arn(
+                &arn_option,
+                arn,
+            )?))
         }
         Some(other) => {
             return Err(ConfigError::invalid(
@@ -454,7 +464,9 @@ fn validate_destination(
         None => {
             return Err(ConfigError::invalid(
                 bucket_arn,
-                format!("required: arn:aws:s3:::<bucket>, or {FILE_SCHEME}<directory> for a local directory"),
+                format!(
+                    "required: arn:aws:s3:::<bucket>, or {FILE_SCHEME}<directory> for a local directory"
+                ),
             ));
         }
         Some(arn) => match arn.strip_prefix(FILE_SCHEME) {
@@ -527,7 +539,10 @@ fn validate_destination(
             if d.buffering_hints.is_none() {
                 buffering.size_bytes = 128 * MIB;
             }
-            Some(std::sync::Arc::new(format::firehose_format(&conversion, value)?))
+            Some(std::sync::Arc::new(format::firehose_format(
+                &conversion,
+                value,
+            )?))
         }
         _ => None,
     };
@@ -555,45 +570,67 @@ fn encryption(d: &ExtendedS3DestinationConfiguration) -> Result<Encryption, Conf
     };
     let none_option = format!("{ES3}.EncryptionConfiguration.NoEncryptionConfig");
     let kms_option = format!("{ES3}.EncryptionConfiguration.KMSEncryptionConfig.AWSKMSKeyARN");
-    match (opt(&e.no_encryption_config, &none_option)?, &e.kms_encryption_config) {
+    match (
+        opt(&e.no_encryption_config, &none_option)?,
+        &e.kms_encryption_config,
+    ) {
         (Some(_), Some(_)) => Err(ConfigError::invalid(
             format!("{ES3}.EncryptionConfiguration"),
             "give NoEncryptionConfig or KMSEncryptionConfig, not both",
         )),
         (Some(value), None) if value == "NoEncryption" => Ok(Encryption::None),
-        (Some(value), None) => Err(ConfigError::invalid(none_option, format!("must be \"NoEncryption\", got {value:?}"))),
+        (Some(value), None) => Err(ConfigError::invalid(
+            none_option,
+            format!("must be \"NoEncryption\", got {value:?}"),
+        )),
         (None, Some(kms)) => {
             let key_arn = kms.key_arn.get(&kms_option)?;
             if !key_arn.starts_with("arn:") {
-                return Err(ConfigError::invalid(kms_option, format!("must be a KMS key ARN, got {key_arn:?}")));
+                return Err(ConfigError::invalid(
+                    kms_option,
+                    format!("must be a KMS key ARN, got {key_arn:?}"),
+                ));
             }
-            Ok(Encryption::SseKms { key_arn: key_arn.clone() })
+            Ok(Encryption::SseKms {
+                key_arn: key_arn.clone(),
+            })
         }
         (None, None) => Ok(Encryption::SseS3),
     }
 }
 
 /// `S3BackupMode` and `S3BackupConfiguration`.
-fn backup(d: &ExtendedS3DestinationConfiguration, target: &Target) -> Result<Option<BackupConfig>, ConfigError> {
+fn backup(
+    d: &ExtendedS3DestinationConfiguration,
+    target: &Target,
+) -> Result<Option<BackupConfig>, ConfigError> {
     let mode_option = format!("{ES3}.S3BackupMode");
     let config_option = format!("{ES3}.S3BackupConfiguration");
     let enabled = match opt(&d.s3_backup_mode, &mode_option)?.map(String::as_str) {
         None | Some("Disabled") => false,
         Some("Enabled") => true,
         Some(other) => {
-            return Err(ConfigError::invalid(mode_option, format!("must be Disabled or Enabled, got {other:?}")));
+            return Err(ConfigError::invalid(
+                mode_option,
+                format!("must be Disabled or Enabled, got {other:?}"),
+            ));
         }
     };
     let Some(b) = d.s3_backup_configuration.as_ref().filter(|_| enabled) else {
         if enabled {
-            return Err(ConfigError::invalid(config_option, "required when S3BackupMode is Enabled"));
+            return Err(ConfigError::invalid(
+                config_option,
+                "required when S3BackupMode is Enabled",
+            ));
         }
         return Ok(None);
     };
     let arn_option = format!("{config_option}.BucketARN");
     let same_place = match (opt(&b.bucket_arn, &arn_option)?, target) {
         (None, _) => true,
-        (Some(arn), Target::Local { .. }) => arn.starts_with(FILE_SCHEME) && d.bucket_arn.as_ref().and_then(Checked::ok) == Some(arn),
+        (Some(arn), Target::Local { .. }) => {
+            arn.starts_with(FILE_SCHEME) && d.bucket_arn.as_ref().and_then(Checked::ok) == Some(arn)
+        }
         (Some(arn), Target::S3(s3)) => validate::bucket_arn(&arn_option, arn)? == s3.bucket,
     };
     if !same_place {
@@ -605,9 +642,14 @@ fn backup(d: &ExtendedS3DestinationConfiguration, target: &Target) -> Result<Opt
     let prefix_option = format!("{config_option}.Prefix");
     let compression_option = format!("{config_option}.CompressionFormat");
     Ok(Some(BackupConfig {
-        prefix: validate::backup_prefix(&prefix_option, opt(&b.prefix, &prefix_option)?.map(String::as_str))?,
+        prefix: validate::backup_prefix(
+            &prefix_option,
+            opt(&b.prefix, &prefix_option)?.map(String::as_str),
+        )?,
         compression: match opt(&b.compression_format, &compression_option)? {
-            Some(name) => validate::compression(&compression_option, name, Compression::firehose_name)?,
+            Some(name) => {
+                validate::compression(&compression_option, name, Compression::firehose_name)?
+            }
             None => Compression::Uncompressed,
         },
     }))
@@ -685,7 +727,8 @@ fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), Config
             ProcessorKind::Deaggregation => {
                 let mut parameters = std::collections::BTreeMap::new();
                 for (j, parameter) in p.parameters.iter().flatten().enumerate() {
-                    let (Value::String(name), Value::String(value)) = (&parameter.parameter_name, &parameter.parameter_value)
+                    let (Value::String(name), Value::String(value)) =
+                        (&parameter.parameter_name, &parameter.parameter_value)
                     else {
                         return Err(ConfigError::invalid(
                             format!("{path}.Parameters[{j}]"),
@@ -1053,60 +1096,127 @@ mod tests {
             "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {"CaseInsensitive": false, "ColumnToJsonKeyMappings": {"ts": "timestamp"}}}},
             "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {"Compression": "GZIP", "WriterVersion": "V2", "BlockSizeBytes": 67108864}}},
         });
-        let mut doc = with(base(), &format!("{d}/DataFormatConversionConfiguration"), Some(conversion));
+        let mut doc = with(
+            base(),
+            &format!("{d}/DataFormatConversionConfiguration"),
+            Some(conversion),
+        );
         doc = with(doc, &format!("{d}/BufferingHints"), None);
-        doc = with(doc, &format!("{d}/CompressionFormat"), Some(json!("UNCOMPRESSED")));
+        doc = with(
+            doc,
+            &format!("{d}/CompressionFormat"),
+            Some(json!("UNCOMPRESSED")),
+        );
         doc = with(
             doc,
             &format!("{d}/ProcessingConfiguration"),
-            Some(json!({"Enabled": true, "Processors": [{"Type": "RecordDeAggregation", "Parameters": [
+            Some(
+                json!({"Enabled": true, "Processors": [{"Type": "RecordDeAggregation", "Parameters": [
                 {"ParameterName": "SubRecordType", "ParameterValue": "DELIMITED"},
-                {"ParameterName": "Delimiter", "ParameterValue": "IyMjIw=="}]}]})),
+                {"ParameterName": "Delimiter", "ParameterValue": "IyMjIw=="}]}]}),
+            ),
         );
         let config = parse_json(&doc).unwrap();
         let dest = &config.destination;
-        assert_eq!(dest.buffering.size_bytes, 128 * MIB, "conversion defaults buffers to 128 MiB");
-        assert_eq!(dest.processors.deaggregation, Some(crate::process::Deaggregation::Delimited(b"####".to_vec())));
+        assert_eq!(
+            dest.buffering.size_bytes,
+            128 * MIB,
+            "conversion defaults buffers to 128 MiB"
+        );
+        assert_eq!(
+            dest.processors.deaggregation,
+            Some(crate::process::Deaggregation::Delimited(b"####".to_vec()))
+        );
         let format = dest.format.as_ref().expect("conversion enabled");
-        let crate::config::SchemaSource::Glue(glue) = &format.schema else { panic!("expected Glue") };
-        assert_eq!((glue.database.as_str(), glue.table.as_str(), glue.version_id.as_ref()), ("db", "t", None));
-        let crate::config::OutputFormat::Parquet(parquet) = &format.output else { panic!("expected Parquet") };
-        assert_eq!(parquet.compression, crate::convert::ParquetCompression::Gzip);
-        assert_eq!(parquet.writer_version, crate::convert::ParquetWriterVersion::V2);
+        let crate::config::SchemaSource::Glue(glue) = &format.schema else {
+            panic!("expected Glue")
+        };
+        assert_eq!(
+            (
+                glue.database.as_str(),
+                glue.table.as_str(),
+                glue.version_id.as_ref()
+            ),
+            ("db", "t", None)
+        );
+        let crate::config::OutputFormat::Parquet(parquet) = &format.output else {
+            panic!("expected Parquet")
+        };
+        assert_eq!(
+            parquet.compression,
+            crate::convert::ParquetCompression::Gzip
+        );
+        assert_eq!(
+            parquet.writer_version,
+            crate::convert::ParquetWriterVersion::V2
+        );
 
-        let gzip = with(doc.clone(), &format!("{d}/CompressionFormat"), Some(json!("GZIP")));
+        let gzip = with(
+            doc.clone(),
+            &format!("{d}/CompressionFormat"),
+            Some(json!("GZIP")),
+        );
         let err = parse_json(&gzip).unwrap_err().to_string();
         assert!(err.contains("CompressionFormat"), "{err}");
-        let small = with(doc.clone(), &format!("{d}/BufferingHints"), Some(json!({"SizeInMBs": 5, "IntervalInSeconds": 60})));
+        let small = with(
+            doc.clone(),
+            &format!("{d}/BufferingHints"),
+            Some(json!({"SizeInMBs": 5, "IntervalInSeconds": 60})),
+        );
         let err = parse_json(&small).unwrap_err().to_string();
         assert!(err.contains("SizeInMBs"), "{err}");
-        let typo = with(doc.clone(), &format!("{d}/DataFormatConversionConfiguration/OutputFormatConfiguration/Serializer/ParquetSerDe/Compresion"), Some(json!("GZIP")));
+        let typo = with(
+            doc.clone(),
+            &format!(
+                "{d}/DataFormatConversionConfiguration/OutputFormatConfiguration/Serializer/ParquetSerDe/Compresion"
+            ),
+            Some(json!("GZIP")),
+        );
         let err = parse_json(&typo).unwrap_err().to_string();
         assert!(err.contains("ParquetSerDe.Compresion"), "{err}");
-        let no_delim = with(doc, &format!("{d}/ProcessingConfiguration/Processors/0/Parameters/1"), None);
+        let no_delim = with(
+            doc,
+            &format!("{d}/ProcessingConfiguration/Processors/0/Parameters/1"),
+            None,
+        );
         let err = parse_json(&no_delim).unwrap_err().to_string();
         assert!(err.contains("Delimiter"), "{err}");
     }
 
     #[test]
     fn kinesis_stream_as_source() {
-        let mut doc = with(base(), "/DeliveryStreamType", Some(json!("KinesisStreamAsSource")));
+        let mut doc = with(
+            base(),
+            "/DeliveryStreamType",
+            Some(json!("KinesisStreamAsSource")),
+        );
         doc = with(
             doc,
             "/KinesisStreamSourceConfiguration",
-            Some(json!({"KinesisStreamARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders", "RoleARN": "arn:aws:iam::1:role/r"})),
+            Some(
+                json!({"KinesisStreamARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders", "RoleARN": "arn:aws:iam::1:role/r"}),
+            ),
         );
         let config = parse_json(&doc).unwrap();
-        let SourceConfig::Kinesis(k) = &config.source else { panic!("expected Kinesis") };
+        let SourceConfig::Kinesis(k) = &config.source else {
+            panic!("expected Kinesis")
+        };
         assert_eq!(k, &KinesisConfig::defaults("orders".into()));
         assert_eq!(k.start, crate::config::StartPosition::AtCreation);
 
         let missing = with(doc.clone(), "/KinesisStreamSourceConfiguration", None);
         let err = parse_json(&missing).unwrap_err().to_string();
         assert!(err.contains("KinesisStreamSourceConfiguration"), "{err}");
-        let bad = with(doc.clone(), "/KinesisStreamSourceConfiguration/KinesisStreamARN", Some(json!("arn:aws:kinesis:us-east-1:1:table/x")));
+        let bad = with(
+            doc.clone(),
+            "/KinesisStreamSourceConfiguration/KinesisStreamARN",
+            Some(json!("arn:aws:kinesis:us-east-1:1:table/x")),
+        );
         let err = parse_json(&bad).unwrap_err().to_string();
-        assert!(err.contains("KinesisStreamSourceConfiguration.KinesisStreamARN"), "{err}");
+        assert!(
+            err.contains("KinesisStreamSourceConfiguration.KinesisStreamARN"),
+            "{err}"
+        );
         let direct = with(doc, "/DeliveryStreamType", Some(json!("DirectPut")));
         let err = parse_json(&direct).unwrap_err().to_string();
         assert!(err.contains("KinesisStreamSourceConfiguration"), "{err}");
@@ -1115,39 +1225,76 @@ mod tests {
     #[test]
     fn s3_bucket_arn_encryption_and_backup() {
         let d = "/ExtendedS3DestinationConfiguration";
-        let mut doc = with(base(), &format!("{d}/BucketARN"), Some(json!("arn:aws:s3:::my-bucket")));
+        let mut doc = with(
+            base(),
+            &format!("{d}/BucketARN"),
+            Some(json!("arn:aws:s3:::my-bucket")),
+        );
         doc = with(doc, &format!("{d}/EncryptionConfiguration"), None);
         let config = parse_json(&doc).unwrap();
-        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
+        let Target::S3(s3) = &config.destination.target else {
+            panic!("expected S3")
+        };
         assert_eq!(s3.bucket, "my-bucket");
-        assert_eq!(s3.encryption, Encryption::SseS3, "absent EncryptionConfiguration means SSE-S3");
+        assert_eq!(
+            s3.encryption,
+            Encryption::SseS3,
+            "absent EncryptionConfiguration means SSE-S3"
+        );
         assert_eq!(s3.part_size_bytes, DEFAULT_PART_SIZE_BYTES);
 
         let key = "arn:aws:kms:eu-west-1:123456789012:key/k";
-        doc = with(doc, &format!("{d}/EncryptionConfiguration"), Some(json!({"KMSEncryptionConfig": {"AWSKMSKeyARN": key}})));
+        doc = with(
+            doc,
+            &format!("{d}/EncryptionConfiguration"),
+            Some(json!({"KMSEncryptionConfig": {"AWSKMSKeyARN": key}})),
+        );
         doc = with(doc, &format!("{d}/S3BackupMode"), Some(json!("Enabled")));
         doc = with(
             doc,
             &format!("{d}/S3BackupConfiguration"),
-            Some(json!({"BucketARN": "arn:aws:s3:::my-bucket", "Prefix": "raw/", "CompressionFormat": "GZIP",
-                        "RoleARN": "arn:aws:iam::1:role/r", "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 300}})),
+            Some(
+                json!({"BucketARN": "arn:aws:s3:::my-bucket", "Prefix": "raw/", "CompressionFormat": "GZIP",
+                        "RoleARN": "arn:aws:iam::1:role/r", "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 300}}),
+            ),
         );
         let config = parse_json(&doc).unwrap();
-        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
-        assert_eq!(s3.encryption, Encryption::SseKms { key_arn: key.into() });
+        let Target::S3(s3) = &config.destination.target else {
+            panic!("expected S3")
+        };
+        assert_eq!(
+            s3.encryption,
+            Encryption::SseKms {
+                key_arn: key.into()
+            }
+        );
         let backup = config.destination.backup.as_ref().expect("backup enabled");
         assert_eq!(backup.prefix.as_str(), "raw/!{timestamp:yyyy/MM/dd/HH/}");
         assert_eq!(backup.compression, Compression::Gzip);
 
-        let other = with(doc.clone(), &format!("{d}/S3BackupConfiguration/BucketARN"), Some(json!("arn:aws:s3:::other")));
+        let other = with(
+            doc.clone(),
+            &format!("{d}/S3BackupConfiguration/BucketARN"),
+            Some(json!("arn:aws:s3:::other")),
+        );
         let err = parse_json(&other).unwrap_err().to_string();
         assert!(err.contains("S3BackupConfiguration.BucketARN"), "{err}");
         let missing = with(doc.clone(), &format!("{d}/S3BackupConfiguration"), None);
         let err = parse_json(&missing).unwrap_err().to_string();
-        assert!(err.contains("S3BackupConfiguration") && err.contains("required"), "{err}");
-        let bad_arn = with(doc, &format!("{d}/BucketARN"), Some(json!("arn:aws:s3:::BAD_bucket")));
+        assert!(
+            err.contains("S3BackupConfiguration") && err.contains("required"),
+            "{err}"
+        );
+        let bad_arn = with(
+            doc,
+            &format!("{d}/BucketARN"),
+            Some(json!("arn:aws:s3:::BAD_bucket")),
+        );
         let err = parse_json(&bad_arn).unwrap_err().to_string();
-        assert!(err.contains("ExtendedS3DestinationConfiguration.BucketARN"), "{err}");
+        assert!(
+            err.contains("ExtendedS3DestinationConfiguration.BucketARN"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -199,10 +199,12 @@ pub struct BackupConfig {
 impl DestinationConfig {
     /// The extension appended to every delivered object name.
     pub fn extension(&self) -> &str {
-        self.file_extension.as_deref().unwrap_or_else(|| match self.format.as_deref().map(|f| &f.output) {
-            Some(OutputFormat::Parquet(_)) => ".parquet",
-            Some(OutputFormat::Orc(_)) => ".orc",
-            None => self.compression.default_extension(),
+        self.file_extension.as_deref().unwrap_or_else(|| {
+            match self.format.as_deref().map(|f| &f.output) {
+                Some(OutputFormat::Parquet(_)) => ".parquet",
+                Some(OutputFormat::Orc(_)) => ".orc",
+                None => self.compression.default_extension(),
+            }
         })
     }
 }
@@ -273,7 +275,10 @@ pub struct Buffering {
 
 impl Default for Buffering {
     fn default() -> Self {
-        Buffering { size_bytes: 5 * MIB, interval: Duration::from_secs(300) }
+        Buffering {
+            size_bytes: 5 * MIB,
+            interval: Duration::from_secs(300),
+        }
     }
 }
 
@@ -365,7 +370,10 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`].
     pub fn invalid(option: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid { option: option.into(), reason: reason.into() }
+        ConfigError::Invalid {
+            option: option.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -385,8 +393,10 @@ impl Classify for ConfigError {
 /// # Errors
 /// [`ConfigError`] naming the file or option.
 pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     if text.trim_start().starts_with('{') {
         firehose::parse(&text, path, cwd)
     } else {

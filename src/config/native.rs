@@ -17,12 +17,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::validate::{self, Checked, opt};
 use super::format;
+use super::validate::{self, Checked, opt};
 use super::{
     BackupConfig, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_CONCURRENT_PARTS,
-    DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig,
-    Encryption, KinesisConfig, S3Target, SourceConfig, StartPosition, StreamConfig, Target,
+    DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES, DestinationConfig, DirectPutConfig, Encryption,
+    KinesisConfig, S3Target, SourceConfig, StartPosition, StreamConfig, Target,
 };
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ struct RawStream {
 }
 
 /// `[source]`, tagged by `type`.
+// Parsed once at start-up: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Deserialize)]
 #[serde(
     rename = "source",
@@ -79,6 +81,7 @@ struct RawDirectPut {
     rename_all = "snake_case",
     deny_unknown_fields
 )]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum RawDestination {
     Local(RawLocal),
     S3(RawS3),
@@ -208,7 +211,9 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, ConfigErr
     let destination = match raw.destination {
         RawDestination::Local(local) => {
             const PATH: &str = "destination.path";
-            let target = Target::Local { path: validate::local_dir(PATH, local.path.get(PATH)?, cwd)? };
+            let target = Target::Local {
+                path: validate::local_dir(PATH, local.path.get(PATH)?, cwd)?,
+            };
             let common = RawCommon {
                 prefix: local.prefix,
                 error_output_prefix: local.error_output_prefix,
@@ -260,8 +265,18 @@ fn validate_kinesis(raw: &RawKinesis) -> Result<KinesisConfig, ConfigError> {
     let stream_name = match (opt(&raw.stream_name, NAME)?, opt(&raw.stream_arn, ARN)?) {
         (Some(name), None) => validate::kinesis_stream_name(NAME, name)?,
         (None, Some(arn)) => validate::kinesis_stream_arn(ARN, arn)?,
-        (Some(_), Some(_)) => return Err(ConfigError::invalid(ARN, "give `stream_name` or `stream_arn`, not both")),
-        (None, None) => return Err(ConfigError::invalid(NAME, "required for a kinesis source (or `stream_arn`)")),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                ARN,
+                "give `stream_name` or `stream_arn`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                NAME,
+                "required for a kinesis source (or `stream_arn`)",
+            ));
+        }
     };
     let timestamp = opt(&raw.start_timestamp, TIMESTAMP)?;
     let start = match opt(&raw.start_position, START)?.map(String::as_str) {
@@ -269,9 +284,14 @@ fn validate_kinesis(raw: &RawKinesis) -> Result<KinesisConfig, ConfigError> {
         Some("trim_horizon") => StartPosition::TrimHorizon,
         Some("latest") => StartPosition::Latest,
         Some("at_timestamp") => {
-            let text = timestamp.ok_or_else(|| ConfigError::invalid(TIMESTAMP, "required when start_position = \"at_timestamp\""))?;
+            let text = timestamp.ok_or_else(|| {
+                ConfigError::invalid(TIMESTAMP, "required when start_position = \"at_timestamp\"")
+            })?;
             StartPosition::AtTimestamp(text.parse().map_err(|e| {
-                ConfigError::invalid(TIMESTAMP, format!("must be an RFC 3339 instant like 2026-01-01T00:00:00Z: {e}"))
+                ConfigError::invalid(
+                    TIMESTAMP,
+                    format!("must be an RFC 3339 instant like 2026-01-01T00:00:00Z: {e}"),
+                )
             })?)
         }
         Some(other) => {
@@ -282,7 +302,10 @@ fn validate_kinesis(raw: &RawKinesis) -> Result<KinesisConfig, ConfigError> {
         }
     };
     if timestamp.is_some() && !matches!(start, StartPosition::AtTimestamp(_)) {
-        return Err(ConfigError::invalid(TIMESTAMP, "only meaningful with start_position = \"at_timestamp\""));
+        return Err(ConfigError::invalid(
+            TIMESTAMP,
+            "only meaningful with start_position = \"at_timestamp\"",
+        ));
     }
     let defaults = KinesisConfig::defaults(stream_name);
     Ok(KinesisConfig {
@@ -323,8 +346,18 @@ fn validate_s3(raw: &RawS3) -> Result<Target, ConfigError> {
     let bucket = match (opt(&raw.bucket, BUCKET)?, opt(&raw.bucket_arn, BUCKET_ARN)?) {
         (Some(bucket), None) => validate::bucket_name(BUCKET, bucket)?,
         (None, Some(arn)) => validate::bucket_arn(BUCKET_ARN, arn)?,
-        (Some(_), Some(_)) => return Err(ConfigError::invalid(BUCKET_ARN, "give `bucket` or `bucket_arn`, not both")),
-        (None, None) => return Err(ConfigError::invalid(BUCKET, "required for an s3 destination (or `bucket_arn`)")),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                BUCKET_ARN,
+                "give `bucket` or `bucket_arn`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                BUCKET,
+                "required for an s3 destination (or `bucket_arn`)",
+            ));
+        }
     };
     let kms_key_arn = opt(&raw.kms_key_arn, KMS_KEY_ARN)?;
     let encryption = match opt(&raw.encryption, ENCRYPTION)?.map(String::as_str) {
@@ -332,15 +365,23 @@ fn validate_s3(raw: &RawS3) -> Result<Target, ConfigError> {
         Some("none") => Encryption::None,
         Some("sse_kms") => Encryption::SseKms {
             key_arn: kms_key_arn
-                .ok_or_else(|| ConfigError::invalid(KMS_KEY_ARN, "required when encryption = \"sse_kms\""))?
+                .ok_or_else(|| {
+                    ConfigError::invalid(KMS_KEY_ARN, "required when encryption = \"sse_kms\"")
+                })?
                 .clone(),
         },
         Some(other) => {
-            return Err(ConfigError::invalid(ENCRYPTION, format!("must be none, sse_s3 or sse_kms, got {other:?}")));
+            return Err(ConfigError::invalid(
+                ENCRYPTION,
+                format!("must be none, sse_s3 or sse_kms, got {other:?}"),
+            ));
         }
     };
     if kms_key_arn.is_some() && !matches!(encryption, Encryption::SseKms { .. }) {
-        return Err(ConfigError::invalid(KMS_KEY_ARN, "only meaningful with encryption = \"sse_kms\""));
+        return Err(ConfigError::invalid(
+            KMS_KEY_ARN,
+            "only meaningful with encryption = \"sse_kms\"",
+        ));
     }
     Ok(Target::S3(S3Target {
         bucket,
@@ -375,10 +416,20 @@ fn validate_destination(target: Target, raw: RawCommon) -> Result<DestinationCon
     const APPEND_DELIMITER: &str = "destination.append_delimiter";
 
     let processors = crate::process::Processors {
-        deaggregation: raw.deaggregation.as_ref().map(format::native_deaggregation).transpose()?,
+        deaggregation: raw
+            .deaggregation
+            .as_ref()
+            .map(format::native_deaggregation)
+            .transpose()?,
     };
-    let format = raw.format.as_ref().map(format::native_format).transpose()?.map(std::sync::Arc::new);
-    if format.is_some() && opt(&raw.compression, COMPRESSION)?.is_some_and(|c| c != "uncompressed") {
+    let format = raw
+        .format
+        .as_ref()
+        .map(format::native_format)
+        .transpose()?
+        .map(std::sync::Arc::new);
+    if format.is_some() && opt(&raw.compression, COMPRESSION)?.is_some_and(|c| c != "uncompressed")
+    {
         return Err(ConfigError::invalid(
             COMPRESSION,
             "must be uncompressed with [destination.format]: Parquet and ORC compress inside the file (format.compression)",
@@ -478,7 +529,9 @@ mod tests {
         let config = crate::config::load(&config_file("local.toml"), Path::new(CWD)).unwrap();
         assert_eq!(config.name, "local");
         assert_eq!(config.version, 1);
-        let SourceConfig::DirectPut(direct_put) = &config.source else { panic!("Direct PUT source expected") };
+        let SourceConfig::DirectPut(direct_put) = &config.source else {
+            panic!("Direct PUT source expected")
+        };
         assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
         let d = &config.destination;
         assert_eq!(
@@ -504,7 +557,9 @@ mod tests {
     fn example_toml_parses_with_every_option() {
         let config = crate::config::load(&config_file("example.toml"), Path::new(CWD)).unwrap();
         assert_eq!(config.name, "clickstream");
-        let SourceConfig::DirectPut(direct_put) = &config.source else { panic!("Direct PUT source expected") };
+        let SourceConfig::DirectPut(direct_put) = &config.source else {
+            panic!("Direct PUT source expected")
+        };
         assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
         let d = &config.destination;
         assert_eq!(
@@ -524,7 +579,9 @@ mod tests {
     #[test]
     fn absent_options_take_firehose_defaults() {
         let config = parse_str(MINIMAL).unwrap();
-        let SourceConfig::DirectPut(direct_put) = &config.source else { panic!("Direct PUT source expected") };
+        let SourceConfig::DirectPut(direct_put) = &config.source else {
+            panic!("Direct PUT source expected")
+        };
         assert_eq!(direct_put.max_wal_bytes, DEFAULT_MAX_WAL_BYTES);
         let d = &config.destination;
         assert_eq!(
@@ -713,7 +770,11 @@ interval_secs = 300
                 "`source.max_wal_bytes`",
             ),
             // Unknown alternatives: serde names the value.
-            (r#"type = "direct_put""#, r#"type = "kinesis""#, "`max_wal_bytes`"),
+            (
+                r#"type = "direct_put""#,
+                r#"type = "kinesis""#,
+                "`max_wal_bytes`",
+            ),
             (r#"type = "direct_put""#, r#"type = "kafka""#, "kafka"),
             (r#"type = "local""#, r#"type = "s3""#, "`path`"),
             (r#"type = "local""#, r#"type = "hdfs""#, "hdfs"),
@@ -766,31 +827,67 @@ interval_secs = 300
             path = "out"
         "#;
         let config = parse_str(base).unwrap();
-        let SourceConfig::Kinesis(k) = &config.source else { panic!("expected Kinesis") };
+        let SourceConfig::Kinesis(k) = &config.source else {
+            panic!("expected Kinesis")
+        };
         assert_eq!(k.stream_name, "orders");
-        assert_eq!(k.start, StartPosition::AtTimestamp("2026-01-02T03:04:05Z".parse().unwrap()));
+        assert_eq!(
+            k.start,
+            StartPosition::AtTimestamp("2026-01-02T03:04:05Z".parse().unwrap())
+        );
         assert_eq!(k.poll_interval, Duration::from_millis(250));
         assert_eq!(k.shard_sync_interval, Duration::from_secs(2));
         assert_eq!(k.max_records_per_call, 500);
         let cases = [
-            (r#"start_position = "at_timestamp""#, r#"start_position = "earliest""#, "`source.start_position`"),
-            (r#"start_timestamp = "2026-01-02T03:04:05Z""#, r#"start_timestamp = "yesterday""#, "`source.start_timestamp`"),
-            ("max_records_per_call = 500", "max_records_per_call = 10001", "`source.max_records_per_call`"),
-            ("poll_interval_ms = 250", "poll_interval_ms = 10", "`source.poll_interval_ms`"),
-            (r#"stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders""#, r#"stream_arn = "orders""#, "`source.stream_arn`"),
-            (r#"stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders""#, "", "`source.stream_name`"),
+            (
+                r#"start_position = "at_timestamp""#,
+                r#"start_position = "earliest""#,
+                "`source.start_position`",
+            ),
+            (
+                r#"start_timestamp = "2026-01-02T03:04:05Z""#,
+                r#"start_timestamp = "yesterday""#,
+                "`source.start_timestamp`",
+            ),
+            (
+                "max_records_per_call = 500",
+                "max_records_per_call = 10001",
+                "`source.max_records_per_call`",
+            ),
+            (
+                "poll_interval_ms = 250",
+                "poll_interval_ms = 10",
+                "`source.poll_interval_ms`",
+            ),
+            (
+                r#"stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders""#,
+                r#"stream_arn = "orders""#,
+                "`source.stream_arn`",
+            ),
+            (
+                r#"stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders""#,
+                "",
+                "`source.stream_name`",
+            ),
         ];
         for (from, to, option) in cases {
             assert!(base.contains(from), "case {to:?} does not apply");
-            let err = parse_str(&base.replacen(from, to, 1)).expect_err(to).to_string();
-            assert!(err.contains(option), "{to:?}: message {err:?} does not name {option}");
+            let err = parse_str(&base.replacen(from, to, 1))
+                .expect_err(to)
+                .to_string();
+            assert!(
+                err.contains(option),
+                "{to:?}: message {err:?} does not name {option}"
+            );
         }
     }
 
     #[test]
     fn s3_example_toml_parses() {
         let config = crate::config::load(&config_file("s3-example.toml"), Path::new(CWD)).unwrap();
-        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
+        let Target::S3(s3) = &config.destination.target else {
+            panic!("expected S3")
+        };
         assert_eq!(s3.bucket, "my-delivery-bucket");
         assert_eq!(s3.encryption, Encryption::SseS3);
         assert!(config.destination.backup.is_some());
@@ -799,7 +896,9 @@ interval_secs = 300
     #[test]
     fn s3_destination_options() {
         let config = parse_str(S3).unwrap();
-        let Target::S3(s3) = &config.destination.target else { panic!("expected S3") };
+        let Target::S3(s3) = &config.destination.target else {
+            panic!("expected S3")
+        };
         assert_eq!(
             s3,
             &S3Target {
@@ -809,7 +908,9 @@ interval_secs = 300
                 part_size_bytes: 5 * 1024 * 1024,
                 max_concurrent_parts: 2,
                 attempt_timeout: Duration::from_secs(5),
-                encryption: Encryption::SseKms { key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".into() },
+                encryption: Encryption::SseKms {
+                    key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".into()
+                },
             }
         );
         let backup = config.destination.backup.unwrap();
@@ -817,23 +918,68 @@ interval_secs = 300
         assert_eq!(backup.compression, Compression::Zstd);
 
         let cases = [
-            (r#"bucket = "my-bucket""#, r#"bucket = "My_Bucket""#, "`destination.bucket`"),
+            (
+                r#"bucket = "my-bucket""#,
+                r#"bucket = "My_Bucket""#,
+                "`destination.bucket`",
+            ),
             (r#"bucket = "my-bucket""#, "", "`destination.bucket`"),
-            (r#"bucket = "my-bucket""#, r#"bucket_arn = "arn:aws:sqs:::x""#, "`destination.bucket_arn`"),
-            ("part_size_bytes = 5242880", "part_size_bytes = 5242879", "`destination.part_size_bytes`"),
-            ("max_concurrent_parts = 2", "max_concurrent_parts = 0", "`destination.max_concurrent_parts`"),
-            ("attempt_timeout_secs = 5", "attempt_timeout_secs = 0", "`destination.attempt_timeout_secs`"),
-            (r#"encryption = "sse_kms""#, r#"encryption = "aes""#, "`destination.encryption`"),
-            (r#"encryption = "sse_kms""#, r#"encryption = "sse_s3""#, "`destination.kms_key_arn`"),
-            (r#"endpoint_url = "http://127.0.0.1:9000/""#, r#"endpoint_url = "127.0.0.1:9000""#, "`destination.endpoint_url`"),
-            (r#"prefix = "raw/""#, r#"prefix = "raw/!{nope:x}""#, "`destination.backup.prefix`"),
+            (
+                r#"bucket = "my-bucket""#,
+                r#"bucket_arn = "arn:aws:sqs:::x""#,
+                "`destination.bucket_arn`",
+            ),
+            (
+                "part_size_bytes = 5242880",
+                "part_size_bytes = 5242879",
+                "`destination.part_size_bytes`",
+            ),
+            (
+                "max_concurrent_parts = 2",
+                "max_concurrent_parts = 0",
+                "`destination.max_concurrent_parts`",
+            ),
+            (
+                "attempt_timeout_secs = 5",
+                "attempt_timeout_secs = 0",
+                "`destination.attempt_timeout_secs`",
+            ),
+            (
+                r#"encryption = "sse_kms""#,
+                r#"encryption = "aes""#,
+                "`destination.encryption`",
+            ),
+            (
+                r#"encryption = "sse_kms""#,
+                r#"encryption = "sse_s3""#,
+                "`destination.kms_key_arn`",
+            ),
+            (
+                r#"endpoint_url = "http://127.0.0.1:9000/""#,
+                r#"endpoint_url = "127.0.0.1:9000""#,
+                "`destination.endpoint_url`",
+            ),
+            (
+                r#"prefix = "raw/""#,
+                r#"prefix = "raw/!{nope:x}""#,
+                "`destination.backup.prefix`",
+            ),
         ];
         for (from, to, option) in cases {
             assert!(S3.contains(from), "case {to:?} does not apply");
-            let err = parse_str(&S3.replacen(from, to, 1)).expect_err(to).to_string();
-            assert!(err.contains(option), "{to:?}: message {err:?} does not name {option}");
+            let err = parse_str(&S3.replacen(from, to, 1))
+                .expect_err(to)
+                .to_string();
+            assert!(
+                err.contains(option),
+                "{to:?}: message {err:?} does not name {option}"
+            );
         }
-        let no_key = S3.replacen(r#"kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/k""#, "", 1);
+        let no_key = S3.replacen(
+            r#"kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/k""#,
+            "",
+            1,
+        );
         let err = parse_str(&no_key).unwrap_err().to_string();
         assert!(err.contains("`destination.kms_key_arn`"), "{err}");
     }

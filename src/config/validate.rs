@@ -330,7 +330,10 @@ pub(super) fn backup_prefix(option: &str, prefix: Option<&str>) -> Result<Prefix
 pub(super) fn in_range(option: &str, value: i64, min: u64, max: u64) -> Result<u64, ConfigError> {
     match u64::try_from(value) {
         Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ConfigError::invalid(option, format!("must be between {min} and {max}, got {value}"))),
+        _ => Err(ConfigError::invalid(
+            option,
+            format!("must be between {min} and {max}, got {value}"),
+        )),
     }
 }
 
@@ -343,15 +346,25 @@ pub(super) fn part_size_bytes(option: &str, bytes: i64) -> Result<u64, ConfigErr
 /// An S3 bucket name (3-63 characters of lowercase letters, digits, `.` and
 /// `-`, starting and ending with a letter or digit).
 pub(super) fn bucket_name(option: &str, bucket: &str) -> Result<String, ConfigError> {
-    let ok_chars = bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    let ok_ends = bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bucket.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_chars = bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ok_ends = bucket
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && bucket
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if (3..=63).contains(&bucket.len()) && ok_chars && ok_ends {
         Ok(bucket.to_owned())
     } else {
         Err(ConfigError::invalid(
             option,
-            format!("{bucket:?} is not a valid S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')"),
+            format!(
+                "{bucket:?} is not a valid S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')"
+            ),
         ))
     }
 }
@@ -361,18 +374,26 @@ pub(super) fn bucket_arn(option: &str, arn: &str) -> Result<String, ConfigError>
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     match parts.as_slice() {
         ["arn", _, "s3", "", "", bucket] => bucket_name(option, bucket),
-        _ => Err(ConfigError::invalid(option, format!("must be arn:aws:s3:::<bucket>, got {arn:?}"))),
+        _ => Err(ConfigError::invalid(
+            option,
+            format!("must be arn:aws:s3:::<bucket>, got {arn:?}"),
+        )),
     }
 }
 
 /// A Kinesis stream name: 1-128 characters of `[a-zA-Z0-9_.-]`.
 pub(super) fn kinesis_stream_name(option: &str, name: &str) -> Result<String, ConfigError> {
     let ok = (1..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(name.to_owned())
     } else {
-        Err(ConfigError::invalid(option, format!("{name:?} is not a valid Kinesis stream name (1-128 of a-z A-Z 0-9 _ . -)")))
+        Err(ConfigError::invalid(
+            option,
+            format!("{name:?} is not a valid Kinesis stream name (1-128 of a-z A-Z 0-9 _ . -)"),
+        ))
     }
 }
 
@@ -382,9 +403,15 @@ pub(super) fn kinesis_stream_arn(option: &str, arn: &str) -> Result<String, Conf
     match parts.as_slice() {
         ["arn", _, "kinesis", _, _, resource] => match resource.strip_prefix("stream/") {
             Some(name) => kinesis_stream_name(option, name),
-            None => Err(ConfigError::invalid(option, format!("{arn:?} does not name a stream (…:stream/<name>)"))),
+            None => Err(ConfigError::invalid(
+                option,
+                format!("{arn:?} does not name a stream (…:stream/<name>)"),
+            )),
         },
-        _ => Err(ConfigError::invalid(option, format!("must be arn:aws:kinesis:<region>:<account>:stream/<name>, got {arn:?}"))),
+        _ => Err(ConfigError::invalid(
+            option,
+            format!("must be arn:aws:kinesis:<region>:<account>:stream/<name>, got {arn:?}"),
+        )),
     }
 }
 
@@ -393,7 +420,10 @@ pub(super) fn endpoint_url(option: &str, url: &str) -> Result<String, ConfigErro
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(url.trim_end_matches('/').to_owned())
     } else {
-        Err(ConfigError::invalid(option, format!("must start with http:// or https://, got {url:?}")))
+        Err(ConfigError::invalid(
+            option,
+            format!("must start with http:// or https://, got {url:?}"),
+        ))
     }
 }
 

@@ -82,19 +82,28 @@ fn open_input(path: &Path) -> io::Result<Box<dyn BufRead>> {
     if path == Path::new("-") {
         Ok(Box::new(BufReader::with_capacity(1 << 20, io::stdin())))
     } else {
-        Ok(Box::new(BufReader::with_capacity(1 << 20, File::open(path)?)))
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            File::open(path)?,
+        )))
     }
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Strips the line ending; `None` for a blank line.
 fn record_of(line: &[u8]) -> Option<&[u8]> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) { None } else { Some(line) }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(line)
+    }
 }
 
 fn deserializer_of(args: &ConvertArgs) -> Result<Deserializer, String> {
@@ -113,7 +122,9 @@ fn deserializer_of(args: &ConvertArgs) -> Result<Deserializer, String> {
                 convert_dots_in_json_keys_to_underscores: args.dots_to_underscores,
             })
         }
-        "hive" => Ok(Deserializer::Hive { timestamp_formats: args.timestamp_formats.clone() }),
+        "hive" => Ok(Deserializer::Hive {
+            timestamp_formats: args.timestamp_formats.clone(),
+        }),
         other => Err(format!("--deserializer `{other}`: expected openx or hive")),
     }
 }
@@ -151,7 +162,8 @@ pub fn convert(args: &ConvertArgs) -> u8 {
             return 2;
         }
     };
-    let encoder: Box<dyn Encoder<BufWriter<File>>> = match args.format.to_ascii_lowercase().as_str() {
+    let encoder: Box<dyn Encoder<BufWriter<File>>> = match args.format.to_ascii_lowercase().as_str()
+    {
         "parquet" => {
             let compression = match args.compression.parse::<ParquetCompression>() {
                 Ok(c) => c,
@@ -191,7 +203,11 @@ pub fn convert(args: &ConvertArgs) -> u8 {
                 Err(e) => {
                     let _ = std::fs::remove_file(&args.output);
                     eprintln!("error: {e}");
-                    return if matches!(e, super::ConvertError::Io(_)) { 1 } else { 2 };
+                    return if matches!(e, super::ConvertError::Io(_)) {
+                        1
+                    } else {
+                        2
+                    };
                 }
             }
         }
@@ -203,7 +219,10 @@ pub fn convert(args: &ConvertArgs) -> u8 {
                     return 2;
                 }
             };
-            let options = super::orc::OrcOptions { compression, ..Default::default() };
+            let options = super::orc::OrcOptions {
+                compression,
+                ..Default::default()
+            };
             let file = match File::create(&args.output) {
                 Ok(f) => BufWriter::with_capacity(1 << 20, f),
                 Err(e) => {
@@ -216,7 +235,11 @@ pub fn convert(args: &ConvertArgs) -> u8 {
                 Err(e) => {
                     let _ = std::fs::remove_file(&args.output);
                     eprintln!("error: {e}");
-                    return if matches!(e, super::ConvertError::Io(_)) { 1 } else { 2 };
+                    return if matches!(e, super::ConvertError::Io(_)) {
+                        1
+                    } else {
+                        2
+                    };
                 }
             }
         }
@@ -256,7 +279,10 @@ pub fn errors_path(output: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn run(args: &ConvertArgs, mut encoder: Box<dyn Encoder<BufWriter<File>>>) -> Result<ConvertSummary, String> {
+fn run(
+    args: &ConvertArgs,
+    mut encoder: Box<dyn Encoder<BufWriter<File>>>,
+) -> Result<ConvertSummary, String> {
     let errors_at = errors_path(&args.output);
     match std::fs::remove_file(&errors_at) {
         Ok(()) => {}
@@ -271,7 +297,8 @@ fn run(args: &ConvertArgs, mut encoder: Box<dyn Encoder<BufWriter<File>>>) -> Re
     let mut bytes_read: u64 = 0;
     let mut line = Vec::with_capacity(64 * 1024);
     for input in &args.inputs {
-        let mut reader = open_input(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
+        let mut reader =
+            open_input(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
         let mut line_no: u64 = 0;
         loop {
             line.clear();
@@ -283,7 +310,9 @@ fn run(args: &ConvertArgs, mut encoder: Box<dyn Encoder<BufWriter<File>>>) -> Re
             }
             line_no += 1;
             bytes_read += n as u64;
-            let Some(record) = record_of(&line) else { continue };
+            let Some(record) = record_of(&line) else {
+                continue;
+            };
             summary.records += 1;
             match encoder.append(record) {
                 Ok(()) => summary.converted += 1,
@@ -306,7 +335,10 @@ fn run(args: &ConvertArgs, mut encoder: Box<dyn Encoder<BufWriter<File>>>) -> Re
                 }
                 Err(e) => return Err(format!("writing {}: {e}", args.output.display())),
             }
-            if progress && summary.records % 4096 == 0 && last_progress.elapsed() > Duration::from_millis(200) {
+            if progress
+                && summary.records % 4096 == 0
+                && last_progress.elapsed() > Duration::from_millis(200)
+            {
                 last_progress = Instant::now();
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 eprint!(
@@ -322,7 +354,9 @@ fn run(args: &ConvertArgs, mut encoder: Box<dyn Encoder<BufWriter<File>>>) -> Re
     if progress {
         eprint!("\r\x1b[K");
     }
-    let out = encoder.finish().map_err(|e| format!("writing {}: {e}", args.output.display()))?;
+    let out = encoder
+        .finish()
+        .map_err(|e| format!("writing {}: {e}", args.output.display()))?;
     out.into_inner()
         .map_err(|e| format!("writing {}: {}", args.output.display(), e.error()))?
         .sync_all()
@@ -381,4 +415,3 @@ pub fn schema(command: &SchemaCommand) -> u8 {
         }
     }
 }
-

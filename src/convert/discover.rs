@@ -75,7 +75,10 @@ impl Discoverer {
             columns: self
                 .columns
                 .iter()
-                .map(|(name, t)| Column { name: name.clone(), ty: to_type(t) })
+                .map(|(name, t)| Column {
+                    name: name.clone(),
+                    ty: to_type(t),
+                })
                 .collect(),
         }
     }
@@ -151,7 +154,13 @@ fn to_type(t: &Inferred) -> ColumnType {
         Inferred::Array(e) => ColumnType::Array(Box::new(to_type(e))),
         Inferred::Struct(fields) if fields.is_empty() => ColumnType::String,
         Inferred::Struct(fields) => ColumnType::Struct(
-            fields.iter().map(|(n, t)| StructField { name: n.clone(), ty: to_type(t) }).collect(),
+            fields
+                .iter()
+                .map(|(n, t)| StructField {
+                    name: n.clone(),
+                    ty: to_type(t),
+                })
+                .collect(),
         ),
     }
 }
@@ -173,7 +182,11 @@ mod tests {
         }
         assert_eq!((d.records(), d.skipped()), (2, 2));
         let s = d.schema();
-        let got: Vec<String> = s.columns.iter().map(|c| format!("{}:{}", c.name, c.ty)).collect();
+        let got: Vec<String> = s
+            .columns
+            .iter()
+            .map(|c| format!("{}:{}", c.name, c.ty))
+            .collect();
         assert_eq!(
             got,
             [

@@ -146,7 +146,11 @@ struct Fail {
 type R<T> = Result<T, Fail>;
 
 fn fail<T>(code: &'static str, msg: impl Into<String>) -> R<T> {
-    Err(Fail { code, msg: msg.into(), path: Vec::new() })
+    Err(Fail {
+        code,
+        msg: msg.into(),
+        path: Vec::new(),
+    })
 }
 
 /// Options the value parsers need.
@@ -170,14 +174,32 @@ enum Values {
     I64(Vec<i64>),
     F32(Vec<f32>),
     F64(Vec<f64>),
-    Decimal { values: Vec<i128>, precision: u8, scale: u8 },
+    Decimal {
+        values: Vec<i128>,
+        precision: u8,
+        scale: u8,
+    },
     Date(Vec<i32>),
     Timestamp(Vec<i64>),
-    Utf8 { offsets: Vec<i32>, data: Vec<u8>, max_chars: Option<u32> },
-    Binary { offsets: Vec<i32>, data: Vec<u8> },
-    List { offsets: Vec<i32>, child: Box<Builder> },
+    Utf8 {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+        max_chars: Option<u32>,
+    },
+    Binary {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+    List {
+        offsets: Vec<i32>,
+        child: Box<Builder>,
+    },
     Struct(Box<FieldSet>),
-    Map { offsets: Vec<i32>, keys: Box<Builder>, values: Box<Builder> },
+    Map {
+        offsets: Vec<i32>,
+        keys: Box<Builder>,
+        values: Box<Builder>,
+    },
 }
 
 /// One column (or nested field) being built.
@@ -212,37 +234,55 @@ fn offset(len: usize) -> R<i32> {
 impl Builder {
     fn new(ty: &ColumnType, opts: &Opts) -> Builder {
         let values = match ty {
-            ColumnType::String => Values::Utf8 { offsets: vec![0], data: Vec::new(), max_chars: None },
-            ColumnType::Char(n) | ColumnType::Varchar(n) => {
-                Values::Utf8 { offsets: vec![0], data: Vec::new(), max_chars: Some(*n) }
-            }
+            ColumnType::String => Values::Utf8 {
+                offsets: vec![0],
+                data: Vec::new(),
+                max_chars: None,
+            },
+            ColumnType::Char(n) | ColumnType::Varchar(n) => Values::Utf8 {
+                offsets: vec![0],
+                data: Vec::new(),
+                max_chars: Some(*n),
+            },
             ColumnType::TinyInt => Values::I8(Vec::new()),
             ColumnType::SmallInt => Values::I16(Vec::new()),
             ColumnType::Int => Values::I32(Vec::new()),
             ColumnType::BigInt => Values::I64(Vec::new()),
             ColumnType::Float => Values::F32(Vec::new()),
             ColumnType::Double => Values::F64(Vec::new()),
-            ColumnType::Decimal { precision, scale } => {
-                Values::Decimal { values: Vec::new(), precision: *precision, scale: *scale }
-            }
+            ColumnType::Decimal { precision, scale } => Values::Decimal {
+                values: Vec::new(),
+                precision: *precision,
+                scale: *scale,
+            },
             ColumnType::Boolean => Values::Bool(Vec::new()),
             ColumnType::Date => Values::Date(Vec::new()),
             ColumnType::Timestamp => Values::Timestamp(Vec::new()),
-            ColumnType::Binary => Values::Binary { offsets: vec![0], data: Vec::new() },
-            ColumnType::Array(element) => {
-                Values::List { offsets: vec![0], child: Box::new(Builder::new(element, opts)) }
-            }
+            ColumnType::Binary => Values::Binary {
+                offsets: vec![0],
+                data: Vec::new(),
+            },
+            ColumnType::Array(element) => Values::List {
+                offsets: vec![0],
+                child: Box::new(Builder::new(element, opts)),
+            },
             ColumnType::Map(key, value) => Values::Map {
                 offsets: vec![0],
                 keys: Box::new(Builder::new(key, opts)),
                 values: Box::new(Builder::new(value, opts)),
             },
             ColumnType::Struct(fields) => Values::Struct(Box::new(FieldSet::new(
-                fields.iter().map(|f| (f.name.as_str(), f.name.as_str(), &f.ty)),
+                fields
+                    .iter()
+                    .map(|f| (f.name.as_str(), f.name.as_str(), &f.ty)),
                 opts,
             ))),
         };
-        Builder { valid: Vec::new(), values, data_type: ty.arrow_type() }
+        Builder {
+            valid: Vec::new(),
+            values,
+            data_type: ty.arrow_type(),
+        }
     }
 
     #[inline]
@@ -275,7 +315,11 @@ impl Builder {
                 offsets.truncate(n + 1);
                 child.truncate(offsets[n] as usize);
             }
-            Values::Map { offsets, keys, values } => {
+            Values::Map {
+                offsets,
+                keys,
+                values,
+            } => {
                 offsets.truncate(n + 1);
                 keys.truncate(offsets[n] as usize);
                 values.truncate(offsets[n] as usize);
@@ -322,7 +366,11 @@ impl Builder {
             return Ok(());
         }
         match &mut self.values {
-            Values::Utf8 { offsets, data, max_chars } => {
+            Values::Utf8 {
+                offsets,
+                data,
+                max_chars,
+            } => {
                 let start = data.len();
                 match first {
                     b'"' => {
@@ -330,14 +378,19 @@ impl Builder {
                         p.string_into(data)?;
                     }
                     b'-' | b'0'..=b'9' => data.extend_from_slice(p.number()?),
-                    b't' | b'f' => data.extend_from_slice(if p.boolean()? { b"true" } else { b"false" }),
+                    b't' | b'f' => {
+                        data.extend_from_slice(if p.boolean()? { b"true" } else { b"false" })
+                    }
                     b'{' | b'[' if o.openx => {
                         let begin = p.pos;
                         p.skip_value(depth)?;
                         data.extend_from_slice(&p.s[begin..p.pos]);
                     }
                     b'{' | b'[' => {
-                        return fail(codes::TYPE_MISMATCH, "expected a string, found a JSON object or array");
+                        return fail(
+                            codes::TYPE_MISMATCH,
+                            "expected a string, found a JSON object or array",
+                        );
                     }
                     _ => return Err(p.syntax()),
                 }
@@ -346,20 +399,35 @@ impl Builder {
                 }
                 offsets.push(offset(data.len())?);
             }
-            Values::I64(v) => v.push(int_value(p, o, first, i64::MIN as i128, i64::MAX as i128)? as i64),
-            Values::I32(v) => v.push(int_value(p, o, first, i32::MIN as i128, i32::MAX as i128)? as i32),
-            Values::I16(v) => v.push(int_value(p, o, first, i16::MIN as i128, i16::MAX as i128)? as i16),
-            Values::I8(v) => v.push(int_value(p, o, first, i8::MIN as i128, i8::MAX as i128)? as i8),
+            Values::I64(v) => {
+                v.push(int_value(p, o, first, i64::MIN as i128, i64::MAX as i128)? as i64)
+            }
+            Values::I32(v) => {
+                v.push(int_value(p, o, first, i32::MIN as i128, i32::MAX as i128)? as i32)
+            }
+            Values::I16(v) => {
+                v.push(int_value(p, o, first, i16::MIN as i128, i16::MAX as i128)? as i16)
+            }
+            Values::I8(v) => {
+                v.push(int_value(p, o, first, i8::MIN as i128, i8::MAX as i128)? as i8)
+            }
             Values::F64(v) => v.push(float_value(p, o, first)?),
             Values::F32(v) => {
                 let x = float_value(p, o, first)?;
                 let y = x as f32;
                 if y.is_infinite() && x.is_finite() {
-                    return fail(codes::OUT_OF_RANGE, format!("{x} is out of range for float"));
+                    return fail(
+                        codes::OUT_OF_RANGE,
+                        format!("{x} is out of range for float"),
+                    );
                 }
                 v.push(y);
             }
-            Values::Decimal { values, precision, scale } => {
+            Values::Decimal {
+                values,
+                precision,
+                scale,
+            } => {
                 let (precision, scale) = (*precision, *scale);
                 let text = scalar_text(p, o, first, "a decimal number")?;
                 values.push(parse_decimal(&text, precision, scale)?);
@@ -373,7 +441,10 @@ impl Builder {
                     } else if text.eq_ignore_ascii_case(b"false") {
                         false
                     } else {
-                        return fail(codes::INVALID_VALUE, format!("{} is not a boolean", quote(&text)));
+                        return fail(
+                            codes::INVALID_VALUE,
+                            format!("{} is not a boolean", quote(&text)),
+                        );
                     }
                 }
                 _ => return mismatch(p, first, "a boolean"),
@@ -405,7 +476,10 @@ impl Builder {
                 }
                 let text = p.string_slice()?;
                 let start = data.len();
-                if base64::engine::general_purpose::STANDARD.decode_vec(text, data).is_err() {
+                if base64::engine::general_purpose::STANDARD
+                    .decode_vec(text, data)
+                    .is_err()
+                {
                     data.truncate(start);
                     return fail(codes::INVALID_VALUE, "binary value is not valid base64");
                 }
@@ -437,7 +511,11 @@ impl Builder {
                 }
                 offsets.push(offset(child.len())?);
             }
-            Values::Map { offsets, keys, values } => {
+            Values::Map {
+                offsets,
+                keys,
+                values,
+            } => {
                 if first != b'{' {
                     return mismatch(p, first, "a JSON object (map)");
                 }
@@ -490,7 +568,11 @@ impl Builder {
     /// other primitives parsed from the text whatever the deserializer.
     fn push_text(&mut self, text: &[u8], o: &Opts) -> R<()> {
         match &mut self.values {
-            Values::Utf8 { offsets, data, max_chars } => {
+            Values::Utf8 {
+                offsets,
+                data,
+                max_chars,
+            } => {
                 let start = data.len();
                 data.extend_from_slice(text);
                 if let Some(max) = *max_chars {
@@ -498,21 +580,32 @@ impl Builder {
                 }
                 offsets.push(offset(data.len())?);
             }
-            Values::I64(v) => v.push(int_from_text(text, i64::MIN as i128, i64::MAX as i128)? as i64),
-            Values::I32(v) => v.push(int_from_text(text, i32::MIN as i128, i32::MAX as i128)? as i32),
-            Values::I16(v) => v.push(int_from_text(text, i16::MIN as i128, i16::MAX as i128)? as i16),
+            Values::I64(v) => {
+                v.push(int_from_text(text, i64::MIN as i128, i64::MAX as i128)? as i64)
+            }
+            Values::I32(v) => {
+                v.push(int_from_text(text, i32::MIN as i128, i32::MAX as i128)? as i32)
+            }
+            Values::I16(v) => {
+                v.push(int_from_text(text, i16::MIN as i128, i16::MAX as i128)? as i16)
+            }
             Values::I8(v) => v.push(int_from_text(text, i8::MIN as i128, i8::MAX as i128)? as i8),
             Values::F64(v) => v.push(float_from_text(text)?),
             Values::F32(v) => v.push(float_from_text(text)? as f32),
-            Values::Decimal { values, precision, scale } => {
-                values.push(parse_decimal(text, *precision, *scale)?)
-            }
+            Values::Decimal {
+                values,
+                precision,
+                scale,
+            } => values.push(parse_decimal(text, *precision, *scale)?),
             Values::Bool(v) => v.push(if text.eq_ignore_ascii_case(b"true") {
                 true
             } else if text.eq_ignore_ascii_case(b"false") {
                 false
             } else {
-                return fail(codes::INVALID_VALUE, format!("{} is not a boolean", quote(text)));
+                return fail(
+                    codes::INVALID_VALUE,
+                    format!("{} is not a boolean", quote(text)),
+                );
             }),
             Values::Date(v) => v.push(parse_date(text)?),
             Values::Timestamp(v) => v.push(timestamp_from_text(text, o)?),
@@ -536,7 +629,11 @@ impl Builder {
     /// constructors cannot fail; a failure would be a bug in this module.
     fn finish(&mut self) -> ArrayRef {
         let valid = std::mem::take(&mut self.valid);
-        let nulls = if valid.iter().all(|&v| v) { None } else { Some(NullBuffer::from(valid)) };
+        let nulls = if valid.iter().all(|&v| v) {
+            None
+        } else {
+            Some(NullBuffer::from(valid))
+        };
         fn prim<T: arrow_array::ArrowPrimitiveType>(
             v: &mut Vec<T::Native>,
             nulls: Option<NullBuffer>,
@@ -557,7 +654,11 @@ impl Builder {
             Values::F64(v) => Arc::new(prim::<Float64Type>(v, nulls)),
             Values::Date(v) => Arc::new(prim::<Date32Type>(v, nulls)),
             Values::Timestamp(v) => Arc::new(prim::<TimestampMillisecondType>(v, nulls)),
-            Values::Decimal { values, precision, scale } => Arc::new(
+            Values::Decimal {
+                values,
+                precision,
+                scale,
+            } => Arc::new(
                 prim::<Decimal128Type>(values, nulls)
                     .with_precision_and_scale(*precision, *scale as i8)
                     .expect("decimal precision and scale were validated with the schema"),
@@ -573,13 +674,21 @@ impl Builder {
                 nulls,
             )),
             Values::List { offsets, child } => {
-                let DataType::List(field) = &self.data_type else { unreachable!("list type") };
+                let DataType::List(field) = &self.data_type else {
+                    unreachable!("list type")
+                };
                 let field = Arc::clone(field);
                 let values = child.finish();
                 Arc::new(ListArray::new(field, offsets_of(offsets), values, nulls))
             }
-            Values::Map { offsets, keys, values } => {
-                let DataType::Map(entries, _) = &self.data_type else { unreachable!("map type") };
+            Values::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                let DataType::Map(entries, _) = &self.data_type else {
+                    unreachable!("map type")
+                };
                 let DataType::Struct(entry_fields) = entries.data_type() else {
                     unreachable!("map entries are a struct")
                 };
@@ -619,7 +728,11 @@ impl Builder {
                     offsets.len() * 4 + data.len()
                 }
                 Values::List { offsets, child } => offsets.len() * 4 + child.bytes(),
-                Values::Map { offsets, keys, values } => offsets.len() * 4 + keys.bytes() + values.bytes(),
+                Values::Map {
+                    offsets,
+                    keys,
+                    values,
+                } => offsets.len() * 4 + keys.bytes() + values.bytes(),
                 Values::Struct(f) => f.builders.iter().map(Builder::bytes).sum(),
             }
     }
@@ -627,7 +740,10 @@ impl Builder {
 
 impl FieldSet {
     /// `entries` are (name, JSON key, type).
-    fn new<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a ColumnType)>, o: &Opts) -> FieldSet {
+    fn new<'a>(
+        entries: impl Iterator<Item = (&'a str, &'a str, &'a ColumnType)>,
+        o: &Opts,
+    ) -> FieldSet {
         let mut set = FieldSet {
             builders: Vec::new(),
             keys: Vec::new(),
@@ -757,7 +873,11 @@ fn key_eq(want: &[u8], key: &[u8], o: &Opts) -> bool {
     }
     want.iter().zip(key).all(|(&w, &k)| {
         let k = if o.dots && k == b'.' { b'_' } else { k };
-        let k = if o.case_insensitive { k.to_ascii_lowercase() } else { k };
+        let k = if o.case_insensitive {
+            k.to_ascii_lowercase()
+        } else {
+            k
+        };
         w == k
     })
 }
@@ -806,12 +926,20 @@ fn mismatch<T>(p: &Parser<'_>, first: u8, want: &str) -> R<T> {
     if !matches!(first, b'"' | b'{' | b'[' | b't' | b'f' | b'-' | b'0'..=b'9') {
         return Err(p.syntax());
     }
-    fail(codes::TYPE_MISMATCH, format!("expected {want}, found {}", json_kind(first)))
+    fail(
+        codes::TYPE_MISMATCH,
+        format!("expected {want}, found {}", json_kind(first)),
+    )
 }
 
 /// The text of a scalar for numeric columns: a JSON number, or for OpenX
 /// the contents of a JSON string.
-fn scalar_text<'a>(p: &mut Parser<'a>, o: &Opts, first: u8, want: &str) -> R<std::borrow::Cow<'a, [u8]>> {
+fn scalar_text<'a>(
+    p: &mut Parser<'a>,
+    o: &Opts,
+    first: u8,
+    want: &str,
+) -> R<std::borrow::Cow<'a, [u8]>> {
     match first {
         b'-' | b'0'..=b'9' => Ok(std::borrow::Cow::Borrowed(p.number()?)),
         b'"' if o.openx => p.string_slice(),
@@ -841,7 +969,11 @@ fn int_from_text(text: &[u8], min: i128, max: i128) -> R<i128> {
     };
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return fail(
-            if looks_numeric(text) { codes::TYPE_MISMATCH } else { codes::INVALID_VALUE },
+            if looks_numeric(text) {
+                codes::TYPE_MISMATCH
+            } else {
+                codes::INVALID_VALUE
+            },
             format!("{} is not an integer", quote(text)),
         );
     }
@@ -849,18 +981,27 @@ fn int_from_text(text: &[u8], min: i128, max: i128) -> R<i128> {
     for &d in digits {
         acc = acc * 10 + i128::from(d - b'0');
         if acc > max + 1 {
-            return fail(codes::OUT_OF_RANGE, format!("{} is out of range", quote(text)));
+            return fail(
+                codes::OUT_OF_RANGE,
+                format!("{} is out of range", quote(text)),
+            );
         }
     }
     let v = if neg { -acc } else { acc };
     if v < min || v > max {
-        return fail(codes::OUT_OF_RANGE, format!("{} is out of range", quote(text)));
+        return fail(
+            codes::OUT_OF_RANGE,
+            format!("{} is out of range", quote(text)),
+        );
     }
     Ok(v)
 }
 
 fn looks_numeric(text: &[u8]) -> bool {
-    !text.is_empty() && text.iter().all(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+    !text.is_empty()
+        && text
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
 }
 
 fn float_value(p: &mut Parser<'_>, o: &Opts, first: u8) -> R<f64> {
@@ -886,18 +1027,27 @@ fn float_from_text(text: &[u8]) -> R<f64> {
         _ => None,
     });
     match parsed {
-        Some(x) if x.is_infinite() && looks_numeric(text) => {
-            fail(codes::OUT_OF_RANGE, format!("{} is out of range for double", quote(text)))
-        }
+        Some(x) if x.is_infinite() && looks_numeric(text) => fail(
+            codes::OUT_OF_RANGE,
+            format!("{} is out of range for double", quote(text)),
+        ),
         Some(x) => Ok(x),
-        None => fail(codes::INVALID_VALUE, format!("{} is not a number", quote(text))),
+        None => fail(
+            codes::INVALID_VALUE,
+            format!("{} is not a number", quote(text)),
+        ),
     }
 }
 
 /// Parses a decimal literal (`-12.345e2`) into an unscaled `i128` at
 /// `scale`, rounding extra fraction digits half-up (away from zero).
 fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
-    let bad = || fail(codes::INVALID_VALUE, format!("{} is not a decimal number", quote(text)));
+    let bad = || {
+        fail(
+            codes::INVALID_VALUE,
+            format!("{} is not a decimal number", quote(text)),
+        )
+    };
     let t = text.trim_ascii();
     let (neg, rest) = match t.first() {
         Some(b'-') => (true, &t[1..]),
@@ -926,7 +1076,12 @@ fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
     let dot = mantissa.iter().position(|&c| c == b'.');
     let int_len = dot.unwrap_or(mantissa.len()) as i64;
     let digit_count = mantissa.len() - usize::from(dot.is_some());
-    if digit_count == 0 || !mantissa.iter().enumerate().all(|(i, c)| c.is_ascii_digit() || Some(i) == dot) {
+    if digit_count == 0
+        || !mantissa
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || Some(i) == dot)
+    {
         return bad();
     }
     // Digits at indices < keep are at or above 10^-scale.
@@ -1010,7 +1165,8 @@ impl Text<'_> {
     fn digits(&mut self, min: usize, max: usize) -> Option<i64> {
         let start = self.pos;
         let mut v: i64 = 0;
-        while self.pos < self.s.len() && self.pos - start < max && self.s[self.pos].is_ascii_digit() {
+        while self.pos < self.s.len() && self.pos - start < max && self.s[self.pos].is_ascii_digit()
+        {
             v = v * 10 + i64::from(self.s[self.pos] - b'0');
             self.pos += 1;
         }
@@ -1087,7 +1243,12 @@ fn parse_date(text: &[u8]) -> R<i32> {
         Some(days_from_civil(y, mo as u32, d as u32) as i32)
     })();
     parsed.map_or_else(
-        || fail(codes::INVALID_TIMESTAMP, format!("{} is not a date (yyyy-MM-dd)", quote(text))),
+        || {
+            fail(
+                codes::INVALID_TIMESTAMP,
+                format!("{} is not a date (yyyy-MM-dd)", quote(text)),
+            )
+        },
         Ok,
     )
 }
@@ -1113,7 +1274,11 @@ fn openx_number(text: &[u8]) -> Option<i64> {
 }
 
 fn timestamp_from_number(text: &[u8], o: &Opts) -> R<i64> {
-    let parsed = if o.openx { openx_number(text) } else { hive_timestamp(text, o) };
+    let parsed = if o.openx {
+        openx_number(text)
+    } else {
+        hive_timestamp(text, o)
+    };
     parsed.map_or_else(|| bad_timestamp(text, o), Ok)
 }
 
@@ -1134,7 +1299,10 @@ fn bad_timestamp<T>(text: &[u8], o: &Opts) -> R<T> {
     } else {
         "one of TimestampFormats or yyyy-[M]M-[d]d HH:mm:ss[.S]"
     };
-    fail(codes::INVALID_TIMESTAMP, format!("{} is not a timestamp ({forms})", quote(text)))
+    fail(
+        codes::INVALID_TIMESTAMP,
+        format!("{} is not a timestamp ({forms})", quote(text)),
+    )
 }
 
 fn hive_timestamp(text: &[u8], o: &Opts) -> Option<i64> {
@@ -1178,7 +1346,10 @@ enum Joda {
 
 impl Joda {
     fn numeric(&self) -> bool {
-        !matches!(self, Joda::Literal(_) | Joda::AmPm | Joda::Zone | Joda::MonthName(_))
+        !matches!(
+            self,
+            Joda::Literal(_) | Joda::AmPm | Joda::Zone | Joda::MonthName(_)
+        )
     }
 }
 
@@ -1241,8 +1412,10 @@ fn compile_joda(pattern: &str) -> Result<Vec<Joda>, String> {
 }
 
 fn parse_joda(tokens: &[Joda], text: &[u8]) -> Option<i64> {
-    const MONTHS: [&[u8]; 12] =
-        [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
+    const MONTHS: [&[u8]; 12] = [
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec",
+    ];
     let mut t = Text { s: text, pos: 0 };
     let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut ms) = (1970, 1, 1, 0, 0, 0, 0);
     let mut pm: Option<bool> = None;
@@ -1395,11 +1568,22 @@ impl<'a> Parser<'a> {
         let msg = match self.s.get(pos) {
             None => "invalid JSON: unexpected end of input".to_owned(),
             Some(&c) if c.is_ascii_graphic() => {
-                format!("invalid JSON: unexpected `{}` at byte {}", c as char, pos + 1)
+                format!(
+                    "invalid JSON: unexpected `{}` at byte {}",
+                    c as char,
+                    pos + 1
+                )
             }
-            Some(&c) => format!("invalid JSON: unexpected byte 0x{c:02x} at byte {}", pos + 1),
+            Some(&c) => format!(
+                "invalid JSON: unexpected byte 0x{c:02x} at byte {}",
+                pos + 1
+            ),
         };
-        Fail { code: codes::MALFORMED, msg, path: Vec::new() }
+        Fail {
+            code: codes::MALFORMED,
+            msg,
+            path: Vec::new(),
+        }
     }
 
     fn literal(&mut self, lit: &[u8]) -> R<()> {
@@ -1493,7 +1677,10 @@ impl<'a> Parser<'a> {
     fn control(&self, i: usize) -> Fail {
         Fail {
             code: codes::MALFORMED,
-            msg: format!("invalid JSON: control character in a string at byte {}", i + 1),
+            msg: format!(
+                "invalid JSON: control character in a string at byte {}",
+                i + 1
+            ),
             path: Vec::new(),
         }
     }
@@ -1676,7 +1863,12 @@ fn unescape_one(s: &[u8], i: usize, out: &mut Vec<u8>) -> R<usize> {
             out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
             return Ok(next);
         }
-        _ => return fail(codes::MALFORMED, format!("invalid JSON: bad escape at byte {}", i + 1)),
+        _ => {
+            return fail(
+                codes::MALFORMED,
+                format!("invalid JSON: bad escape at byte {}", i + 1),
+            );
+        }
     };
     out.push(c);
     Ok(i + 2)
@@ -1712,7 +1904,10 @@ impl RecordBatchBuilder {
     /// [`ConvertError::Deserializer`] for an option that cannot work (a bad
     /// Joda pattern, a mapping for an unknown column, a Hive column name with
     /// a dot).
-    pub fn new(schema: &Schema, deserializer: &Deserializer) -> Result<RecordBatchBuilder, ConvertError> {
+    pub fn new(
+        schema: &Schema,
+        deserializer: &Deserializer,
+    ) -> Result<RecordBatchBuilder, ConvertError> {
         schema.validate()?;
         let opts = match deserializer {
             Deserializer::OpenX {
@@ -1721,7 +1916,11 @@ impl RecordBatchBuilder {
                 convert_dots_in_json_keys_to_underscores,
             } => {
                 for column in column_to_json_key_mappings.keys() {
-                    if !schema.columns.iter().any(|c| c.name.eq_ignore_ascii_case(column)) {
+                    if !schema
+                        .columns
+                        .iter()
+                        .any(|c| c.name.eq_ignore_ascii_case(column))
+                    {
                         return Err(ConvertError::Deserializer(format!(
                             "ColumnToJsonKeyMappings names column `{column}`, which is not in the schema"
                         )));
@@ -1753,11 +1952,19 @@ impl RecordBatchBuilder {
                         }
                     })
                     .collect::<Result<_, _>>()?;
-                Opts { openx: false, case_insensitive: true, dots: false, hive_formats }
+                Opts {
+                    openx: false,
+                    case_insensitive: true,
+                    dots: false,
+                    hive_formats,
+                }
             }
         };
         let mappings = match deserializer {
-            Deserializer::OpenX { column_to_json_key_mappings, .. } => Some(column_to_json_key_mappings),
+            Deserializer::OpenX {
+                column_to_json_key_mappings,
+                ..
+            } => Some(column_to_json_key_mappings),
             Deserializer::Hive { .. } => None,
         };
         let top = FieldSet::new(
@@ -1769,7 +1976,11 @@ impl RecordBatchBuilder {
             }),
             &opts,
         );
-        Ok(RecordBatchBuilder { schema: arrow_schema(schema), top, opts })
+        Ok(RecordBatchBuilder {
+            schema: arrow_schema(schema),
+            top,
+            opts,
+        })
     }
 
     /// The Arrow schema of the batches ([`arrow_schema`] of the schema).
@@ -1801,14 +2012,23 @@ impl RecordBatchBuilder {
                     }
                     format!("column `{path}`: {}", fail.msg)
                 };
-                Err(RecordError { code: fail.code, message })
+                Err(RecordError {
+                    code: fail.code,
+                    message,
+                })
             }
         }
     }
 
     fn append_rows(&mut self, record: &[u8]) -> R<()> {
         if let Err(e) = std::str::from_utf8(record) {
-            return fail(codes::MALFORMED, format!("record is not valid UTF-8 (at byte {})", e.valid_up_to() + 1));
+            return fail(
+                codes::MALFORMED,
+                format!(
+                    "record is not valid UTF-8 (at byte {})",
+                    e.valid_up_to() + 1
+                ),
+            );
         }
         let mut p = Parser { s: record, pos: 0 };
         let mut rows = 0;
@@ -1828,8 +2048,13 @@ impl RecordBatchBuilder {
                         b'f' => rest.starts_with(b"false"),
                         _ => true,
                     };
-                    return if scalar && matches!(c, b'"' | b'[' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') {
-                        fail(codes::MALFORMED, format!("record is {}, not a JSON object", json_kind_or_null(c)))
+                    return if scalar
+                        && matches!(c, b'"' | b'[' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9')
+                    {
+                        fail(
+                            codes::MALFORMED,
+                            format!("record is {}, not a JSON object", json_kind_or_null(c)),
+                        )
                     } else {
                         Err(p.syntax())
                     };
@@ -1877,5 +2102,6 @@ mod tests;
 
 /// Whether `text` is an OpenX timestamp string (for schema discovery).
 pub(crate) fn is_timestamp_text(text: &[u8]) -> bool {
-    parse_datetime(text, b'T', false, b"Z").is_some() || parse_datetime(text, b' ', true, b"").is_some()
+    parse_datetime(text, b'T', false, b"Z").is_some()
+        || parse_datetime(text, b' ', true, b"").is_some()
 }

@@ -132,7 +132,11 @@ pub(crate) struct BatchingEncoder<B> {
 
 impl<B> BatchingEncoder<B> {
     pub(crate) fn new(builder: RecordBatchBuilder, writer: B) -> Self {
-        BatchingEncoder { builder, writer, batch_bytes: 0 }
+        BatchingEncoder {
+            builder,
+            writer,
+            batch_bytes: 0,
+        }
     }
 }
 
@@ -168,7 +172,10 @@ impl<W, B: BatchWriter<W>> Encoder<W> for BatchingEncoder<B> {
 
 impl From<RecordError> for EncodeError {
     fn from(e: RecordError) -> EncodeError {
-        EncodeError::Record { code: e.code, message: e.message }
+        EncodeError::Record {
+            code: e.code,
+            message: e.message,
+        }
     }
 }
 
@@ -191,7 +198,11 @@ pub fn error_document(raw: &[u8], arrival_ms: i64, code: &str, message: &str) ->
     out.extend_from_slice(b",\"attemptEndingTimestamp\":");
     out.extend_from_slice(now_ms.to_string().as_bytes());
     out.extend_from_slice(b",\"rawData\":\"");
-    out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(raw).as_bytes());
+    out.extend_from_slice(
+        base64::engine::general_purpose::STANDARD
+            .encode(raw)
+            .as_bytes(),
+    );
     out.extend_from_slice(b"\"}\n");
     out
 }
@@ -208,7 +219,12 @@ mod tests {
 
     #[test]
     fn error_document_shape() {
-        let doc = error_document(b"{\"a\":\"x\"}\xff", 1_700_000_000_123, codes::TYPE_MISMATCH, "column `a`: \"quoted\"\nline");
+        let doc = error_document(
+            b"{\"a\":\"x\"}\xff",
+            1_700_000_000_123,
+            codes::TYPE_MISMATCH,
+            "column `a`: \"quoted\"\nline",
+        );
         assert_eq!(doc.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
         assert_eq!(v["attemptsMade"], 1);
@@ -216,7 +232,9 @@ mod tests {
         assert_eq!(v["lastErrorCode"], codes::TYPE_MISMATCH);
         assert_eq!(v["lastErrorMessage"], "column `a`: \"quoted\"\nline");
         assert!(v["attemptEndingTimestamp"].as_i64().unwrap() > 1_700_000_000_000);
-        let raw = base64::engine::general_purpose::STANDARD.decode(v["rawData"].as_str().unwrap()).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v["rawData"].as_str().unwrap())
+            .unwrap();
         assert_eq!(raw, b"{\"a\":\"x\"}\xff");
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 6);
@@ -224,10 +242,17 @@ mod tests {
 
     #[test]
     fn record_errors_classify_as_data() {
-        let e: EncodeError = RecordError { code: codes::MALFORMED, message: "x".into() }.into();
+        let e: EncodeError = RecordError {
+            code: codes::MALFORMED,
+            message: "x".into(),
+        }
+        .into();
         assert!(!e.is_retriable());
         assert_eq!(e.fault(), Fault::Data);
         assert!(!ConvertError::Deserializer("x".into()).is_retriable());
-        assert_eq!(ConvertError::Deserializer("x".into()).fault(), Fault::Config);
+        assert_eq!(
+            ConvertError::Deserializer("x".into()).fault(),
+            Fault::Config
+        );
     }
 }

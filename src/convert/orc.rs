@@ -33,10 +33,10 @@
 //! compression), `orc/column.rs` (the column writer tree and statistics),
 //! `orc/proto.rs` (the protobuf messages of the file tail).
 
-use std::io::Write;
 use arrow_array::{Array, RecordBatch, StructArray};
 use arrow_schema::{DataType, SchemaRef};
 use prost::Message;
+use std::io::Write;
 
 use super::json::RecordBatchBuilder;
 use super::{BatchWriter, BatchingEncoder, ConvertError, Deserializer, Schema};
@@ -82,7 +82,9 @@ impl std::str::FromStr for OrcCompression {
             "ZLIB" => Ok(OrcCompression::Zlib),
             "SNAPPY" => Ok(OrcCompression::Snappy),
             "ZSTD" => Ok(OrcCompression::Zstd),
-            _ => Err(format!("unknown ORC compression `{s}` (NONE, ZLIB, SNAPPY or ZSTD)")),
+            _ => Err(format!(
+                "unknown ORC compression `{s}` (NONE, ZLIB, SNAPPY or ZSTD)"
+            )),
         }
     }
 }
@@ -163,7 +165,9 @@ impl OrcOptions {
     /// stripes and strides).
     fn validate_shape(&self) -> Result<(), OrcError> {
         if self.stripe_size_bytes == 0 {
-            return Err(OrcError::InvalidOption("stripe size must be positive".into()));
+            return Err(OrcError::InvalidOption(
+                "stripe size must be positive".into(),
+            ));
         }
         if !(4096..=stream::MAX_CHUNK).contains(&self.compression_block_size) {
             return Err(OrcError::InvalidOption(format!(
@@ -290,7 +294,11 @@ impl<W: Write> OrcWriter<W> {
             );
         }
         let mut types = Vec::new();
-        let root = Column::build(String::new(), &DataType::Struct(schema.fields().clone()), &mut types)?;
+        let root = Column::build(
+            String::new(),
+            &DataType::Struct(schema.fields().clone()),
+            &mut types,
+        )?;
         Ok(OrcWriter {
             out,
             offset: 0,
@@ -379,7 +387,11 @@ impl<W: Write> OrcWriter<W> {
                 take = take.min((self.stride - self.group_rows) as usize);
             }
             let rows = start..start + take;
-            self.root.write(&root as &dyn Array, std::slice::from_ref(&rows), &mut self.c)?;
+            self.root.write(
+                &root as &dyn Array,
+                std::slice::from_ref(&rows),
+                &mut self.c,
+            )?;
             start += take;
             self.stripe_rows += take as u64;
             self.group_rows += take as u64;
@@ -444,7 +456,8 @@ impl<W: Write> OrcWriter<W> {
             footer_length: Some(footer.len() as u64),
             number_of_rows: Some(self.stripe_rows),
         });
-        self.stripe_stats.push(proto::StripeStatistics { col_stats: s.stats });
+        self.stripe_stats
+            .push(proto::StripeStatistics { col_stats: s.stats });
         self.total_rows += self.stripe_rows;
         self.stripe_rows = 0;
         self.group_rows = 0;
@@ -463,7 +476,9 @@ impl<W: Write> OrcWriter<W> {
         self.flush_stripe()?;
         self.write_out(&[])?;
         let content_length = self.offset;
-        let metadata = proto::Metadata { stripe_stats: std::mem::take(&mut self.stripe_stats) };
+        let metadata = proto::Metadata {
+            stripe_stats: std::mem::take(&mut self.stripe_stats),
+        };
         let metadata = self.c.whole(&metadata.encode_to_vec())?;
         self.write_out(&metadata)?;
         let mut statistics = Vec::with_capacity(self.types.len());
@@ -514,9 +529,15 @@ pub fn orc<W: Write + Send + 'static>(
 ) -> Result<Box<dyn Encoder<W>>, ConvertError> {
     let builder = RecordBatchBuilder::new(schema, deserializer)?;
     let writer = OrcWriter::try_new(out, builder.schema(), options).map_err(|e| match e {
-        OrcError::InvalidOption(message) => ConvertError::Options { format: "ORC", message },
+        OrcError::InvalidOption(message) => ConvertError::Options {
+            format: "ORC",
+            message,
+        },
         OrcError::Io(io) => ConvertError::Io(io),
-        other => ConvertError::Unsupported { format: "ORC", message: other.to_string() },
+        other => ConvertError::Unsupported {
+            format: "ORC",
+            message: other.to_string(),
+        },
     })?;
     Ok(Box::new(BatchingEncoder::new(builder, writer)))
 }

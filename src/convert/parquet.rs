@@ -40,7 +40,9 @@ impl std::str::FromStr for ParquetCompression {
             "GZIP" => Ok(ParquetCompression::Gzip),
             "ZSTD" => Ok(ParquetCompression::Zstd),
             "UNCOMPRESSED" | "NONE" => Ok(ParquetCompression::Uncompressed),
-            _ => Err(format!("unknown Parquet compression `{s}` (SNAPPY, GZIP, ZSTD or UNCOMPRESSED)")),
+            _ => Err(format!(
+                "unknown Parquet compression `{s}` (SNAPPY, GZIP, ZSTD or UNCOMPRESSED)"
+            )),
         }
     }
 }
@@ -102,12 +104,23 @@ impl ParquetOptions {
     /// # Errors
     /// [`ConvertError::Options`] naming the option.
     pub fn validate(&self) -> Result<(), ConvertError> {
-        let bad = |message: String| Err(ConvertError::Options { format: "Parquet", message });
+        let bad = |message: String| {
+            Err(ConvertError::Options {
+                format: "Parquet",
+                message,
+            })
+        };
         if self.page_size_bytes < MIN_PAGE_SIZE_BYTES {
-            return bad(format!("page_size_bytes must be at least {MIN_PAGE_SIZE_BYTES}, got {}", self.page_size_bytes));
+            return bad(format!(
+                "page_size_bytes must be at least {MIN_PAGE_SIZE_BYTES}, got {}",
+                self.page_size_bytes
+            ));
         }
         if self.block_size_bytes < MIN_BLOCK_SIZE_BYTES {
-            return bad(format!("block_size_bytes must be at least {MIN_BLOCK_SIZE_BYTES}, got {}", self.block_size_bytes));
+            return bad(format!(
+                "block_size_bytes must be at least {MIN_BLOCK_SIZE_BYTES}, got {}",
+                self.block_size_bytes
+            ));
         }
         Ok(())
     }
@@ -154,7 +167,6 @@ impl ParquetOptions {
     }
 }
 
-
 pub(super) fn build<W: Write + Send + 'static>(
     out: W,
     schema: &Schema,
@@ -163,13 +175,23 @@ pub(super) fn build<W: Write + Send + 'static>(
 ) -> Result<Box<dyn Encoder<W>>, ConvertError> {
     options.validate()?;
     let builder = RecordBatchBuilder::new(schema, deserializer)?;
-    let writer = ArrowWriter::try_new(out, builder.schema(), Some(options.properties())).map_err(|e| match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => ConvertError::Io(*io),
-            Err(other) => ConvertError::Unsupported { format: "Parquet", message: other.to_string() },
+    let writer = ArrowWriter::try_new(out, builder.schema(), Some(options.properties())).map_err(
+        |e| match e {
+            parquet::errors::ParquetError::External(inner) => {
+                match inner.downcast::<std::io::Error>() {
+                    Ok(io) => ConvertError::Io(*io),
+                    Err(other) => ConvertError::Unsupported {
+                        format: "Parquet",
+                        message: other.to_string(),
+                    },
+                }
+            }
+            other => ConvertError::Unsupported {
+                format: "Parquet",
+                message: other.to_string(),
+            },
         },
-        other => ConvertError::Unsupported { format: "Parquet", message: other.to_string() },
-    })?;
+    )?;
     Ok(Box::new(BatchingEncoder::new(builder, writer)))
 }
 
@@ -177,10 +199,12 @@ fn write_error(e: parquet::errors::ParquetError) -> EncodeError {
     // With the schema checked at construction, what fails is the writer
     // underneath (disk full, S3 part upload): retriable with a fresh object.
     match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => EncodeError::Io(*io),
-            Err(other) => EncodeError::Io(std::io::Error::other(other)),
-        },
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => EncodeError::Io(*io),
+                Err(other) => EncodeError::Io(std::io::Error::other(other)),
+            }
+        }
         other => EncodeError::Io(std::io::Error::other(format!("Parquet writer: {other}"))),
     }
 }

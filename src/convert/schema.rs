@@ -149,7 +149,10 @@ impl ColumnType {
     /// # Errors
     /// [`SchemaError::InvalidType`] saying what was expected where.
     pub fn parse(column: &str, ty: &str) -> Result<ColumnType, SchemaError> {
-        let mut p = TypeParser { s: ty.as_bytes(), pos: 0 };
+        let mut p = TypeParser {
+            s: ty.as_bytes(),
+            pos: 0,
+        };
         let parsed = p.ty().and_then(|t| {
             p.ws();
             if p.pos < p.s.len() {
@@ -262,7 +265,11 @@ impl fmt::Display for ColumnType {
                     if i > 0 {
                         f.write_str(",")?;
                     }
-                    if field.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                    if field
+                        .name
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                    {
                         write!(f, "{}:{}", field.name, field.ty)?;
                     } else {
                         write!(f, "`{}`:{}", field.name, field.ty)?;
@@ -360,7 +367,11 @@ impl TypeParser<'_> {
                     return Err(self.err("length must be at least 1"));
                 }
                 self.expect(b')')?;
-                if word == "char" { ColumnType::Char(n) } else { ColumnType::Varchar(n) }
+                if word == "char" {
+                    ColumnType::Char(n)
+                } else {
+                    ColumnType::Varchar(n)
+                }
             }
             "tinyint" => ColumnType::TinyInt,
             "smallint" => ColumnType::SmallInt,
@@ -386,7 +397,10 @@ impl TypeParser<'_> {
                 if scale > precision {
                     return Err(self.err("decimal scale must not exceed its precision"));
                 }
-                ColumnType::Decimal { precision: precision as u8, scale: scale as u8 }
+                ColumnType::Decimal {
+                    precision: precision as u8,
+                    scale: scale as u8,
+                }
             }
             "array" => {
                 self.expect(b'<')?;
@@ -397,7 +411,10 @@ impl TypeParser<'_> {
             "map" => {
                 self.expect(b'<')?;
                 let key = self.ty()?;
-                if matches!(key, ColumnType::Array(_) | ColumnType::Map(..) | ColumnType::Struct(_)) {
+                if matches!(
+                    key,
+                    ColumnType::Array(_) | ColumnType::Map(..) | ColumnType::Struct(_)
+                ) {
                     return Err(self.err("map keys must be a primitive type"));
                 }
                 self.expect(b',')?;
@@ -441,10 +458,17 @@ impl Schema {
     /// # Errors
     /// [`SchemaError`] for a bad type (naming the column), duplicate names,
     /// or no columns.
-    pub fn parse<'a>(columns: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Schema, SchemaError> {
+    pub fn parse<'a>(
+        columns: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Schema, SchemaError> {
         let columns = columns
             .into_iter()
-            .map(|(name, ty)| Ok(Column { name: name.to_owned(), ty: ColumnType::parse(name, ty)? }))
+            .map(|(name, ty)| {
+                Ok(Column {
+                    name: name.to_owned(),
+                    ty: ColumnType::parse(name, ty)?,
+                })
+            })
             .collect::<Result<Vec<_>, SchemaError>>()?;
         let schema = Schema { columns };
         schema.validate()?;
@@ -532,7 +556,10 @@ impl Serialize for Schema {
         use serde::ser::SerializeSeq;
         let mut seq = s.serialize_seq(Some(self.columns.len()))?;
         for c in &self.columns {
-            seq.serialize_element(&ColumnForm { name: c.name.clone(), ty: c.ty.to_string() })?;
+            seq.serialize_element(&ColumnForm {
+                name: c.name.clone(),
+                ty: c.ty.to_string(),
+            })?;
         }
         seq.end()
     }
@@ -579,7 +606,10 @@ mod tests {
                 " Struct < a : INT , b : array< map<string ,decimal(10,2)> > >",
                 "struct<a:int,b:array<map<string,decimal(10,2)>>>",
             ),
-            ("map<int,array<array<struct<x:timestamp>>>>", "map<int,array<array<struct<x:timestamp>>>>"),
+            (
+                "map<int,array<array<struct<x:timestamp>>>>",
+                "map<int,array<array<struct<x:timestamp>>>>",
+            ),
         ] {
             let ty = t(text);
             assert_eq!(ty.to_string(), canonical, "{text}");
@@ -604,7 +634,10 @@ mod tests {
             ("", "expected a name"),
         ] {
             let err = ColumnType::parse("price", text).unwrap_err().to_string();
-            assert!(err.contains("column `price`") && err.contains(want), "{text}: {err}");
+            assert!(
+                err.contains("column `price`") && err.contains(want),
+                "{text}: {err}"
+            );
         }
     }
 
@@ -621,12 +654,21 @@ mod tests {
         let schema = Schema::from_toml(text).unwrap();
         assert_eq!(schema.columns.len(), 2);
         assert_eq!(Schema::from_toml(&schema.to_toml()).unwrap(), schema);
-        let config = "[destination.format]\n[[destination.format.schema]]\nname = \"x\"\ntype = \"int\"\n";
-        assert_eq!(Schema::from_toml(config).unwrap().columns[0].ty, ColumnType::Int);
-        let dup = "[[schema]]\nname = \"A\"\ntype = \"int\"\n[[schema]]\nname = \"a\"\ntype = \"int\"\n";
+        let config =
+            "[destination.format]\n[[destination.format.schema]]\nname = \"x\"\ntype = \"int\"\n";
+        assert_eq!(
+            Schema::from_toml(config).unwrap().columns[0].ty,
+            ColumnType::Int
+        );
+        let dup =
+            "[[schema]]\nname = \"A\"\ntype = \"int\"\n[[schema]]\nname = \"a\"\ntype = \"int\"\n";
         assert!(Schema::from_toml(dup).unwrap_err().contains("twice"));
         let bad = "[[schema]]\nname = \"when\"\ntype = \"timestmp\"\n";
-        assert!(Schema::from_toml(bad).unwrap_err().contains("column `when`"));
+        assert!(
+            Schema::from_toml(bad)
+                .unwrap_err()
+                .contains("column `when`")
+        );
         assert!(Schema::parse([("s", "struct<a:int,A:int>")]).is_err());
     }
 
@@ -639,8 +681,13 @@ mod tests {
         ])
         .unwrap();
         let a = arrow_schema(&s);
-        assert_eq!(a.field(0).data_type(), &DataType::Timestamp(TimeUnit::Millisecond, None));
-        assert!(matches!(a.field(1).data_type(), DataType::Map(f, false) if !matches!(f.data_type(), DataType::Struct(fs) if fs[0].is_nullable())));
+        assert_eq!(
+            a.field(0).data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, None)
+        );
+        assert!(
+            matches!(a.field(1).data_type(), DataType::Map(f, false) if !matches!(f.data_type(), DataType::Struct(fs) if fs[0].is_nullable()))
+        );
         assert_eq!(a.field(2).data_type(), &DataType::Decimal128(10, 2));
     }
 }

@@ -563,7 +563,9 @@ pub fn resolve_backup(prefix: Option<&str>) -> Result<Prefix, PrefixError> {
     if min > MAX_EVALUATED_CHARS {
         return Err(invalid(
             output.kind,
-            format!("it evaluates to at least {min} characters, more than the {MAX_EVALUATED_CHARS} allowed"),
+            format!(
+                "it evaluates to at least {min} characters, more than the {MAX_EVALUATED_CHARS} allowed"
+            ),
         ));
     }
     Ok(output)

@@ -93,8 +93,12 @@ impl Processors {
 
 /// Splits consecutive JSON objects; the slices keep no surrounding whitespace.
 fn split_json(data: &Bytes, out: &mut Vec<Bytes>) -> Result<(), Failure> {
-    let fail = |message: String| Failure { code: "RecordDeAggregation.InvalidJson", message };
-    let mut stream = serde_json::Deserializer::from_slice(data).into_iter::<serde::de::IgnoredAny>();
+    let fail = |message: String| Failure {
+        code: "RecordDeAggregation.InvalidJson",
+        message,
+    };
+    let mut stream =
+        serde_json::Deserializer::from_slice(data).into_iter::<serde::de::IgnoredAny>();
     let mut end = 0;
     while let Some(item) = stream.next() {
         item.map_err(|e| fail(format!("not a sequence of JSON objects: {e}")))?;
@@ -104,7 +108,9 @@ fn split_json(data: &Bytes, out: &mut Vec<Bytes>) -> Result<(), Failure> {
             .map_or(end, |p| end + p);
         end = stream.byte_offset();
         if data[start] != b'{' {
-            return Err(fail(format!("sub-record at byte {start} is not a JSON object")));
+            return Err(fail(format!(
+                "sub-record at byte {start} is not a JSON object"
+            )));
         }
         out.push(data.slice(start..end));
     }
@@ -157,15 +163,24 @@ mod tests {
 
     #[test]
     fn no_processors_pass_the_record_through() {
-        assert_eq!(run(&Processors::default(), b"abc").unwrap(), vec![b"abc".to_vec()]);
+        assert_eq!(
+            run(&Processors::default(), b"abc").unwrap(),
+            vec![b"abc".to_vec()]
+        );
     }
 
     #[test]
     fn json_deaggregation_splits_concatenated_and_newline_separated_objects() {
-        let p = Processors { deaggregation: Some(Deaggregation::Json) };
+        let p = Processors {
+            deaggregation: Some(Deaggregation::Json),
+        };
         assert_eq!(
             run(&p, b"{\"a\":1}{\"a\":2}\n {\"b\":{\"c\":[1,2]}}\n").unwrap(),
-            vec![b"{\"a\":1}".to_vec(), b"{\"a\":2}".to_vec(), b"{\"b\":{\"c\":[1,2]}}".to_vec()]
+            vec![
+                b"{\"a\":1}".to_vec(),
+                b"{\"a\":2}".to_vec(),
+                b"{\"b\":{\"c\":[1,2]}}".to_vec()
+            ]
         );
         let err = run(&p, b"[{\"a\":1},{\"a\":2}]").unwrap_err();
         assert_eq!(err.code, "RecordDeAggregation.InvalidJson");
@@ -175,14 +190,24 @@ mod tests {
 
     #[test]
     fn delimited_deaggregation_splits_and_drops_empty_pieces() {
-        let p = Processors { deaggregation: Some(Deaggregation::Delimited(b"####".to_vec())) };
-        assert_eq!(run(&p, b"a####bb########c####").unwrap(), vec![b"a".to_vec(), b"bb".to_vec(), b"c".to_vec()]);
-        assert_eq!(run(&p, b"no delimiter").unwrap(), vec![b"no delimiter".to_vec()]);
+        let p = Processors {
+            deaggregation: Some(Deaggregation::Delimited(b"####".to_vec())),
+        };
+        assert_eq!(
+            run(&p, b"a####bb########c####").unwrap(),
+            vec![b"a".to_vec(), b"bb".to_vec(), b"c".to_vec()]
+        );
+        assert_eq!(
+            run(&p, b"no delimiter").unwrap(),
+            vec![b"no delimiter".to_vec()]
+        );
     }
 
     #[test]
     fn too_many_sub_records_fail_the_record_and_append_nothing() {
-        let p = Processors { deaggregation: Some(Deaggregation::Delimited(b",".to_vec())) };
+        let p = Processors {
+            deaggregation: Some(Deaggregation::Delimited(b",".to_vec())),
+        };
         let data = Bytes::from(b"x,".repeat(MAX_SUB_RECORDS + 1));
         let mut out = vec![Bytes::from_static(b"earlier")];
         let err = p.apply(&data, &mut out).unwrap_err();
@@ -192,7 +217,14 @@ mod tests {
 
     #[test]
     fn error_document_has_firehose_fields() {
-        let doc = error_document(b"\x00raw", 1700, &Failure { code: "C", message: "m".into() });
+        let doc = error_document(
+            b"\x00raw",
+            1700,
+            &Failure {
+                code: "C",
+                message: "m".into(),
+            },
+        );
         let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
         assert_eq!(v["errorCode"], "C");
         assert_eq!(v["errorMessage"], "m");

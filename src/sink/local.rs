@@ -30,13 +30,19 @@ impl LocalSink {
     /// When the directories cannot be created.
     pub fn new(root: &Path, stream: &str) -> Result<Self, SinkError> {
         let staging = root.join(STAGING_DIR).join(stream);
-        fs::create_dir_all(&staging).map_err(|e| SinkError::io(staging.display().to_string(), e))?;
-        Ok(LocalSink { root: root.to_owned(), staging })
+        fs::create_dir_all(&staging)
+            .map_err(|e| SinkError::io(staging.display().to_string(), e))?;
+        Ok(LocalSink {
+            root: root.to_owned(),
+            staging,
+        })
     }
 
     fn complete_blocking(&self, staged: &StagedObject) -> Result<(), SinkError> {
         let StagedHandle::LocalFile { temp } = &staged.handle else {
-            return Err(SinkError::Foreign { key: staged.key.clone() });
+            return Err(SinkError::Foreign {
+                key: staged.key.clone(),
+            });
         };
         let temp_path = self.staging.join(temp);
         let final_path = self.root.join(&staged.key);
@@ -47,7 +53,9 @@ impl LocalSink {
             Ok(()) => {}
             // Already completed by an earlier attempt (recovery repeats completions).
             Err(e) if e.kind() == io::ErrorKind::NotFound && final_path.exists() => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SinkError::Vanished { key: key() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SinkError::Vanished { key: key() });
+            }
             Err(e) => return Err(SinkError::io(key(), e)),
         }
         sync_dir(&parent).map_err(|e| SinkError::io(key(), e))?;
@@ -56,7 +64,10 @@ impl LocalSink {
 }
 
 impl ObjectSink for LocalSink {
-    fn stage<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>> {
+    fn stage<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>> {
         Box::pin(async move {
             let name = format!("{}.tmp", uuid::Uuid::new_v4());
             let path = self.staging.join(&name);
@@ -65,7 +76,10 @@ impl ObjectSink for LocalSink {
                 file: BufWriter::with_capacity(256 * 1024, file),
                 path,
                 staging: self.staging.clone(),
-                object: StagedObject { key: key.to_owned(), handle: StagedHandle::LocalFile { temp: name } },
+                object: StagedObject {
+                    key: key.to_owned(),
+                    handle: StagedHandle::LocalFile { temp: name },
+                },
             }) as Box<dyn StagingWriter>)
         })
     }
@@ -80,7 +94,10 @@ impl ObjectSink for LocalSink {
         })
     }
 
-    fn abort_uncommitted<'a>(&'a self, keep: &'a [StagedObject]) -> BoxFuture<'a, Result<usize, SinkError>> {
+    fn abort_uncommitted<'a>(
+        &'a self,
+        keep: &'a [StagedObject],
+    ) -> BoxFuture<'a, Result<usize, SinkError>> {
         Box::pin(async move {
             let keep: Vec<String> = keep
                 .iter()
@@ -178,7 +195,14 @@ mod tests {
                 if entry.file_type().unwrap().is_dir() {
                     stack.push(entry.path());
                 } else {
-                    out.push(entry.path().strip_prefix(root).unwrap().display().to_string());
+                    out.push(
+                        entry
+                            .path()
+                            .strip_prefix(root)
+                            .unwrap()
+                            .display()
+                            .to_string(),
+                    );
                 }
             }
         }
@@ -196,8 +220,14 @@ mod tests {
         assert!(visible_files(dir.path()).is_empty());
 
         sink.complete(&staged).await.unwrap();
-        assert_eq!(visible_files(dir.path()), vec!["2026/01/02/03/s-1-x".to_string()]);
-        assert_eq!(fs::read(dir.path().join("2026/01/02/03/s-1-x")).unwrap(), b"hello\n");
+        assert_eq!(
+            visible_files(dir.path()),
+            vec!["2026/01/02/03/s-1-x".to_string()]
+        );
+        assert_eq!(
+            fs::read(dir.path().join("2026/01/02/03/s-1-x")).unwrap(),
+            b"hello\n"
+        );
         // Recovery may complete the same object again.
         sink.complete(&staged).await.unwrap();
         assert_eq!(visible_files(dir.path()).len(), 1);
@@ -209,7 +239,12 @@ mod tests {
         let sink = LocalSink::new(dir.path(), "s").unwrap();
         let keep = sink.stage("a").await.unwrap().finish().await.unwrap();
         let _drop = sink.stage("b").await.unwrap().finish().await.unwrap();
-        assert_eq!(sink.abort_uncommitted(std::slice::from_ref(&keep)).await.unwrap(), 1);
+        assert_eq!(
+            sink.abort_uncommitted(std::slice::from_ref(&keep))
+                .await
+                .unwrap(),
+            1
+        );
         sink.complete(&keep).await.unwrap();
         assert_eq!(visible_files(dir.path()), vec!["a".to_string()]);
     }
@@ -220,6 +255,9 @@ mod tests {
         let sink = LocalSink::new(dir.path(), "s").unwrap();
         let staged = sink.stage("a").await.unwrap().finish().await.unwrap();
         sink.abort_uncommitted(&[]).await.unwrap();
-        assert!(matches!(sink.complete(&staged).await, Err(SinkError::Vanished { .. })));
+        assert!(matches!(
+            sink.complete(&staged).await,
+            Err(SinkError::Vanished { .. })
+        ));
     }
 }

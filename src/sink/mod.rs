@@ -100,7 +100,10 @@ pub enum SinkError {
 
 impl SinkError {
     pub(crate) fn io(key: impl Into<String>, source: std::io::Error) -> Self {
-        SinkError::Io { key: key.into(), source }
+        SinkError::Io {
+            key: key.into(),
+            source,
+        }
     }
 }
 
@@ -114,7 +117,11 @@ impl Classify for SinkError {
     }
     fn fault(&self) -> Fault {
         match self {
-            SinkError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => Fault::Config,
+            SinkError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Fault::Config
+            }
             SinkError::Io { .. } => Fault::Remote,
             SinkError::S3 { fault, .. } => *fault,
             SinkError::Foreign { .. } | SinkError::Vanished { .. } => Fault::Bug,
@@ -134,13 +141,19 @@ pub trait StagingWriter: Write + Send + std::fmt::Debug {
 /// The object-store seam: local directory and S3.
 pub trait ObjectSink: Send + Sync + std::fmt::Debug {
     /// Starts a staged object that will become visible at `key`.
-    fn stage<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>>;
+    fn stage<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>>;
     /// Makes a staged object visible. Idempotent: completing an already
     /// completed object succeeds.
     fn complete<'a>(&'a self, staged: &'a StagedObject) -> BoxFuture<'a, Result<(), SinkError>>;
     /// Removes every staged object of this stream not in `keep` (they belong
     /// to epochs that never committed). Returns how many were removed.
-    fn abort_uncommitted<'a>(&'a self, keep: &'a [StagedObject]) -> BoxFuture<'a, Result<usize, SinkError>>;
+    fn abort_uncommitted<'a>(
+        &'a self,
+        keep: &'a [StagedObject],
+    ) -> BoxFuture<'a, Result<usize, SinkError>>;
     /// Where objects go, for logs and `DescribeDeliveryStream`.
     fn describe(&self) -> String;
 }

@@ -53,8 +53,14 @@ pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// S3 requires them: S3-compatible stores differ in what they accept.
 pub fn client(sdk: &aws_config::SdkConfig, target: &S3Target) -> Client {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let endpoint = target.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL_S3")).or_else(|| env("AWS_ENDPOINT_URL"));
-    let path_style = target.force_path_style.unwrap_or_else(|| endpoint.as_deref().is_some_and(is_ip_or_localhost));
+    let endpoint = target
+        .endpoint_url
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| env("AWS_ENDPOINT_URL"));
+    let path_style = target
+        .force_path_style
+        .unwrap_or_else(|| endpoint.as_deref().is_some_and(is_ip_or_localhost));
     let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
         .operation_attempt_timeout(target.attempt_timeout)
@@ -76,7 +82,12 @@ fn is_ip_or_localhost(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or("");
     let host = match authority.strip_prefix('[') {
-        Some(v6) => return v6.split(']').next().is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok()),
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+        }
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok()
@@ -109,7 +120,10 @@ pub struct UploadFilter {
 impl UploadFilter {
     fn matches(&self, key: &str) -> bool {
         let name = key.rsplit('/').next().unwrap_or(key);
-        let Some(rest) = name.strip_prefix(&self.stream).and_then(|r| r.strip_prefix('-')) else {
+        let Some(rest) = name
+            .strip_prefix(&self.stream)
+            .and_then(|r| r.strip_prefix('-'))
+        else {
             return false;
         };
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
@@ -128,20 +142,31 @@ pub struct S3Sink {
 impl S3Sink {
     /// A sink on `client` (built once per process and shared).
     pub fn new(client: Client, options: S3Options, filter: UploadFilter) -> Self {
-        S3Sink { client, options: Arc::new(options), filter }
+        S3Sink {
+            client,
+            options: Arc::new(options),
+            filter,
+        }
     }
 
     async fn create_upload(&self, key: &str) -> Result<String, SinkError> {
         retry("CreateMultipartUpload", key, || async {
-            let mut request = self.client.create_multipart_upload().bucket(&self.options.bucket).key(key);
+            let mut request = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.options.bucket)
+                .key(key);
             request = match &self.options.encryption {
                 Encryption::None => request,
                 Encryption::SseS3 => request.server_side_encryption(ServerSideEncryption::Aes256),
-                Encryption::SseKms { key_arn } => {
-                    request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(key_arn)
-                }
+                Encryption::SseKms { key_arn } => request
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(key_arn),
             };
-            let output = request.send().await.map_err(|e| s3_error("CreateMultipartUpload", key, e))?;
+            let output = request
+                .send()
+                .await
+                .map_err(|e| s3_error("CreateMultipartUpload", key, e))?;
             output.upload_id.ok_or_else(|| SinkError::S3 {
                 operation: "CreateMultipartUpload",
                 key: key.to_owned(),
@@ -156,7 +181,14 @@ impl S3Sink {
 
     async fn object_exists(&self, key: &str) -> Result<bool, SinkError> {
         retry("HeadObject", key, || async {
-            match self.client.head_object().bucket(&self.options.bucket).key(key).send().await {
+            match self
+                .client
+                .head_object()
+                .bucket(&self.options.bucket)
+                .key(key)
+                .send()
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
                 Err(e) => Err(s3_error("HeadObject", key, e)),
@@ -167,7 +199,10 @@ impl S3Sink {
 }
 
 impl ObjectSink for S3Sink {
-    fn stage<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>> {
+    fn stage<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>> {
         Box::pin(async move {
             let upload_id = self.create_upload(key).await?;
             Ok(Box::new(S3StagingWriter {
@@ -190,15 +225,27 @@ impl ObjectSink for S3Sink {
 
     fn complete<'a>(&'a self, staged: &'a StagedObject) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let StagedHandle::S3Multipart { bucket, upload_id, parts } = &staged.handle else {
-                return Err(SinkError::Foreign { key: staged.key.clone() });
+            let StagedHandle::S3Multipart {
+                bucket,
+                upload_id,
+                parts,
+            } = &staged.handle
+            else {
+                return Err(SinkError::Foreign {
+                    key: staged.key.clone(),
+                });
             };
             let key = staged.key.as_str();
             let completed = CompletedMultipartUpload::builder()
                 .set_parts(Some(
                     parts
                         .iter()
-                        .map(|p| CompletedPart::builder().part_number(p.number).e_tag(&p.etag).build())
+                        .map(|p| {
+                            CompletedPart::builder()
+                                .part_number(p.number)
+                                .e_tag(&p.etag)
+                                .build()
+                        })
                         .collect(),
                 ))
                 .build();
@@ -234,12 +281,17 @@ impl ObjectSink for S3Sink {
             if self.object_exists(key).await? {
                 Ok(())
             } else {
-                Err(SinkError::Vanished { key: key.to_owned() })
+                Err(SinkError::Vanished {
+                    key: key.to_owned(),
+                })
             }
         })
     }
 
-    fn abort_uncommitted<'a>(&'a self, keep: &'a [StagedObject]) -> BoxFuture<'a, Result<usize, SinkError>> {
+    fn abort_uncommitted<'a>(
+        &'a self,
+        keep: &'a [StagedObject],
+    ) -> BoxFuture<'a, Result<usize, SinkError>> {
         Box::pin(async move {
             let keep: Vec<&str> = keep
                 .iter()
@@ -264,7 +316,9 @@ impl ObjectSink for S3Sink {
                 })
                 .await?;
                 for upload in page.uploads() {
-                    let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else { continue };
+                    let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                        continue;
+                    };
                     if self.filter.matches(key) && !keep.contains(&id) {
                         doomed.push((key.to_owned(), id.to_owned()));
                     }
@@ -292,7 +346,14 @@ impl ObjectSink for S3Sink {
 
 async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) -> Result<(), SinkError> {
     retry("AbortMultipartUpload", key, || async {
-        match client.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload_id).send().await {
+        match client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
             Err(e) => Err(s3_error("AbortMultipartUpload", key, e)),
@@ -381,13 +442,18 @@ impl S3StagingWriter {
         let number = self.next_part;
         self.next_part += 1;
         let upload = self.upload.clone();
-        self.in_flight.push_back(self.runtime.spawn(upload.put_part(number, data)));
+        self.in_flight
+            .push_back(self.runtime.spawn(upload.put_part(number, data)));
         Ok(())
     }
 
     fn wait_oldest(&mut self) -> io::Result<()> {
         if let Some(task) = self.in_flight.pop_front() {
-            let part = self.runtime.block_on(task).map_err(io::Error::other)?.map_err(io::Error::other)?;
+            let part = self
+                .runtime
+                .block_on(task)
+                .map_err(io::Error::other)?
+                .map_err(io::Error::other)?;
             self.done.push(part);
         }
         Ok(())
@@ -420,10 +486,13 @@ impl StagingWriter for S3StagingWriter {
                 let number = this.next_part;
                 this.next_part += 1;
                 let upload = this.upload.clone();
-                this.in_flight.push_back(tokio::spawn(upload.put_part(number, tail)));
+                this.in_flight
+                    .push_back(tokio::spawn(upload.put_part(number, tail)));
             }
             for task in std::mem::take(&mut this.in_flight) {
-                let part = task.await.map_err(|e| SinkError::io(this.upload.key.clone(), io::Error::other(e)))??;
+                let part = task
+                    .await
+                    .map_err(|e| SinkError::io(this.upload.key.clone(), io::Error::other(e)))??;
                 this.done.push(part);
             }
             this.done.sort_by_key(|p| p.number);
@@ -457,25 +526,53 @@ where
     let code = err.code().map(str::to_owned);
     let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
     let (fault, retriable) = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (Fault::Remote, true),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (Fault::Remote, true)
+        }
         SdkError::ConstructionFailure(_) => (Fault::Bug, false),
-        _ => classify_code(code.as_deref(), err.raw_response().map(|r| r.status().as_u16())),
+        _ => classify_code(
+            code.as_deref(),
+            err.raw_response().map(|r| r.status().as_u16()),
+        ),
     };
-    SinkError::S3 { operation, key: key.to_owned(), code, message, fault, retriable }
+    SinkError::S3 {
+        operation,
+        key: key.to_owned(),
+        code,
+        message,
+        fault,
+        retriable,
+    }
 }
 
 /// Whose fault an S3 error code is, and whether retrying can help soon.
 fn classify_code(code: Option<&str>, status: Option<u16>) -> (Fault, bool) {
     match code {
         Some(
-            "AccessDenied" | "NoSuchBucket" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled"
-            | "AccountProblem" | "InvalidPayer" | "NotSignedUp" | "MethodNotAllowed" | "InvalidBucketName"
-            | "PermanentRedirect" | "AuthorizationHeaderMalformed" | "InvalidRequest" | "InvalidArgument",
+            "AccessDenied"
+            | "NoSuchBucket"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "AllAccessDisabled"
+            | "AccountProblem"
+            | "InvalidPayer"
+            | "NotSignedUp"
+            | "MethodNotAllowed"
+            | "InvalidBucketName"
+            | "PermanentRedirect"
+            | "AuthorizationHeaderMalformed"
+            | "InvalidRequest"
+            | "InvalidArgument",
         ) => (Fault::Config, false),
         Some(c) if c.starts_with("KMS") => (Fault::Config, false),
-        Some("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "Throttling" | "ThrottlingException") => {
-            (Fault::Remote, true)
-        }
+        Some(
+            "SlowDown"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "RequestTimeout"
+            | "Throttling"
+            | "ThrottlingException",
+        ) => (Fault::Remote, true),
         _ => match status {
             Some(s) if s >= 500 || s == 429 || s == 408 => (Fault::Remote, true),
             Some(403 | 404) => (Fault::Config, false),
@@ -502,14 +599,28 @@ where
         attempt += 1;
         match op().await {
             Ok(value) => return Ok(value),
-            Err(SinkError::S3 { code, message, fault, retriable, .. }) => {
+            Err(SinkError::S3 {
+                code,
+                message,
+                fault,
+                retriable,
+                ..
+            }) => {
                 crate::metrics::inc(
                     "sluice_s3_errors_total",
                     "Failed S3 requests by operation and S3 error code (all retried).",
-                    &[("operation", operation), ("code", code.as_deref().unwrap_or("none")), ("fault", &fault.to_string())],
+                    &[
+                        ("operation", operation),
+                        ("code", code.as_deref().unwrap_or("none")),
+                        ("fault", &fault.to_string()),
+                    ],
                     1,
                 );
-                let wait = if retriable { jitter(backoff) } else { SLOW_RETRY };
+                let wait = if retriable {
+                    jitter(backoff)
+                } else {
+                    SLOW_RETRY
+                };
                 if retriable {
                     tracing::warn!(operation, key, code = code.as_deref().unwrap_or("-"), attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "S3 request failed; retrying.");
                 } else {
@@ -535,7 +646,10 @@ mod tests {
 
     #[test]
     fn upload_filter_matches_only_this_streams_object_names() {
-        let f = UploadFilter { list_prefix: "logs/".into(), stream: "my".into() };
+        let f = UploadFilter {
+            list_prefix: "logs/".into(),
+            stream: "my".into(),
+        };
         assert!(f.matches("logs/2026/01/01/00/my-1-2026-01-01-00-00-00-uuid.gz"));
         assert!(f.matches("my-12-x"));
         assert!(!f.matches("logs/my-stream-1-2026"));
@@ -556,11 +670,26 @@ mod tests {
 
     #[test]
     fn error_codes_are_classified_by_whose_fault_and_retriable() {
-        assert_eq!(classify_code(Some("AccessDenied"), Some(403)), (Fault::Config, false));
-        assert_eq!(classify_code(Some("NoSuchBucket"), Some(404)), (Fault::Config, false));
-        assert_eq!(classify_code(Some("KMS.NotFoundException"), Some(400)), (Fault::Config, false));
-        assert_eq!(classify_code(Some("SlowDown"), Some(503)), (Fault::Remote, true));
-        assert_eq!(classify_code(Some("InternalError"), Some(500)), (Fault::Remote, true));
+        assert_eq!(
+            classify_code(Some("AccessDenied"), Some(403)),
+            (Fault::Config, false)
+        );
+        assert_eq!(
+            classify_code(Some("NoSuchBucket"), Some(404)),
+            (Fault::Config, false)
+        );
+        assert_eq!(
+            classify_code(Some("KMS.NotFoundException"), Some(400)),
+            (Fault::Config, false)
+        );
+        assert_eq!(
+            classify_code(Some("SlowDown"), Some(503)),
+            (Fault::Remote, true)
+        );
+        assert_eq!(
+            classify_code(Some("InternalError"), Some(500)),
+            (Fault::Remote, true)
+        );
         assert_eq!(classify_code(None, Some(502)), (Fault::Remote, true));
         assert_eq!(classify_code(None, Some(403)), (Fault::Config, false));
     }

@@ -64,7 +64,10 @@ pub trait Source: Send {
     /// Waits for records and returns up to about `max_bytes` of them;
     /// `Ok(None)` when the source has ended (shutdown) and everything was read.
     /// Cancel-safe: dropping the future loses nothing.
-    fn next_batch(&mut self, max_bytes: usize) -> BoxFuture<'_, Result<Option<SourceBatch>, SourceError>>;
+    fn next_batch(
+        &mut self,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<Option<SourceBatch>, SourceError>>;
 }
 
 /// Told by delivery after every commit (and after recovery) what is durably

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    TimestampMillisecondType,
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, TimestampMillisecondType,
 };
 use arrow_array::{Array, RecordBatch};
 
@@ -20,11 +20,17 @@ fn openx() -> Deserializer {
 }
 
 fn hive(formats: &[&str]) -> Deserializer {
-    Deserializer::Hive { timestamp_formats: formats.iter().map(|s| s.to_string()).collect() }
+    Deserializer::Hive {
+        timestamp_formats: formats.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 /// Builds one batch from `records`, returning it and the per-record results.
-fn build(cols: &[(&str, &str)], d: &Deserializer, records: &[&str]) -> (RecordBatch, Vec<Result<(), RecordError>>) {
+fn build(
+    cols: &[(&str, &str)],
+    d: &Deserializer,
+    records: &[&str],
+) -> (RecordBatch, Vec<Result<(), RecordError>>) {
     let mut b = RecordBatchBuilder::new(&schema(cols), d).unwrap();
     let results = records.iter().map(|r| b.append(r.as_bytes())).collect();
     (b.finish_batch(), results)
@@ -78,14 +84,23 @@ fn primitives_and_extremes() {
     assert_eq!(batch.num_rows(), 3);
     let b = batch.column(0).as_boolean();
     assert!(b.value(0) && !b.value(1) && b.is_null(2));
-    assert_eq!(batch.column(1).as_primitive::<Int8Type>().values()[..2], [-128, 127]);
+    assert_eq!(
+        batch.column(1).as_primitive::<Int8Type>().values()[..2],
+        [-128, 127]
+    );
     assert_eq!(batch.column(2).as_primitive::<Int16Type>().value(0), 32767);
     assert!(batch.column(2).is_null(1));
-    assert_eq!(batch.column(3).as_primitive::<Int32Type>().value(0), i32::MIN);
+    assert_eq!(
+        batch.column(3).as_primitive::<Int32Type>().value(0),
+        i32::MIN
+    );
     let l = batch.column(4).as_primitive::<Int64Type>();
     assert_eq!((l.value(0), l.value(1)), (i64::MIN, i64::MAX));
     assert_eq!(batch.column(5).as_primitive::<Float32Type>().value(0), 3.5);
-    assert_eq!(batch.column(5).as_primitive::<Float32Type>().value(1), -1.5e-3);
+    assert_eq!(
+        batch.column(5).as_primitive::<Float32Type>().value(1),
+        -1.5e-3
+    );
     let d = batch.column(6).as_primitive::<Float64Type>();
     assert_eq!(d.value(0), 1e308);
     assert!(d.value(1) == 0.0 && d.value(1).is_sign_negative());
@@ -111,8 +126,14 @@ fn out_of_range_and_wrong_types() {
     assert_eq!(code("tinyint", &o, "-129"), codes::OUT_OF_RANGE);
     assert_eq!(code("smallint", &o, "40000"), codes::OUT_OF_RANGE);
     assert_eq!(code("int", &o, "2147483648"), codes::OUT_OF_RANGE);
-    assert_eq!(code("bigint", &o, "9223372036854775808"), codes::OUT_OF_RANGE);
-    assert_eq!(code("bigint", &o, "123456789012345678901234567890123456789012"), codes::OUT_OF_RANGE);
+    assert_eq!(
+        code("bigint", &o, "9223372036854775808"),
+        codes::OUT_OF_RANGE
+    );
+    assert_eq!(
+        code("bigint", &o, "123456789012345678901234567890123456789012"),
+        codes::OUT_OF_RANGE
+    );
     assert_eq!(code("bigint", &o, "1.5"), codes::TYPE_MISMATCH);
     assert_eq!(code("bigint", &o, "1e3"), codes::TYPE_MISMATCH);
     assert_eq!(code("bigint", &o, "true"), codes::TYPE_MISMATCH);
@@ -135,18 +156,38 @@ fn out_of_range_and_wrong_types() {
     assert_eq!(code("boolean", &h, "\"true\""), codes::TYPE_MISMATCH);
     assert_eq!(code("string", &h, "{\"a\":1}"), codes::TYPE_MISMATCH);
     // Invalid JSON anywhere, even in an ignored field.
-    for bad in ["{\"v\":1", "{\"v\":01}", "{\"v\":1,}", "{\"x\":[1,}", "{\"x\":\"\\q\"}", "{'v':1}", "{\"v\":nul}", "{\"v\":\"a\nb\"}"] {
+    for bad in [
+        "{\"v\":1",
+        "{\"v\":01}",
+        "{\"v\":1,}",
+        "{\"x\":[1,}",
+        "{\"x\":\"\\q\"}",
+        "{'v':1}",
+        "{\"v\":nul}",
+        "{\"v\":\"a\nb\"}",
+    ] {
         let mut b = RecordBatchBuilder::new(&schema(&[("v", "int")]), &o).unwrap();
         let e = b.append(bad.as_bytes()).unwrap_err();
         assert_eq!(e.code, codes::MALFORMED, "{bad}: {e}");
     }
     let mut b = RecordBatchBuilder::new(&schema(&[("v", "int")]), &o).unwrap();
-    for bad in [&b"[1,2]"[..], b"", b"  \n", b"42", b"\"s\"", b"{\"v\":\"\xff\"}", b"nope"] {
+    for bad in [
+        &b"[1,2]"[..],
+        b"",
+        b"  \n",
+        b"42",
+        b"\"s\"",
+        b"{\"v\":\"\xff\"}",
+        b"nope",
+    ] {
         assert_eq!(b.append(bad).unwrap_err().code, codes::MALFORMED, "{bad:?}");
     }
     // Deep nesting is refused, not a stack overflow.
     let deep = format!("{{\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-    assert_eq!(b.append(deep.as_bytes()).unwrap_err().code, codes::MALFORMED);
+    assert_eq!(
+        b.append(deep.as_bytes()).unwrap_err().code,
+        codes::MALFORMED
+    );
     assert!(b.is_empty());
 }
 
@@ -154,17 +195,35 @@ fn out_of_range_and_wrong_types() {
 fn openx_coerces_strings_and_stringifies() {
     let o = openx();
     let (batch, res) = build(
-        &[("i", "int"), ("d", "double"), ("b", "boolean"), ("dec", "decimal(6,2)"), ("s", "string"), ("t", "tinyint")],
+        &[
+            ("i", "int"),
+            ("d", "double"),
+            ("b", "boolean"),
+            ("dec", "decimal(6,2)"),
+            ("s", "string"),
+            ("t", "tinyint"),
+        ],
         &o,
-        &[r#"{"i":"42","d":" 2.5 ","b":"TRUE","dec":"12.345","s":{"a":[1, 2]},"t":" -7"}"#, r#"{"s":12.50}"#, r#"{"s":true}"#, r#"{"s":[]}"#],
+        &[
+            r#"{"i":"42","d":" 2.5 ","b":"TRUE","dec":"12.345","s":{"a":[1, 2]},"t":" -7"}"#,
+            r#"{"s":12.50}"#,
+            r#"{"s":true}"#,
+            r#"{"s":[]}"#,
+        ],
     );
     assert!(res.iter().all(Result::is_ok), "{res:?}");
     assert_eq!(batch.column(0).as_primitive::<Int32Type>().value(0), 42);
     assert_eq!(batch.column(1).as_primitive::<Float64Type>().value(0), 2.5);
     assert!(batch.column(2).as_boolean().value(0));
-    assert_eq!(batch.column(3).as_primitive::<Decimal128Type>().value(0), 1235);
+    assert_eq!(
+        batch.column(3).as_primitive::<Decimal128Type>().value(0),
+        1235
+    );
     let s = batch.column(4).as_string::<i32>();
-    assert_eq!((s.value(0), s.value(1), s.value(2), s.value(3)), (r#"{"a":[1, 2]}"#, "12.50", "true", "[]"));
+    assert_eq!(
+        (s.value(0), s.value(1), s.value(2), s.value(3)),
+        (r#"{"a":[1, 2]}"#, "12.50", "true", "[]")
+    );
     assert_eq!(batch.column(5).as_primitive::<Int8Type>().value(0), -7);
 }
 
@@ -172,7 +231,9 @@ fn openx_coerces_strings_and_stringifies() {
 fn decimals() {
     let o = openx();
     let dec = |ty: &str, v: &str| -> Result<i128, &'static str> {
-        one(ty, &o, v).map(|b| b.column(0).as_primitive::<Decimal128Type>().value(0)).map_err(|e| e.code)
+        one(ty, &o, v)
+            .map(|b| b.column(0).as_primitive::<Decimal128Type>().value(0))
+            .map_err(|e| e.code)
     };
     assert_eq!(dec("decimal(10,2)", "123.45"), Ok(12345));
     assert_eq!(dec("decimal(10,2)", "-123.455"), Ok(-12346)); // half-up, away from zero
@@ -182,13 +243,28 @@ fn decimals() {
     assert_eq!(dec("decimal(10,2)", "1.5e2"), Ok(15000));
     assert_eq!(dec("decimal(10,2)", "12345e-4"), Ok(123));
     assert_eq!(dec("decimal(10,2)", "99999999.99"), Ok(9_999_999_999));
-    assert_eq!(dec("decimal(10,2)", "99999999.995"), Err(codes::OUT_OF_RANGE)); // rounds past p
+    assert_eq!(
+        dec("decimal(10,2)", "99999999.995"),
+        Err(codes::OUT_OF_RANGE)
+    ); // rounds past p
     assert_eq!(dec("decimal(10,2)", "100000000"), Err(codes::OUT_OF_RANGE));
     assert_eq!(dec("decimal(10,2)", "1e400"), Err(codes::OUT_OF_RANGE));
     assert_eq!(dec("decimal(10,2)", "1e-400"), Ok(0));
-    assert_eq!(dec("decimal(38,0)", "99999999999999999999999999999999999999"), Ok(10i128.pow(38) - 1));
-    assert_eq!(dec("decimal(38,0)", "100000000000000000000000000000000000000"), Err(codes::OUT_OF_RANGE));
-    assert_eq!(dec("decimal(38,38)", "0.12345678901234567890123456789012345678901"), Ok(12345678901234567890123456789012345679));
+    assert_eq!(
+        dec("decimal(38,0)", "99999999999999999999999999999999999999"),
+        Ok(10i128.pow(38) - 1)
+    );
+    assert_eq!(
+        dec("decimal(38,0)", "100000000000000000000000000000000000000"),
+        Err(codes::OUT_OF_RANGE)
+    );
+    assert_eq!(
+        dec(
+            "decimal(38,38)",
+            "0.12345678901234567890123456789012345678901"
+        ),
+        Ok(12345678901234567890123456789012345679)
+    );
     assert_eq!(dec("decimal(5,0)", "true"), Err(codes::TYPE_MISMATCH));
     assert_eq!(dec("decimal(5,0)", "\"1.2.3\""), Err(codes::INVALID_VALUE));
 }
@@ -219,7 +295,11 @@ fn openx_timestamps() {
         "true",
         "\"\"",
     ] {
-        let want = if bad == "true" { codes::TYPE_MISMATCH } else { codes::INVALID_TIMESTAMP };
+        let want = if bad == "true" {
+            codes::TYPE_MISMATCH
+        } else {
+            codes::INVALID_TIMESTAMP
+        };
         assert_eq!(code("timestamp", &o, bad), want, "{bad}");
     }
 }
@@ -231,7 +311,13 @@ fn hive_timestamps() {
     assert_eq!(ts(&h, "\"2017-02-07 15:13:01.123456789\""), Some(T0 + 123));
     assert_eq!(ts(&h, "\"2017-02-07T15:13:01Z\""), None);
     assert_eq!(ts(&h, "1486480381"), None);
-    let h = hive(&["yyyy-MM-dd'T'HH:mm:ss.SSSZ", "dd/MMM/yyyy:HH:mm:ss Z", "yyyyMMddHHmmss", "MM/dd/yyyy hh:mm a", "millis"]);
+    let h = hive(&[
+        "yyyy-MM-dd'T'HH:mm:ss.SSSZ",
+        "dd/MMM/yyyy:HH:mm:ss Z",
+        "yyyyMMddHHmmss",
+        "MM/dd/yyyy hh:mm a",
+        "millis",
+    ]);
     assert_eq!(ts(&h, "1486480381123"), Some(T0 + 123));
     assert_eq!(ts(&h, "\"1486480381123\""), Some(T0 + 123));
     assert_eq!(ts(&h, "\"2017-02-07T16:13:01.123+0100\""), Some(T0 + 123));
@@ -253,8 +339,17 @@ fn hive_timestamps() {
 
 #[test]
 fn keys_case_mappings_and_dots() {
-    let cols = [("userid", "int"), ("ts", "string"), ("a_b", "int"), ("nested", "struct<innerkey:int>")];
-    let (batch, res) = build(&cols, &openx(), &[r#"{"UserID":1,"TS":"x","a_b":2,"Nested":{"InnerKey":3}}"#]);
+    let cols = [
+        ("userid", "int"),
+        ("ts", "string"),
+        ("a_b", "int"),
+        ("nested", "struct<innerkey:int>"),
+    ];
+    let (batch, res) = build(
+        &cols,
+        &openx(),
+        &[r#"{"UserID":1,"TS":"x","a_b":2,"Nested":{"InnerKey":3}}"#],
+    );
     assert!(res[0].is_ok());
     assert_eq!(batch.column(0).as_primitive::<Int32Type>().value(0), 1);
     assert_eq!(batch.column(1).as_string::<i32>().value(0), "x");
@@ -266,13 +361,21 @@ fn keys_case_mappings_and_dots() {
         column_to_json_key_mappings: BTreeMap::from([("ts".to_owned(), "timestamp".to_owned())]),
         convert_dots_in_json_keys_to_underscores: true,
     };
-    let (batch, res) = build(&cols, &strict, &[r#"{"UserID":1,"userid":5,"timestamp":"t","ts":"no","a.b":7}"#]);
+    let (batch, res) = build(
+        &cols,
+        &strict,
+        &[r#"{"UserID":1,"userid":5,"timestamp":"t","ts":"no","a.b":7}"#],
+    );
     assert!(res[0].is_ok());
     assert_eq!(batch.column(0).as_primitive::<Int32Type>().value(0), 5);
     assert_eq!(batch.column(1).as_string::<i32>().value(0), "t");
     assert_eq!(batch.column(2).as_primitive::<Int32Type>().value(0), 7);
     // Escaped keys are unescaped before matching; a repeated key keeps its last value.
-    let (batch, _) = build(&cols, &openx(), &[r#"{"user\u0069d":1,"userid":9,"nested":{"innerkey":1},"nested":null}"#]);
+    let (batch, _) = build(
+        &cols,
+        &openx(),
+        &[r#"{"user\u0069d":1,"userid":9,"nested":{"innerkey":1},"nested":null}"#],
+    );
     assert_eq!(batch.column(0).as_primitive::<Int32Type>().value(0), 9);
     assert!(batch.column(3).is_null(0));
     // A mapping for an unknown column is a config error.
@@ -287,7 +390,10 @@ fn keys_case_mappings_and_dots() {
 #[test]
 fn nested_types_nulls_and_empties() {
     let cols = [
-        ("s", "struct<a:int,b:array<map<string,decimal(10,2)>>,c:struct<d:string>>"),
+        (
+            "s",
+            "struct<a:int,b:array<map<string,decimal(10,2)>>,c:struct<d:string>>",
+        ),
         ("l", "array<array<int>>"),
         ("m", "map<int,array<string>>"),
         ("v", "varchar(3)"),
@@ -315,15 +421,28 @@ fn nested_types_nulls_and_empties() {
     assert_eq!(maps.keys().as_string::<i32>().value(1), "y");
     let vals = maps.values().as_primitive::<Decimal128Type>();
     assert!(vals.value(0) == 150 && vals.is_null(1));
-    assert_eq!(s.column(2).as_struct().column(0).as_string::<i32>().value(0), "é");
+    assert_eq!(
+        s.column(2)
+            .as_struct()
+            .column(0)
+            .as_string::<i32>()
+            .value(0),
+        "é"
+    );
     let l = batch.column(1).as_list::<i32>();
     assert_eq!((l.value_length(0), l.value_length(1)), (4, 0));
     assert!(l.is_valid(1) && l.is_null(2));
     let inner = l.values().as_list::<i32>();
     assert!(inner.is_null(2) && inner.value_length(1) == 0);
-    assert_eq!(inner.values().as_primitive::<Int32Type>().values().to_vec(), vec![1, 2, 3]);
+    assert_eq!(
+        inner.values().as_primitive::<Int32Type>().values().to_vec(),
+        vec![1, 2, 3]
+    );
     let m = batch.column(2).as_map();
-    assert_eq!(m.keys().as_primitive::<Int32Type>().values().to_vec(), vec![1, -2]);
+    assert_eq!(
+        m.keys().as_primitive::<Int32Type>().values().to_vec(),
+        vec![1, -2]
+    );
     assert!(m.is_valid(1) && m.value_length(1) == 0 && m.is_null(2));
     let v = batch.column(3).as_string::<i32>();
     assert_eq!(v.value(0), "日本語");
@@ -337,10 +456,17 @@ fn nested_types_nulls_and_empties() {
 fn rejected_records_leave_the_batch_consistent() {
     let cols = [
         ("id", "bigint"),
-        ("s", "struct<name:string,tags:array<string>,m:map<string,int>>"),
+        (
+            "s",
+            "struct<name:string,tags:array<string>,m:map<string,int>>",
+        ),
         ("after", "string"),
     ];
-    let good = |i: i64| format!(r#"{{"id":{i},"s":{{"name":"n{i}","tags":["a{i}","b"],"m":{{"k":{i}}}}},"after":"x{i}"}}"#);
+    let good = |i: i64| {
+        format!(
+            r#"{{"id":{i},"s":{{"name":"n{i}","tags":["a{i}","b"],"m":{{"k":{i}}}}},"after":"x{i}"}}"#
+        )
+    };
     let bad = [
         // Fails deep inside, after strings, list items and map entries were appended.
         r#"{"id":100,"s":{"name":"bad","tags":["t1","t2"],"m":{"k":1,"j":"notint"}},"after":"z"}"#,
@@ -361,10 +487,14 @@ fn rejected_records_leave_the_batch_consistent() {
         }
     }
     // Two documents in one record make two rows.
-    b.append(format!("{}\n{}", good(6), good(7)).as_bytes()).unwrap();
+    b.append(format!("{}\n{}", good(6), good(7)).as_bytes())
+        .unwrap();
     expect.extend([6, 7]);
     let batch = b.finish_batch();
-    batch.columns().iter().for_each(|c| assert_eq!(c.len(), expect.len()));
+    batch
+        .columns()
+        .iter()
+        .for_each(|c| assert_eq!(c.len(), expect.len()));
     let ids = batch.column(0).as_primitive::<Int64Type>();
     assert_eq!(ids.values().to_vec(), expect);
     let s = batch.column(1).as_struct();
@@ -376,8 +506,14 @@ fn rejected_records_leave_the_batch_consistent() {
         assert_eq!(names.value(row), format!("n{i}"));
         let t = tags.value(row);
         let t = t.as_string::<i32>();
-        assert_eq!((t.len(), t.value(0), t.value(1)), (2, format!("a{i}").as_str(), "b"));
-        assert_eq!(m.value(row).column(1).as_primitive::<Int32Type>().value(0), *i as i32);
+        assert_eq!(
+            (t.len(), t.value(0), t.value(1)),
+            (2, format!("a{i}").as_str(), "b")
+        );
+        assert_eq!(
+            m.value(row).column(1).as_primitive::<Int32Type>().value(0),
+            *i as i32
+        );
         assert_eq!(after.value(row), format!("x{i}"));
     }
     // The builder is reusable after finishing.
@@ -392,9 +528,15 @@ fn rejected_records_leave_the_batch_consistent() {
 fn error_messages_name_the_column_path() {
     let cols = [("outer", "struct<list:array<struct<n:tinyint>>>")];
     let mut b = RecordBatchBuilder::new(&schema(&cols), &openx()).unwrap();
-    let e = b.append(br#"{"outer":{"list":[{"n":1},{"n":300}]}}"#).unwrap_err();
+    let e = b
+        .append(br#"{"outer":{"list":[{"n":1},{"n":300}]}}"#)
+        .unwrap_err();
     assert_eq!(e.code, codes::OUT_OF_RANGE);
-    assert!(e.message.starts_with("column `outer.list[1].n`:"), "{}", e.message);
+    assert!(
+        e.message.starts_with("column `outer.list[1].n`:"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -412,8 +554,17 @@ fn parquet_round_trip() {
         ("ok", "boolean"),
     ];
     let s = schema(&cols);
-    for compression in [ParquetCompression::Snappy, ParquetCompression::Gzip, ParquetCompression::Zstd, ParquetCompression::Uncompressed] {
-        let options = ParquetOptions { compression, block_size_bytes: 64 << 10, ..ParquetOptions::default() };
+    for compression in [
+        ParquetCompression::Snappy,
+        ParquetCompression::Gzip,
+        ParquetCompression::Zstd,
+        ParquetCompression::Uncompressed,
+    ] {
+        let options = ParquetOptions {
+            compression,
+            block_size_bytes: 64 << 10,
+            ..ParquetOptions::default()
+        };
         let mut enc = crate::convert::parquet(Vec::new(), &s, &openx(), &options).unwrap();
         let mut expected = RecordBatchBuilder::new(&s, &openx()).unwrap();
         let mut rejected = 0;
@@ -444,13 +595,26 @@ fn parquet_round_trip() {
         assert_eq!(rejected, 11);
         let bytes = enc.finish().unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
-        assert!(reader.metadata().num_row_groups() > 1, "small block size gives several row groups");
-        let batches: Vec<RecordBatch> = reader.with_batch_size(100_000).build().unwrap().map(Result::unwrap).collect();
+        assert!(
+            reader.metadata().num_row_groups() > 1,
+            "small block size gives several row groups"
+        );
+        let batches: Vec<RecordBatch> = reader
+            .with_batch_size(100_000)
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         let got = arrow_select_concat(&batches);
         let want = expected.finish_batch();
         assert_eq!(got.num_rows(), 10_000 - rejected);
         for (c, field) in want.schema().fields().iter().enumerate() {
-            assert_eq!(got.column(c).to_data(), want.column(c).to_data(), "{compression:?} {}", field.name());
+            assert_eq!(
+                got.column(c).to_data(),
+                want.column(c).to_data(),
+                "{compression:?} {}",
+                field.name()
+            );
         }
     }
 }
@@ -458,7 +622,11 @@ fn parquet_round_trip() {
 /// Concatenates batches without arrow-select (not a dependency): read back
 /// everything in one batch instead.
 fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
-    assert_eq!(batches.len(), 1, "read with a batch size above the row count");
+    assert_eq!(
+        batches.len(),
+        1,
+        "read with a batch size above the row count"
+    );
     batches[0].clone()
 }
 
@@ -466,13 +634,30 @@ fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
 fn unsupported_and_empty_outputs() {
     use crate::convert::ParquetOptions;
     let s = schema(&[("a", "int")]);
-    let bad = ParquetOptions { page_size_bytes: 10, ..ParquetOptions::default() };
-    assert!(matches!(crate::convert::parquet(Vec::new(), &s, &openx(), &bad), Err(ConvertError::Options { .. })));
-    assert!(ParquetOptions { block_size_bytes: 1 << 20, ..ParquetOptions::default() }.check_firehose_limits().is_err());
+    let bad = ParquetOptions {
+        page_size_bytes: 10,
+        ..ParquetOptions::default()
+    };
+    assert!(matches!(
+        crate::convert::parquet(Vec::new(), &s, &openx(), &bad),
+        Err(ConvertError::Options { .. })
+    ));
+    assert!(
+        ParquetOptions {
+            block_size_bytes: 1 << 20,
+            ..ParquetOptions::default()
+        }
+        .check_firehose_limits()
+        .is_err()
+    );
     // No records: still a valid Parquet file with the schema.
-    let enc = crate::convert::parquet(Vec::new(), &s, &openx(), &ParquetOptions::default()).unwrap();
+    let enc =
+        crate::convert::parquet(Vec::new(), &s, &openx(), &ParquetOptions::default()).unwrap();
     let bytes = enc.finish().unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .unwrap();
     assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
     assert_eq!(reader.schema().field(0).name(), "a");
 }

@@ -193,7 +193,11 @@ impl Stats {
                 })
             }
             StatKind::Str => {
-                let mm = if self.str_too_long { None } else { self.str.as_ref() };
+                let mm = if self.str_too_long {
+                    None
+                } else {
+                    self.str.as_ref()
+                };
                 let text = |b: &Vec<u8>| String::from_utf8(b.clone()).ok();
                 let (min, max) = match mm {
                     Some((lo, hi)) => match (text(lo), text(hi)) {
@@ -202,12 +206,19 @@ impl Stats {
                     },
                     None => (None, None),
                 };
-                s.string_statistics =
-                    Some(proto::StringStatistics { minimum: min, maximum: max, sum: self.len_sum })
+                s.string_statistics = Some(proto::StringStatistics {
+                    minimum: min,
+                    maximum: max,
+                    sum: self.len_sum,
+                })
             }
-            StatKind::Bin => s.binary_statistics = Some(proto::BinaryStatistics { sum: self.len_sum }),
+            StatKind::Bin => {
+                s.binary_statistics = Some(proto::BinaryStatistics { sum: self.len_sum })
+            }
             StatKind::Bool => {
-                s.bucket_statistics = Some(proto::BucketStatistics { count: vec![self.trues] })
+                s.bucket_statistics = Some(proto::BucketStatistics {
+                    count: vec![self.trues],
+                })
             }
         }
         s
@@ -224,12 +235,31 @@ enum Kind {
     Float(OutStream),
     Double(OutStream),
     /// String or binary, DIRECT_V2: DATA bytes + LENGTH.
-    Bytes { data: OutStream, length: IntRle },
-    Timestamp { secs: IntRle, nanos: IntRle, unit: TimeUnit },
-    Decimal { data: OutStream, scale: IntRle, scale_value: i64, scratch: Vec<u8> },
+    Bytes {
+        data: OutStream,
+        length: IntRle,
+    },
+    Timestamp {
+        secs: IntRle,
+        nanos: IntRle,
+        unit: TimeUnit,
+    },
+    Decimal {
+        data: OutStream,
+        scale: IntRle,
+        scale_value: i64,
+        scratch: Vec<u8>,
+    },
     Struct(Vec<Column>),
-    List { length: IntRle, child: Box<Column> },
-    Map { length: IntRle, key: Box<Column>, value: Box<Column> },
+    List {
+        length: IntRle,
+        child: Box<Column>,
+    },
+    Map {
+        length: IntRle,
+        key: Box<Column>,
+        value: Box<Column>,
+    },
 }
 
 /// Where a row group starts in this column's streams.
@@ -278,13 +308,20 @@ pub(super) struct StripeStreams {
 
 fn stream(kind: i32, column: u32, bytes: Vec<u8>) -> (proto::Stream, Vec<u8>) {
     (
-        proto::Stream { kind: Some(kind), column: Some(column), length: Some(bytes.len() as u64) },
+        proto::Stream {
+            kind: Some(kind),
+            column: Some(column),
+            length: Some(bytes.len() as u64),
+        },
         bytes,
     )
 }
 
 fn unsupported(path: &str, dt: &DataType) -> OrcError {
-    OrcError::UnsupportedType { column: path.to_string(), data_type: dt.to_string() }
+    OrcError::UnsupportedType {
+        column: path.to_string(),
+        data_type: dt.to_string(),
+    }
 }
 
 impl Column {
@@ -299,27 +336,61 @@ impl Column {
         let mut t = proto::Type::default();
         types.push(t.clone());
         let (tk, kind, sk) = match dt {
-            DataType::Boolean => (type_kind::BOOLEAN, Kind::Bool(BoolRle::default()), StatKind::Bool),
-            DataType::Int8 => (type_kind::BYTE, Kind::Byte(ByteRle::default()), StatKind::Int),
-            DataType::Int16 => (type_kind::SHORT, Kind::Int(IntRle::new(true)), StatKind::Int),
+            DataType::Boolean => (
+                type_kind::BOOLEAN,
+                Kind::Bool(BoolRle::default()),
+                StatKind::Bool,
+            ),
+            DataType::Int8 => (
+                type_kind::BYTE,
+                Kind::Byte(ByteRle::default()),
+                StatKind::Int,
+            ),
+            DataType::Int16 => (
+                type_kind::SHORT,
+                Kind::Int(IntRle::new(true)),
+                StatKind::Int,
+            ),
             DataType::Int32 => (type_kind::INT, Kind::Int(IntRle::new(true)), StatKind::Int),
             DataType::Int64 => (type_kind::LONG, Kind::Int(IntRle::new(true)), StatKind::Int),
-            DataType::Date32 => (type_kind::DATE, Kind::Int(IntRle::new(true)), StatKind::Date),
-            DataType::Float32 => (type_kind::FLOAT, Kind::Float(OutStream::default()), StatKind::Double),
-            DataType::Float64 => (type_kind::DOUBLE, Kind::Double(OutStream::default()), StatKind::Double),
+            DataType::Date32 => (
+                type_kind::DATE,
+                Kind::Int(IntRle::new(true)),
+                StatKind::Date,
+            ),
+            DataType::Float32 => (
+                type_kind::FLOAT,
+                Kind::Float(OutStream::default()),
+                StatKind::Double,
+            ),
+            DataType::Float64 => (
+                type_kind::DOUBLE,
+                Kind::Double(OutStream::default()),
+                StatKind::Double,
+            ),
             DataType::Utf8 | DataType::LargeUtf8 => (
                 type_kind::STRING,
-                Kind::Bytes { data: OutStream::default(), length: IntRle::new(false) },
+                Kind::Bytes {
+                    data: OutStream::default(),
+                    length: IntRle::new(false),
+                },
                 StatKind::Str,
             ),
             DataType::Binary | DataType::LargeBinary => (
                 type_kind::BINARY,
-                Kind::Bytes { data: OutStream::default(), length: IntRle::new(false) },
+                Kind::Bytes {
+                    data: OutStream::default(),
+                    length: IntRle::new(false),
+                },
                 StatKind::Bin,
             ),
             DataType::Timestamp(unit, None) => (
                 type_kind::TIMESTAMP,
-                Kind::Timestamp { secs: IntRle::new(true), nanos: IntRle::new(false), unit: *unit },
+                Kind::Timestamp {
+                    secs: IntRle::new(true),
+                    nanos: IntRle::new(false),
+                    unit: *unit,
+                },
                 StatKind::None,
             ),
             DataType::Decimal128(p, s) => {
@@ -344,8 +415,11 @@ impl Column {
                 for f in fields {
                     t.subtypes.push(types.len() as u32);
                     t.field_names.push(f.name().clone());
-                    let child_path =
-                        if path.is_empty() { f.name().clone() } else { format!("{path}.{}", f.name()) };
+                    let child_path = if path.is_empty() {
+                        f.name().clone()
+                    } else {
+                        format!("{path}.{}", f.name())
+                    };
                     children.push(Column::build(child_path, f.data_type(), types)?);
                 }
                 (type_kind::STRUCT, Kind::Struct(children), StatKind::None)
@@ -355,7 +429,10 @@ impl Column {
                 let child = Column::build(format!("{path}[]"), f.data_type(), types)?;
                 (
                     type_kind::LIST,
-                    Kind::List { length: IntRle::new(false), child: Box::new(child) },
+                    Kind::List {
+                        length: IntRle::new(false),
+                        child: Box::new(child),
+                    },
                     StatKind::None,
                 )
             }
@@ -372,7 +449,11 @@ impl Column {
                 let value = Column::build(format!("{path}.value"), kv[1].data_type(), types)?;
                 (
                     type_kind::MAP,
-                    Kind::Map { length: IntRle::new(false), key: Box::new(key), value: Box::new(value) },
+                    Kind::Map {
+                        length: IntRle::new(false),
+                        key: Box::new(key),
+                        value: Box::new(value),
+                    },
                     StatKind::None,
                 )
             }
@@ -396,7 +477,6 @@ impl Column {
             ranges: Vec::new(),
         })
     }
-
 
     /// Writes rows `ranges` of `array` (all of them present in the parent).
     pub(super) fn write(
@@ -487,9 +567,8 @@ impl Column {
         let st = &mut self.group;
         let rows = || valid.iter().cloned().flatten();
         let (path, data_type) = (&self.path, &self.data_type);
-        let mismatch = || {
-            OrcError::SchemaMismatch(format!("column {path} is not of type {data_type}"))
-        };
+        let mismatch =
+            || OrcError::SchemaMismatch(format!("column {path} is not of type {data_type}"));
         macro_rules! prim {
             ($t:ty) => {
                 match array.as_primitive_opt::<$t>() {
@@ -500,7 +579,9 @@ impl Column {
         }
         match &mut self.kind {
             Kind::Bool(data) => {
-                let Some(a) = array.as_boolean_opt() else { return Err(mismatch()) };
+                let Some(a) = array.as_boolean_opt() else {
+                    return Err(mismatch());
+                };
                 for i in rows() {
                     let v = a.value(i);
                     st.trues += u64::from(v);
@@ -618,7 +699,12 @@ impl Column {
                     nanos.push(encode_nanos(ns), c)?;
                 }
             }
-            Kind::Decimal { data, scale, scale_value, scratch } => {
+            Kind::Decimal {
+                data,
+                scale,
+                scale_value,
+                scratch,
+            } => {
                 let vals = prim!(Decimal128Type);
                 scratch.clear();
                 for i in rows() {
@@ -633,7 +719,9 @@ impl Column {
                 scratch.clear();
             }
             Kind::Struct(children) => {
-                let Some(s) = array.as_struct_opt() else { return Err(mismatch()) };
+                let Some(s) = array.as_struct_opt() else {
+                    return Err(mismatch());
+                };
                 if s.num_columns() != children.len() {
                     return Err(mismatch());
                 }
@@ -645,12 +733,16 @@ impl Column {
                 let mut child_ranges = Vec::new();
                 match array.data_type() {
                     DataType::List(_) => {
-                        let Some(l) = array.as_list_opt::<i32>() else { return Err(mismatch()) };
+                        let Some(l) = array.as_list_opt::<i32>() else {
+                            return Err(mismatch());
+                        };
                         lengths(l.value_offsets(), valid, length, &mut child_ranges, c)?;
                         child.write(l.values().as_ref(), &child_ranges, c)?;
                     }
                     DataType::LargeList(_) => {
-                        let Some(l) = array.as_list_opt::<i64>() else { return Err(mismatch()) };
+                        let Some(l) = array.as_list_opt::<i64>() else {
+                            return Err(mismatch());
+                        };
                         lengths(l.value_offsets(), valid, length, &mut child_ranges, c)?;
                         child.write(l.values().as_ref(), &child_ranges, c)?;
                     }
@@ -658,7 +750,9 @@ impl Column {
                 }
             }
             Kind::Map { length, key, value } => {
-                let Some(m) = array.as_map_opt() else { return Err(mismatch()) };
+                let Some(m) = array.as_map_opt() else {
+                    return Err(mismatch());
+                };
                 let mut child_ranges = Vec::new();
                 lengths(m.value_offsets(), valid, length, &mut child_ranges, c)?;
                 key.write(m.keys().as_ref(), &child_ranges, c)?;
@@ -680,7 +774,10 @@ impl Column {
     /// Records where the next row group starts in every stream (ending the
     /// current RLE runs so the positions fall between runs).
     pub(super) fn start_group(&mut self, c: &mut Compressor) -> Result<(), OrcError> {
-        let mut g = GroupStart { present_count: self.present_count, ..Default::default() };
+        let mut g = GroupStart {
+            present_count: self.present_count,
+            ..Default::default()
+        };
         if self.present_materialized {
             self.present.flush_run(c)?;
             let mut pos = Vec::new();
@@ -736,7 +833,10 @@ impl Column {
     pub(super) fn end_group(&mut self, indexed: bool) {
         if indexed {
             let start = std::mem::take(&mut self.start);
-            self.index.push(IndexEntry { start, stats: self.group.to_proto() });
+            self.index.push(IndexEntry {
+                start,
+                stats: self.group.to_proto(),
+            });
         }
         self.stripe.merge(&self.group);
         self.group = Stats::new(self.group.kind);
@@ -788,7 +888,10 @@ impl Column {
                             positions.extend(e.start.present.unwrap_or_default());
                         }
                         positions.extend(e.start.data);
-                        proto::RowIndexEntry { positions, statistics: Some(e.stats) }
+                        proto::RowIndexEntry {
+                            positions,
+                            statistics: Some(e.stats),
+                        }
                     })
                     .collect(),
             };
@@ -818,27 +921,34 @@ impl Column {
             }
             Kind::Bytes { data, length } => {
                 out.data.push(stream(stream_kind::DATA, id, data.take(c)?));
-                out.data.push(stream(stream_kind::LENGTH, id, length.take(c)?));
+                out.data
+                    .push(stream(stream_kind::LENGTH, id, length.take(c)?));
                 encoding_kind::DIRECT_V2
             }
             Kind::Timestamp { secs, nanos, .. } => {
                 out.data.push(stream(stream_kind::DATA, id, secs.take(c)?));
-                out.data.push(stream(stream_kind::SECONDARY, id, nanos.take(c)?));
+                out.data
+                    .push(stream(stream_kind::SECONDARY, id, nanos.take(c)?));
                 encoding_kind::DIRECT_V2
             }
             Kind::Decimal { data, scale, .. } => {
                 out.data.push(stream(stream_kind::DATA, id, data.take(c)?));
-                out.data.push(stream(stream_kind::SECONDARY, id, scale.take(c)?));
+                out.data
+                    .push(stream(stream_kind::SECONDARY, id, scale.take(c)?));
                 encoding_kind::DIRECT_V2
             }
             Kind::Struct(_) => encoding_kind::DIRECT,
             Kind::List { length, .. } | Kind::Map { length, .. } => {
-                out.data.push(stream(stream_kind::LENGTH, id, length.take(c)?));
+                out.data
+                    .push(stream(stream_kind::LENGTH, id, length.take(c)?));
                 encoding_kind::DIRECT_V2
             }
         };
         debug_assert_eq!(out.encodings.len(), id as usize);
-        out.encodings.push(proto::ColumnEncoding { kind: Some(enc), ..Default::default() });
+        out.encodings.push(proto::ColumnEncoding {
+            kind: Some(enc),
+            ..Default::default()
+        });
         out.stats.push(self.stripe.to_proto());
         self.file.merge(&self.stripe);
         self.stripe = Stats::new(self.stripe.kind);

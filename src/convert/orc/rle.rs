@@ -235,7 +235,12 @@ pub(super) struct IntRle {
 
 impl IntRle {
     pub(super) fn new(signed: bool) -> Self {
-        IntRle { stream: OutStream::default(), signed, buf: Vec::with_capacity(MAX_RUN), scratch: Vec::new() }
+        IntRle {
+            stream: OutStream::default(),
+            signed,
+            buf: Vec::with_capacity(MAX_RUN),
+            scratch: Vec::new(),
+        }
     }
 
     #[inline]
@@ -291,7 +296,11 @@ impl IntRle {
                     run += 1;
                 }
             }
-            let take = if step == 0 { run >= MIN_EQUAL_RUN } else { run >= MIN_STEP_RUN };
+            let take = if step == 0 {
+                run >= MIN_EQUAL_RUN
+            } else {
+                run >= MIN_STEP_RUN
+            };
             if take {
                 self.direct(&vals[lit_start..i]);
                 if step == 0 && run <= 10 {
@@ -318,8 +327,10 @@ impl IntRle {
         let u = self.unsigned(v);
         let bits = 64 - u.leading_zeros();
         let width = (bits.div_ceil(8)).max(1) as usize;
-        self.scratch.push((((width - 1) as u8) << 3) | (run - MIN_EQUAL_RUN) as u8);
-        self.scratch.extend_from_slice(&u.to_be_bytes()[8 - width..]);
+        self.scratch
+            .push((((width - 1) as u8) << 3) | (run - MIN_EQUAL_RUN) as u8);
+        self.scratch
+            .extend_from_slice(&u.to_be_bytes()[8 - width..]);
     }
 
     fn delta(&mut self, base: i64, step: i64, run: usize) {
@@ -339,7 +350,8 @@ impl IntRle {
             }
             let width = closest_width(64 - max.leading_zeros());
             let len = chunk.len() - 1;
-            self.scratch.push(0b0100_0000 | (width_code(width) << 1) | ((len >> 8) as u8 & 1));
+            self.scratch
+                .push(0b0100_0000 | (width_code(width) << 1) | ((len >> 8) as u8 & 1));
             self.scratch.push(len as u8);
             let mut acc: u128 = 0;
             let mut acc_bits = 0u32;

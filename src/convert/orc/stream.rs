@@ -27,7 +27,13 @@ impl Compressor {
             ),
             _ => None,
         };
-        Ok(Compressor { kind, block_size, snappy: snap::raw::Encoder::new(), zstd, scratch: Vec::new() })
+        Ok(Compressor {
+            kind,
+            block_size,
+            snappy: snap::raw::Encoder::new(),
+            zstd,
+            scratch: Vec::new(),
+        })
     }
 
     pub(super) fn is_none(&self) -> bool {
@@ -49,7 +55,8 @@ impl Compressor {
                 self.scratch = enc.finish()?;
             }
             OrcCompression::Snappy => {
-                self.scratch.resize(snap::raw::max_compress_len(input.len()), 0);
+                self.scratch
+                    .resize(snap::raw::max_compress_len(input.len()), 0);
                 let n = self
                     .snappy
                     .compress(input, &mut self.scratch)
@@ -58,7 +65,8 @@ impl Compressor {
             }
             OrcCompression::Zstd => {
                 let z = self.zstd.as_mut().expect("zstd compressor set up for ZSTD");
-                self.scratch.reserve(zstd::zstd_safe::compress_bound(input.len()));
+                self.scratch
+                    .reserve(zstd::zstd_safe::compress_bound(input.len()));
                 z.compress_to_buffer(input, &mut self.scratch)
                     .map_err(|e| OrcError::Compression(format!("zstd: {e}")))?;
             }

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
+use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::*;
-use arrow_array::cast::AsArray;
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
@@ -33,7 +33,11 @@ fn nulls(rng: &mut Rng, len: usize, percent: u64) -> Option<NullBuffer> {
     if percent == 0 || rng.chance(20) {
         return None;
     }
-    Some(NullBuffer::from((0..len).map(|_| !rng.chance(percent)).collect::<Vec<bool>>()))
+    Some(NullBuffer::from(
+        (0..len)
+            .map(|_| !rng.chance(percent))
+            .collect::<Vec<bool>>(),
+    ))
 }
 
 /// Integers in runs of the shapes RLE v2 distinguishes.
@@ -41,7 +45,8 @@ fn ints(rng: &mut Rng, len: usize, min: i64, max: i64) -> Vec<i64> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let run = 1 + rng.below(700) as usize;
-        let base = min.wrapping_add((rng.next() % (max.abs_diff(min).saturating_add(1)).max(1)) as i64);
+        let base =
+            min.wrapping_add((rng.next() % (max.abs_diff(min).saturating_add(1)).max(1)) as i64);
         match rng.below(6) {
             0 => out.extend(std::iter::repeat_n(base, run)),
             1 => {
@@ -52,7 +57,9 @@ fn ints(rng: &mut Rng, len: usize, min: i64, max: i64) -> Vec<i64> {
                     v = v.saturating_add(step);
                 }
             }
-            2 => out.extend((0..run).map(|_| [min, max, 0, -1, 1][rng.below(5) as usize].clamp(min, max))),
+            2 => out.extend(
+                (0..run).map(|_| [min, max, 0, -1, 1][rng.below(5) as usize].clamp(min, max)),
+            ),
             3 => out.extend((0..run).map(|_| (rng.below(16) as i64).clamp(min, max))),
             _ => out.extend((0..run).map(|_| {
                 min.wrapping_add((rng.next() % (max.abs_diff(min).saturating_add(1)).max(1)) as i64)
@@ -63,7 +70,16 @@ fn ints(rng: &mut Rng, len: usize, min: i64, max: i64) -> Vec<i64> {
     out
 }
 
-const WORDS: &[&str] = &["", "a", "héllo", "日本語テキスト", "🦀 crab", "x\u{0}y", "line\nbreak", "Zürich"];
+const WORDS: &[&str] = &[
+    "",
+    "a",
+    "héllo",
+    "日本語テキスト",
+    "🦀 crab",
+    "x\u{0}y",
+    "line\nbreak",
+    "Zürich",
+];
 
 fn gen_string(rng: &mut Rng) -> String {
     let mut s = String::new();
@@ -90,20 +106,35 @@ fn gen_array(rng: &mut Rng, dt: &DataType, len: usize, null_pct: u64) -> ArrayRe
             nb,
         )),
         DataType::Int8 => Arc::new(Int8Array::new(
-            ints(rng, len, i8::MIN.into(), i8::MAX.into()).into_iter().map(|v| v as i8).collect(),
+            ints(rng, len, i8::MIN.into(), i8::MAX.into())
+                .into_iter()
+                .map(|v| v as i8)
+                .collect(),
             nb,
         )),
         DataType::Int16 => Arc::new(Int16Array::new(
-            ints(rng, len, i16::MIN.into(), i16::MAX.into()).into_iter().map(|v| v as i16).collect(),
+            ints(rng, len, i16::MIN.into(), i16::MAX.into())
+                .into_iter()
+                .map(|v| v as i16)
+                .collect(),
             nb,
         )),
         DataType::Int32 => Arc::new(Int32Array::new(
-            ints(rng, len, i32::MIN.into(), i32::MAX.into()).into_iter().map(|v| v as i32).collect(),
+            ints(rng, len, i32::MIN.into(), i32::MAX.into())
+                .into_iter()
+                .map(|v| v as i32)
+                .collect(),
             nb,
         )),
-        DataType::Int64 => Arc::new(Int64Array::new(ints(rng, len, i64::MIN, i64::MAX).into(), nb)),
+        DataType::Int64 => Arc::new(Int64Array::new(
+            ints(rng, len, i64::MIN, i64::MAX).into(),
+            nb,
+        )),
         DataType::Date32 => Arc::new(Date32Array::new(
-            ints(rng, len, -800_000, 800_000).into_iter().map(|v| v as i32).collect(),
+            ints(rng, len, -800_000, 800_000)
+                .into_iter()
+                .map(|v| v as i32)
+                .collect(),
             nb,
         )),
         DataType::Float32 => Arc::new(Float32Array::new(
@@ -127,16 +158,22 @@ fn gen_array(rng: &mut Rng, dt: &DataType, len: usize, null_pct: u64) -> ArrayRe
                 .collect(),
             nb,
         )),
-        DataType::Utf8 => Arc::new(StringArray::from_iter(
-            (0..len).map(|i| nb.as_ref().is_none_or(|n| n.is_valid(i)).then(|| gen_string(rng))),
-        )),
-        DataType::LargeUtf8 => Arc::new(LargeStringArray::from_iter(
-            (0..len).map(|i| nb.as_ref().is_none_or(|n| n.is_valid(i)).then(|| gen_string(rng))),
-        )),
-        DataType::Binary => Arc::new(BinaryArray::from_iter((0..len).map(|i| {
+        DataType::Utf8 => Arc::new(StringArray::from_iter((0..len).map(|i| {
             nb.as_ref()
                 .is_none_or(|n| n.is_valid(i))
-                .then(|| (0..rng.below(20)).map(|_| rng.next() as u8).collect::<Vec<u8>>())
+                .then(|| gen_string(rng))
+        }))),
+        DataType::LargeUtf8 => Arc::new(LargeStringArray::from_iter((0..len).map(|i| {
+            nb.as_ref()
+                .is_none_or(|n| n.is_valid(i))
+                .then(|| gen_string(rng))
+        }))),
+        DataType::Binary => Arc::new(BinaryArray::from_iter((0..len).map(|i| {
+            nb.as_ref().is_none_or(|n| n.is_valid(i)).then(|| {
+                (0..rng.below(20))
+                    .map(|_| rng.next() as u8)
+                    .collect::<Vec<u8>>()
+            })
         }))),
         DataType::Timestamp(unit, None) => {
             let per_sec: i64 = match unit {
@@ -160,7 +197,8 @@ fn gen_array(rng: &mut Rng, dt: &DataType, len: usize, null_pct: u64) -> ArrayRe
                     };
                     let v = secs * per_sec + frac;
                     // Skip the ORC-763 window (see its test below).
-                    if v < 0 && v >= -per_sec && (v + per_sec) * (1_000_000_000 / per_sec) > 999_999 {
+                    if v < 0 && v >= -per_sec && (v + per_sec) * (1_000_000_000 / per_sec) > 999_999
+                    {
                         -per_sec
                     } else {
                         v
@@ -186,11 +224,16 @@ fn gen_array(rng: &mut Rng, dt: &DataType, len: usize, null_pct: u64) -> ArrayRe
                 })
                 .collect();
             Arc::new(
-                Decimal128Array::new(vals.into(), nb).with_precision_and_scale(*p, *s).unwrap(),
+                Decimal128Array::new(vals.into(), nb)
+                    .with_precision_and_scale(*p, *s)
+                    .unwrap(),
             )
         }
         DataType::Struct(fields) => {
-            let cols = fields.iter().map(|f| gen_array(rng, f.data_type(), len, null_pct)).collect();
+            let cols = fields
+                .iter()
+                .map(|f| gen_array(rng, f.data_type(), len, null_pct))
+                .collect();
             Arc::new(StructArray::new(fields.clone(), cols, nb))
         }
         DataType::List(f) => {
@@ -198,14 +241,30 @@ fn gen_array(rng: &mut Rng, dt: &DataType, len: usize, null_pct: u64) -> ArrayRe
             for i in 0..len {
                 let null = nb.as_ref().is_some_and(|n| n.is_null(i));
                 // Null lists sometimes keep elements (arrow allows it; ORC drops them).
-                let n = if null && rng.chance(70) { 0 } else { rng.below(5) as i32 };
+                let n = if null && rng.chance(70) {
+                    0
+                } else {
+                    rng.below(5) as i32
+                };
                 offsets.push(offsets[i] + n);
             }
-            let values = gen_array(rng, f.data_type(), *offsets.last().unwrap() as usize, null_pct);
-            Arc::new(ListArray::new(f.clone(), OffsetBuffer::new(ScalarBuffer::from(offsets)), values, nb))
+            let values = gen_array(
+                rng,
+                f.data_type(),
+                *offsets.last().unwrap() as usize,
+                null_pct,
+            );
+            Arc::new(ListArray::new(
+                f.clone(),
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                values,
+                nb,
+            ))
         }
         DataType::Map(entries, false) => {
-            let DataType::Struct(kv) = entries.data_type() else { unreachable!() };
+            let DataType::Struct(kv) = entries.data_type() else {
+                unreachable!()
+            };
             let mut offsets = vec![0i32];
             for i in 0..len {
                 let null = nb.as_ref().is_some_and(|n| n.is_null(i));
@@ -236,7 +295,10 @@ fn map(k: DataType, v: DataType) -> DataType {
     DataType::Map(
         Arc::new(Field::new(
             "entries",
-            DataType::Struct(Fields::from(vec![Field::new("key", k, false), Field::new("value", v, true)])),
+            DataType::Struct(Fields::from(vec![
+                Field::new("key", k, false),
+                Field::new("value", v, true),
+            ])),
             false,
         )),
         false,
@@ -245,7 +307,10 @@ fn map(k: DataType, v: DataType) -> DataType {
 
 fn strukt(fields: Vec<(&str, DataType)>) -> DataType {
     DataType::Struct(Fields::from(
-        fields.into_iter().map(|(n, t)| Field::new(n, t, true)).collect::<Vec<_>>(),
+        fields
+            .into_iter()
+            .map(|(n, t)| Field::new(n, t, true))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -278,17 +343,30 @@ fn all_types_schema() -> SchemaRef {
         ("tags", list(DataType::Utf8)),
         ("m", map(DataType::Utf8, DataType::Decimal128(20, 4))),
     ]);
-    fields.push(("st", strukt(vec![("inner", inner.clone()), ("when", DataType::Timestamp(TimeUnit::Millisecond, None))])));
+    fields.push((
+        "st",
+        strukt(vec![
+            ("inner", inner.clone()),
+            ("when", DataType::Timestamp(TimeUnit::Millisecond, None)),
+        ]),
+    ));
     fields.push(("lst", list(list(inner.clone()))));
     fields.push(("mp", map(DataType::Utf8, list(map(DataType::Int64, inner)))));
     fields.push(("lmap", list(map(DataType::Int32, list(DataType::Boolean)))));
     Arc::new(Schema::new(
-        fields.into_iter().map(|(n, t)| Field::new(n, t, true)).collect::<Vec<_>>(),
+        fields
+            .into_iter()
+            .map(|(n, t)| Field::new(n, t, true))
+            .collect::<Vec<_>>(),
     ))
 }
 
 fn batch(rng: &mut Rng, schema: &SchemaRef, len: usize, null_pct: u64) -> RecordBatch {
-    let cols = schema.fields().iter().map(|f| gen_array(rng, f.data_type(), len, null_pct)).collect();
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| gen_array(rng, f.data_type(), len, null_pct))
+        .collect();
     RecordBatch::try_new(schema.clone(), cols).unwrap()
 }
 
@@ -344,7 +422,11 @@ fn assert_round_trip(schema: &SchemaRef, input: &[RecordBatch], opts: &OrcOption
             // Find the first differing row for a readable failure.
             for r in 0..want[i].len() {
                 let (a, b) = (want[i].slice(r, 1), got[i].slice(r, 1));
-                assert!(a.as_ref() == b.as_ref(), "column {} row {r}: wrote {a:?}\nread {b:?}", f.name());
+                assert!(
+                    a.as_ref() == b.as_ref(),
+                    "column {} row {r}: wrote {a:?}\nread {b:?}",
+                    f.name()
+                );
             }
             panic!("column {} differs", f.name());
         }
@@ -355,7 +437,12 @@ fn assert_round_trip(schema: &SchemaRef, input: &[RecordBatch], opts: &OrcOption
 #[test]
 fn round_trip_all_types_every_compression() {
     let schema = all_types_schema();
-    for compression in [OrcCompression::None, OrcCompression::Zlib, OrcCompression::Snappy, OrcCompression::Zstd] {
+    for compression in [
+        OrcCompression::None,
+        OrcCompression::Zlib,
+        OrcCompression::Snappy,
+        OrcCompression::Zstd,
+    ] {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let batches: Vec<_> = [1, 700, 4096, 2500, 0, 3333]
             .iter()
@@ -367,7 +454,10 @@ fn round_trip_all_types_every_compression() {
         // Several stripes were written.
         let bytes = write_orc(&schema, &batches, &opts);
         let reader = orc_rust::ArrowReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
-        assert!(reader.file_metadata().stripe_metadatas().len() > 1, "{compression:?}");
+        assert!(
+            reader.file_metadata().stripe_metadatas().len() > 1,
+            "{compression:?}"
+        );
     }
 }
 
@@ -376,7 +466,10 @@ fn round_trip_without_index_and_default_sizes() {
     let schema = all_types_schema();
     let mut rng = Rng(7);
     let batches: Vec<_> = (0..3).map(|_| batch(&mut rng, &schema, 3000, 20)).collect();
-    let opts = OrcOptions { row_index_stride: 0, ..OrcOptions::default() };
+    let opts = OrcOptions {
+        row_index_stride: 0,
+        ..OrcOptions::default()
+    };
     assert_round_trip(&schema, &batches, &opts);
     assert_round_trip(&schema, &batches, &OrcOptions::default());
 }
@@ -392,7 +485,11 @@ fn round_trip_all_nulls_and_no_nulls() {
         .collect();
     let all_null = RecordBatch::try_new(schema.clone(), all_null).unwrap();
     let no_null = batch(&mut rng, &schema, 2500, 0);
-    assert_round_trip(&schema, &[all_null.clone(), no_null.clone(), all_null], &small_opts(OrcOptions::default().compression));
+    assert_round_trip(
+        &schema,
+        &[all_null.clone(), no_null.clone(), all_null],
+        &small_opts(OrcOptions::default().compression),
+    );
 }
 
 #[test]
@@ -424,11 +521,11 @@ fn specific_values_round_trip() {
     ]));
     let ts = TimestampMicrosecondArray::from(vec![
         Some(0),
-        Some(-1_000_000),         // 1969-12-31T23:59:59
-        Some(-1_000_001),         // just under, with micros
-        Some(-86_400_000_001),    // pre-1970 with micros
+        Some(-1_000_000),             // 1969-12-31T23:59:59
+        Some(-1_000_001),             // just under, with micros
+        Some(-86_400_000_001),        // pre-1970 with micros
         Some(-2_208_988_800_123_456), // 1900 with micros
-        Some(1_420_070_399_999_999), // just before ORC's epoch
+        Some(1_420_070_399_999_999),  // just before ORC's epoch
         Some(1_420_070_400_000_000),
         Some(1_700_000_000_000_001),
         None,
@@ -436,13 +533,48 @@ fn specific_values_round_trip() {
     ]);
     let max = 10i128.pow(38) - 1;
     let dec = Decimal128Array::from(vec![
-        Some(max), Some(-max), Some(0), Some(-1), Some(1), None, Some(i64::MIN as i128), Some(123_456_789_012_345_678_901_234_567), Some(-5), Some(10),
+        Some(max),
+        Some(-max),
+        Some(0),
+        Some(-1),
+        Some(1),
+        None,
+        Some(i64::MIN as i128),
+        Some(123_456_789_012_345_678_901_234_567),
+        Some(-5),
+        Some(10),
     ])
     .with_precision_and_scale(38, 10)
     .unwrap();
-    let d = Date32Array::from(vec![Some(0), Some(-1), Some(-719_162), Some(2_932_896), None, Some(-25_000), Some(1), Some(19_000), Some(i32::MIN / 2), Some(-365)]);
-    let s = StringArray::from(vec![Some(""), Some("ü"), None, Some("𝄞"), Some("a\u{0}b"), Some("x"), Some(""), Some("zz"), Some("日本"), Some("end")]);
-    let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(ts), Arc::new(dec), Arc::new(d), Arc::new(s)]).unwrap();
+    let d = Date32Array::from(vec![
+        Some(0),
+        Some(-1),
+        Some(-719_162),
+        Some(2_932_896),
+        None,
+        Some(-25_000),
+        Some(1),
+        Some(19_000),
+        Some(i32::MIN / 2),
+        Some(-365),
+    ]);
+    let s = StringArray::from(vec![
+        Some(""),
+        Some("ü"),
+        None,
+        Some("𝄞"),
+        Some("a\u{0}b"),
+        Some("x"),
+        Some(""),
+        Some("zz"),
+        Some("日本"),
+        Some("end"),
+    ]);
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(ts), Arc::new(dec), Arc::new(d), Arc::new(s)],
+    )
+    .unwrap();
     for c in [OrcCompression::None, OrcCompression::Snappy] {
         assert_round_trip(&schema, std::slice::from_ref(&b), &small_opts(c));
     }
@@ -452,10 +584,24 @@ fn specific_values_round_trip() {
 fn timestamps_in_the_orc763_window_read_back_as_orc_java_writes_them() {
     // ORC Java and C++ write -0.5 s as second 0 + 0.5e9 ns, and every reader
     // decodes that as +0.5 s (ORC-763). sluice writes the same bytes.
-    let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true)]));
-    let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(TimestampMillisecondArray::from(vec![-500, -1, -1000, -1001, -1500]))]).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        true,
+    )]));
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(TimestampMillisecondArray::from(vec![
+            -500, -1, -1000, -1001, -1500,
+        ]))],
+    )
+    .unwrap();
     let got = read_orc(write_orc(&schema, &[b], &OrcOptions::default()), &schema);
-    let got = got[0].column(0).as_primitive::<TimestampMillisecondType>().values().to_vec();
+    let got = got[0]
+        .column(0)
+        .as_primitive::<TimestampMillisecondType>()
+        .values()
+        .to_vec();
     assert_eq!(got, vec![500, 999, -1000, -1001, -1500]);
 }
 
@@ -469,11 +615,20 @@ fn unsupported_types_are_refused_not_panicking() {
         DataType::Decimal128(10, -2),
         DataType::Decimal256(40, 2),
         list(DataType::UInt8),
-        strukt(vec![("ok", DataType::Int32), ("bad", map(DataType::Utf8, DataType::Duration(TimeUnit::Second)))]),
+        strukt(vec![
+            ("ok", DataType::Int32),
+            (
+                "bad",
+                map(DataType::Utf8, DataType::Duration(TimeUnit::Second)),
+            ),
+        ]),
     ] {
         let schema = Arc::new(Schema::new(vec![Field::new("c", dt.clone(), true)]));
         let err = OrcWriter::try_new(Vec::new(), schema, &OrcOptions::default()).unwrap_err();
-        assert!(matches!(err, OrcError::UnsupportedType { .. }), "{dt}: {err}");
+        assert!(
+            matches!(err, OrcError::UnsupportedType { .. }),
+            "{dt}: {err}"
+        );
         assert_eq!(err.fault(), Fault::Config);
     }
 }
@@ -482,19 +637,44 @@ fn unsupported_types_are_refused_not_panicking() {
 fn options_are_validated() {
     let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int32, true)]));
     let bad = [
-        OrcOptions { stripe_size_bytes: 8 * 1024 * 1024 - 1, ..OrcOptions::default() },
-        OrcOptions { row_index_stride: 999, ..OrcOptions::default() },
-        OrcOptions { compression_block_size: 1 << 23, ..OrcOptions::default() },
-        OrcOptions { compression_block_size: 100, ..OrcOptions::default() },
-        OrcOptions { bloom_filter_fpp: 0.0, ..OrcOptions::default() },
-        OrcOptions { bloom_filter_fpp: 1.0, ..OrcOptions::default() },
-        OrcOptions { bloom_filter_columns: vec!["nope".into()], ..OrcOptions::default() },
+        OrcOptions {
+            stripe_size_bytes: 8 * 1024 * 1024 - 1,
+            ..OrcOptions::default()
+        },
+        OrcOptions {
+            row_index_stride: 999,
+            ..OrcOptions::default()
+        },
+        OrcOptions {
+            compression_block_size: 1 << 23,
+            ..OrcOptions::default()
+        },
+        OrcOptions {
+            compression_block_size: 100,
+            ..OrcOptions::default()
+        },
+        OrcOptions {
+            bloom_filter_fpp: 0.0,
+            ..OrcOptions::default()
+        },
+        OrcOptions {
+            bloom_filter_fpp: 1.0,
+            ..OrcOptions::default()
+        },
+        OrcOptions {
+            bloom_filter_columns: vec!["nope".into()],
+            ..OrcOptions::default()
+        },
     ];
     for o in bad {
         let err = OrcWriter::try_new(Vec::new(), schema.clone(), &o).unwrap_err();
         assert!(matches!(err, OrcError::InvalidOption(_)), "{o:?}");
     }
-    let ok = OrcOptions { row_index_stride: 0, bloom_filter_columns: vec!["c".into()], ..OrcOptions::default() };
+    let ok = OrcOptions {
+        row_index_stride: 0,
+        bloom_filter_columns: vec!["c".into()],
+        ..OrcOptions::default()
+    };
     OrcWriter::try_new(Vec::new(), schema, &ok).unwrap();
 }
 
@@ -516,7 +696,10 @@ fn id_schema() -> SchemaRef {
 
 /// Several stripes even for the small `id_batch` files.
 fn id_opts(c: OrcCompression) -> OrcOptions {
-    OrcOptions { stripe_size_bytes: 16 * 1024, ..small_opts(c) }
+    OrcOptions {
+        stripe_size_bytes: 16 * 1024,
+        ..small_opts(c)
+    }
 }
 
 fn id_batch(from: i64, n: i64) -> RecordBatch {
@@ -530,7 +713,11 @@ fn id_batch(from: i64, n: i64) -> RecordBatch {
             names.append_value(format!("name-{i:08}"));
         }
     }
-    RecordBatch::try_new(id_schema(), vec![Arc::new(ids.finish()), Arc::new(names.finish())]).unwrap()
+    RecordBatch::try_new(
+        id_schema(),
+        vec![Arc::new(ids.finish()), Arc::new(names.finish())],
+    )
+    .unwrap()
 }
 
 #[test]
@@ -557,16 +744,26 @@ fn statistics_are_written() {
     assert_eq!(stats[2].number_of_values(), 20_000 - nulls);
     assert!(stats[2].has_null());
     match stats[2].type_statistics() {
-        Some(orc_rust::statistics::TypeStatistics::String { lower_bound, upper_bound, .. }) => {
+        Some(orc_rust::statistics::TypeStatistics::String {
+            lower_bound,
+            upper_bound,
+            ..
+        }) => {
             // 0 and 19,999 are multiples of 7, so null.
-            assert_eq!((lower_bound.as_str(), upper_bound.as_str()), ("name-00000001", "name-00019998"));
+            assert_eq!(
+                (lower_bound.as_str(), upper_bound.as_str()),
+                ("name-00000001", "name-00019998")
+            );
         }
         other => panic!("{other:?}"),
     }
     // Stripe statistics add up to the file's.
     let stripes = meta.stripe_metadatas();
     assert!(stripes.len() > 1);
-    let sum: u64 = stripes.iter().map(|s| s.column_statistics()[1].number_of_values()).sum();
+    let sum: u64 = stripes
+        .iter()
+        .map(|s| s.column_statistics()[1].number_of_values())
+        .sum();
     assert_eq!(sum, 20_000);
 }
 
@@ -574,10 +771,20 @@ fn statistics_are_written() {
 fn row_index_statistics_drive_predicate_pushdown() {
     let schema = id_schema();
     let batches: Vec<_> = (0..5).map(|i| id_batch(i * 4000, 4000)).collect();
-    let bytes = write_orc(&schema, &batches, &OrcOptions { stripe_size_bytes: 64 << 20, ..small_opts(OrcCompression::Zlib) });
+    let bytes = write_orc(
+        &schema,
+        &batches,
+        &OrcOptions {
+            stripe_size_bytes: 64 << 20,
+            ..small_opts(OrcCompression::Zlib)
+        },
+    );
     let reader = orc_rust::ArrowReaderBuilder::try_new(Bytes::from(bytes))
         .unwrap()
-        .with_predicate(orc_rust::Predicate::gte("id", orc_rust::PredicateValue::Int64(Some(15_500))))
+        .with_predicate(orc_rust::Predicate::gte(
+            "id",
+            orc_rust::PredicateValue::Int64(Some(15_500)),
+        ))
         .build();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     // Row groups of 1000 rows: the group holding 15,500 and the later ones.
@@ -588,7 +795,8 @@ fn row_index_statistics_drive_predicate_pushdown() {
 struct Counting(Arc<std::sync::atomic::AtomicUsize>);
 impl std::io::Write for Counting {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -600,7 +808,10 @@ impl std::io::Write for Counting {
 fn stripes_are_streamed_out_with_bounded_buffering() {
     let schema = all_types_schema();
     let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let opts = OrcOptions { stripe_size_bytes: 256 * 1024, ..small_opts(OrcCompression::Snappy) };
+    let opts = OrcOptions {
+        stripe_size_bytes: 256 * 1024,
+        ..small_opts(OrcCompression::Snappy)
+    };
     let mut w = OrcWriter::build(Counting(written.clone()), schema.clone(), &opts).unwrap();
     let mut rng = Rng(11);
     let mut max_buffered = 0;
@@ -608,7 +819,10 @@ fn stripes_are_streamed_out_with_bounded_buffering() {
         w.write(&batch(&mut rng, &schema, 1000, 10)).unwrap();
         max_buffered = max_buffered.max(w.root.buffered());
     }
-    assert!(written.load(std::sync::atomic::Ordering::Relaxed) > 0, "nothing written before finish");
+    assert!(
+        written.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "nothing written before finish"
+    );
     // One stripe plus at most one batch's growth.
     assert!(max_buffered < 256 * 1024 + 256 * 1024, "{max_buffered}");
     let before = written.load(std::sync::atomic::Ordering::Relaxed) as u64;
@@ -627,20 +841,43 @@ fn writer_is_send() {
 #[test]
 #[ignore = "helper for tests/test_orc.py"]
 fn write_sample_files_for_python() {
-    let Ok(dir) = std::env::var("SLUICE_ORC_OUT") else { return };
+    let Ok(dir) = std::env::var("SLUICE_ORC_OUT") else {
+        return;
+    };
     let dir = std::path::Path::new(&dir);
     std::fs::create_dir_all(dir).unwrap();
     let schema = all_types_schema();
-    for (name, c) in [("none", OrcCompression::None), ("zlib", OrcCompression::Zlib), ("snappy", OrcCompression::Snappy), ("zstd", OrcCompression::Zstd)] {
+    for (name, c) in [
+        ("none", OrcCompression::None),
+        ("zlib", OrcCompression::Zlib),
+        ("snappy", OrcCompression::Snappy),
+        ("zstd", OrcCompression::Zstd),
+    ] {
         let mut rng = Rng(42);
-        let batches: Vec<_> = (0..6).map(|i| batch(&mut rng, &schema, 1500, [0, 10, 30, 5, 60, 10][i])).collect();
+        let batches: Vec<_> = (0..6)
+            .map(|i| batch(&mut rng, &schema, 1500, [0, 10, 30, 5, 60, 10][i]))
+            .collect();
         let bytes = write_orc(&schema, &batches, &small_opts(c));
         std::fs::write(dir.join(format!("all_{name}.orc")), bytes).unwrap();
         // One stripe with 9 row groups: seeks land mid-stripe.
-        let bytes = write_orc(&schema, &batches, &OrcOptions { stripe_size_bytes: 64 << 20, ..small_opts(c) });
+        let bytes = write_orc(
+            &schema,
+            &batches,
+            &OrcOptions {
+                stripe_size_bytes: 64 << 20,
+                ..small_opts(c)
+            },
+        );
         std::fs::write(dir.join(format!("all_idx_{name}.orc")), bytes).unwrap();
         // Default stripe and index sizes, for size comparisons.
-        let bytes = write_orc(&schema, &batches, &OrcOptions { compression: c, ..OrcOptions::default() });
+        let bytes = write_orc(
+            &schema,
+            &batches,
+            &OrcOptions {
+                compression: c,
+                ..OrcOptions::default()
+            },
+        );
         std::fs::write(dir.join(format!("all_default_{name}.orc")), bytes).unwrap();
         // The same rows as Arrow IPC: what the Python readers must see.
         let file = std::fs::File::create(dir.join(format!("all_{name}.arrow"))).unwrap();
@@ -664,32 +901,66 @@ fn write_sample_files_for_python() {
     let batches: Vec<_> = (0..50)
         .map(|_| {
             let n = 2048;
-            let tsv: Vec<i64> = (0..n).map(|_| { ts += rng.below(50) as i64; ts }).collect();
+            let tsv: Vec<i64> = (0..n)
+                .map(|_| {
+                    ts += rng.below(50) as i64;
+                    ts
+                })
+                .collect();
             let levels = ["INFO", "WARN", "ERROR", "DEBUG", "TRACE"];
             let level: Vec<&str> = (0..n).map(|_| levels[rng.below(5) as usize]).collect();
-            let path: Vec<String> = (0..n).map(|_| format!("/api/v1/resource/{}", rng.below(50))).collect();
+            let path: Vec<String> = (0..n)
+                .map(|_| format!("/api/v1/resource/{}", rng.below(50)))
+                .collect();
             let user: Vec<i64> = (0..n).map(|_| rng.below(1000) as i64).collect();
             let lat: Vec<f64> = (0..n).map(|_| rng.below(100_000) as f64 / 100.0).collect();
-            RecordBatch::try_new(events.clone(), vec![
-                Arc::new(TimestampMillisecondArray::from(tsv)),
-                Arc::new(StringArray::from(level)),
-                Arc::new(StringArray::from(path)),
-                Arc::new(Int64Array::from(user)),
-                Arc::new(Float64Array::from(lat)),
-            ])
+            RecordBatch::try_new(
+                events.clone(),
+                vec![
+                    Arc::new(TimestampMillisecondArray::from(tsv)),
+                    Arc::new(StringArray::from(level)),
+                    Arc::new(StringArray::from(path)),
+                    Arc::new(Int64Array::from(user)),
+                    Arc::new(Float64Array::from(lat)),
+                ],
+            )
             .unwrap()
         })
         .collect();
-    for (name, c) in [("none", OrcCompression::None), ("zlib", OrcCompression::Zlib), ("snappy", OrcCompression::Snappy), ("zstd", OrcCompression::Zstd)] {
-        let bytes = write_orc(&events, &batches, &OrcOptions { compression: c, ..OrcOptions::default() });
+    for (name, c) in [
+        ("none", OrcCompression::None),
+        ("zlib", OrcCompression::Zlib),
+        ("snappy", OrcCompression::Snappy),
+        ("zstd", OrcCompression::Zstd),
+    ] {
+        let bytes = write_orc(
+            &events,
+            &batches,
+            &OrcOptions {
+                compression: c,
+                ..OrcOptions::default()
+            },
+        );
         std::fs::write(dir.join(format!("events_default_{name}.orc")), bytes).unwrap();
     }
     // A simple file with known values for exact checks (row index seeks).
     let batches: Vec<_> = (0..5).map(|i| id_batch(i * 4000, 4000)).collect();
-    for (name, c) in [("none", OrcCompression::None), ("zlib", OrcCompression::Zlib), ("snappy", OrcCompression::Snappy), ("zstd", OrcCompression::Zstd)] {
+    for (name, c) in [
+        ("none", OrcCompression::None),
+        ("zlib", OrcCompression::Zlib),
+        ("snappy", OrcCompression::Snappy),
+        ("zstd", OrcCompression::Zstd),
+    ] {
         let bytes = write_orc(&id_schema(), &batches, &id_opts(c));
         std::fs::write(dir.join(format!("ids_{name}.orc")), bytes).unwrap();
-        let bytes = write_orc(&id_schema(), &batches, &OrcOptions { compression: c, ..OrcOptions::default() });
+        let bytes = write_orc(
+            &id_schema(),
+            &batches,
+            &OrcOptions {
+                compression: c,
+                ..OrcOptions::default()
+            },
+        );
         std::fs::write(dir.join(format!("ids_default_{name}.orc")), bytes).unwrap();
     }
 }

@@ -108,7 +108,10 @@ struct Append {
 
 impl Append {
     fn bytes(&self) -> usize {
-        self.records.iter().map(|r| r.len() + HEADER + ARRIVAL).sum()
+        self.records
+            .iter()
+            .map(|r| r.len() + HEADER + ARRIVAL)
+            .sum()
     }
 }
 
@@ -123,7 +126,11 @@ struct State {
 
 impl State {
     fn live_bytes(&self) -> u64 {
-        let total: u64 = self.segments.range(self.released.segment..).map(|(_, size)| size).sum();
+        let total: u64 = self
+            .segments
+            .range(self.released.segment..)
+            .map(|(_, size)| size)
+            .sum();
         total.saturating_sub(self.released.offset)
     }
 }
@@ -156,9 +163,15 @@ impl Wal {
         let (&last, _) = segments.iter().next_back().expect("segments is not empty");
         let valid = repair_tail(&segment_path(dir, last))?;
         segments.insert(last, valid);
-        let end = WalPosition { segment: last, offset: valid };
+        let end = WalPosition {
+            segment: last,
+            offset: valid,
+        };
         let first = *segments.keys().next().expect("segments is not empty");
-        let released = start.unwrap_or(WalPosition { segment: first, offset: 0 });
+        let released = start.unwrap_or(WalPosition {
+            segment: first,
+            offset: 0,
+        });
 
         let state = Arc::new(Mutex::new(State { segments, released }));
         let (tx, rx) = mpsc::channel(1024);
@@ -179,7 +192,12 @@ impl Wal {
             .name("sluice-wal".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| io_err("starting writer thread", e))?;
-        Ok(Wal { dir: dir.to_owned(), tx, state, durable })
+        Ok(Wal {
+            dir: dir.to_owned(),
+            tx,
+            state,
+            durable,
+        })
     }
 
     /// Appends records and waits until they are durable. Returns the position
@@ -188,9 +206,20 @@ impl Wal {
     /// # Errors
     /// [`WalError::Full`] over the cap, [`WalError::Closed`] after shutdown,
     /// [`WalError::Io`] after a disk failure.
-    pub async fn append(&self, records: Vec<Bytes>, arrival_ms: i64) -> Result<Vec<WalPosition>, WalError> {
+    pub async fn append(
+        &self,
+        records: Vec<Bytes>,
+        arrival_ms: i64,
+    ) -> Result<Vec<WalPosition>, WalError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Msg::Append(Append { records, arrival_ms, reply })).await.map_err(|_| WalError::Closed)?;
+        self.tx
+            .send(Msg::Append(Append {
+                records,
+                arrival_ms,
+                reply,
+            }))
+            .await
+            .map_err(|_| WalError::Closed)?;
         answer.await.map_err(|_| WalError::Closed)?
     }
 
@@ -198,13 +227,22 @@ impl Wal {
     pub fn reader(&self, from: Option<WalPosition>) -> WalReader {
         let first = {
             let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let segment = *state.segments.keys().next().unwrap_or(&WalPosition::START.segment);
+            let segment = *state
+                .segments
+                .keys()
+                .next()
+                .unwrap_or(&WalPosition::START.segment);
             WalPosition { segment, offset: 0 }
         };
         // A committed position in a segment already deleted means everything
         // before the oldest segment is delivered.
         let pos = from.map_or(first, |p| p.max(first));
-        WalReader { dir: self.dir.clone(), pos, durable: self.durable.clone(), file: None }
+        WalReader {
+            dir: self.dir.clone(),
+            pos,
+            durable: self.durable.clone(),
+            file: None,
+        }
     }
 
     /// Records that everything before `upto` is delivered and deletes the
@@ -227,14 +265,21 @@ impl Wal {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err("deleting delivered segment", e)),
             }
-            self.state.lock().unwrap_or_else(|e| e.into_inner()).segments.remove(n);
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .segments
+                .remove(n);
         }
         Ok(())
     }
 
     /// Undelivered bytes on disk.
     pub fn live_bytes(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).live_bytes()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live_bytes()
     }
 
     /// Closes the log for appends: the writer finishes what was queued before
@@ -255,10 +300,17 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<u64, u64>, WalError> {
     for entry in fs::read_dir(dir).map_err(|e| io_err("listing log directory", e))? {
         let entry = entry.map_err(|e| io_err("listing log directory", e))?;
         let name = entry.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".wal")).and_then(|n| n.parse().ok()) else {
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse().ok())
+        else {
             continue;
         };
-        let len = entry.metadata().map_err(|e| io_err("reading segment size", e))?.len();
+        let len = entry
+            .metadata()
+            .map_err(|e| io_err("reading segment size", e))?
+            .len();
         segments.insert(n, len);
     }
     Ok(segments)
@@ -267,8 +319,15 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<u64, u64>, WalError> {
 /// Cuts the segment at the first frame that is incomplete or fails its CRC;
 /// returns the valid length.
 fn repair_tail(path: &Path) -> Result<u64, WalError> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| io_err("opening segment", e))?;
-    let len = file.metadata().map_err(|e| io_err("reading segment size", e))?.len();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_err("opening segment", e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| io_err("reading segment size", e))?
+        .len();
     let mut reader = io::BufReader::new(&mut file);
     let mut valid = 0u64;
     let mut payload = Vec::new();
@@ -277,8 +336,10 @@ fn repair_tail(path: &Path) -> Result<u64, WalError> {
     }
     if valid < len {
         tracing::warn!(segment = %path.display(), valid, len, "Cutting torn write-ahead log tail (never acknowledged).");
-        file.set_len(valid).map_err(|e| io_err("truncating torn tail", e))?;
-        file.sync_all().map_err(|e| io_err("syncing repaired segment", e))?;
+        file.set_len(valid)
+            .map_err(|e| io_err("truncating torn tail", e))?;
+        file.sync_all()
+            .map_err(|e| io_err("syncing repaired segment", e))?;
     }
     Ok(valid)
 }
@@ -375,12 +436,19 @@ impl Writer {
     fn commit(&mut self, group: Vec<Append>) -> Result<(), WalError> {
         self.buf.clear();
         let mut accepted = Vec::with_capacity(group.len());
-        let mut live = self.state.lock().unwrap_or_else(|e| e.into_inner()).live_bytes();
+        let mut live = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live_bytes();
         let mut pos = self.end;
         for append in group {
             let size = append.bytes() as u64;
             if live + size > self.max_bytes {
-                let _ = append.reply.send(Err(WalError::Full { live, cap: self.max_bytes }));
+                let _ = append.reply.send(Err(WalError::Full {
+                    live,
+                    cap: self.max_bytes,
+                }));
                 continue;
             }
             live += size;
@@ -414,7 +482,11 @@ impl Writer {
             return Err(err);
         }
         self.end = pos;
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).segments.insert(pos.segment, pos.offset);
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .segments
+            .insert(pos.segment, pos.offset);
         if self.end.offset >= SEGMENT_BYTES {
             self.rotate()?;
         }
@@ -432,8 +504,15 @@ impl Writer {
         let path = segment_path(&self.dir, next);
         self.file = File::create(&path).map_err(|e| io_err("creating segment", e))?;
         sync_dir(&self.dir).map_err(|e| io_err("syncing log directory", e))?;
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).segments.insert(next, 0);
-        self.end = WalPosition { segment: next, offset: 0 };
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .segments
+            .insert(next, 0);
+        self.end = WalPosition {
+            segment: next,
+            offset: 0,
+        };
         Ok(())
     }
 }
@@ -491,10 +570,16 @@ impl WalReader {
 }
 
 impl Source for WalReader {
-    fn next_batch(&mut self, max_bytes: usize) -> BoxFuture<'_, Result<Option<SourceBatch>, SourceError>> {
+    fn next_batch(
+        &mut self,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<Option<SourceBatch>, SourceError>> {
         Box::pin(async move {
             let records = WalReader::next_batch(self, max_bytes).await?;
-            Ok(records.map(|records| SourceBatch { records, ended_shards: Vec::new() }))
+            Ok(records.map(|records| SourceBatch {
+                records,
+                ended_shards: Vec::new(),
+            }))
         })
     }
 }
@@ -524,8 +609,10 @@ fn read_batch(
     let mut payload = Vec::new();
     while *pos < end && bytes < max_bytes {
         if file.is_none() {
-            let mut f = File::open(segment_path(dir, pos.segment)).map_err(|e| io_err("opening segment", e))?;
-            f.seek(SeekFrom::Start(pos.offset)).map_err(|e| io_err("seeking segment", e))?;
+            let mut f = File::open(segment_path(dir, pos.segment))
+                .map_err(|e| io_err("opening segment", e))?;
+            f.seek(SeekFrom::Start(pos.offset))
+                .map_err(|e| io_err("seeking segment", e))?;
             *file = Some(io::BufReader::with_capacity(256 * 1024, f));
         }
         let reader = file.as_mut().expect("opened above");
@@ -535,7 +622,8 @@ fn read_batch(
         match read_frame(reader, &mut payload) {
             Ok(Some(frame_len)) => {
                 pos.offset += frame_len;
-                let arrival_ms = i64::from_le_bytes(payload[..ARRIVAL].try_into().unwrap_or_default());
+                let arrival_ms =
+                    i64::from_le_bytes(payload[..ARRIVAL].try_into().unwrap_or_default());
                 bytes += payload.len();
                 records.push(Record {
                     data: Bytes::copy_from_slice(&payload[ARRIVAL..]),
@@ -547,10 +635,18 @@ fn read_batch(
             Ok(None) if pos.segment < end.segment => {
                 // End of a sealed segment: continue in the next one.
                 *file = None;
-                *pos = WalPosition { segment: pos.segment + 1, offset: 0 };
+                *pos = WalPosition {
+                    segment: pos.segment + 1,
+                    offset: 0,
+                };
             }
             Ok(None) => break,
-            Err(message) => return Err(WalError::Corrupt { position: *pos, message }),
+            Err(message) => {
+                return Err(WalError::Corrupt {
+                    position: *pos,
+                    message,
+                });
+            }
         }
     }
     Ok(records)
@@ -567,7 +663,11 @@ mod tests {
     async fn read_all(reader: &mut WalReader) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(batch) = reader.next_batch(1 << 20).await.unwrap() {
-            out.extend(batch.into_iter().map(|r| String::from_utf8(r.data.to_vec()).unwrap()));
+            out.extend(
+                batch
+                    .into_iter()
+                    .map(|r| String::from_utf8(r.data.to_vec()).unwrap()),
+            );
         }
         out
     }
@@ -615,18 +715,28 @@ mod tests {
     async fn cap_rejects_appends_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::open(dir.path(), None, 100).unwrap();
-        let ids = wal.append(vec![Bytes::from(vec![0u8; 60])], 1).await.unwrap();
-        let err = wal.append(vec![Bytes::from(vec![0u8; 60])], 1).await.unwrap_err();
+        let ids = wal
+            .append(vec![Bytes::from(vec![0u8; 60])], 1)
+            .await
+            .unwrap();
+        let err = wal
+            .append(vec![Bytes::from(vec![0u8; 60])], 1)
+            .await
+            .unwrap_err();
         assert!(matches!(err, WalError::Full { .. }), "{err}");
         assert!(err.is_retriable());
         // Delivering the first record frees its space.
         let mut reader = wal.reader(None);
         let batch = reader.next_batch(1 << 20).await.unwrap().unwrap();
-        let Position::Wal(next) = batch[0].position else { panic!("WAL position expected") };
+        let Position::Wal(next) = batch[0].position else {
+            panic!("WAL position expected")
+        };
         assert_eq!(next.offset, ids[0].offset + 76);
         wal.release(next).unwrap();
         assert_eq!(wal.live_bytes(), 0);
-        wal.append(vec![Bytes::from(vec![0u8; 60])], 1).await.unwrap();
+        wal.append(vec![Bytes::from(vec![0u8; 60])], 1)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -638,7 +748,9 @@ mod tests {
             let wal = wal.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..50 {
-                    wal.append(records(3, &format!("{t}-{i}")), 1).await.unwrap();
+                    wal.append(records(3, &format!("{t}-{i}")), 1)
+                        .await
+                        .unwrap();
                 }
             }));
         }
@@ -655,7 +767,10 @@ mod tests {
 
     #[test]
     fn reader_crosses_segments_and_release_deletes_them() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let wal = Wal::open(dir.path(), None, u64::MAX).unwrap();
@@ -671,7 +786,9 @@ mod tests {
             while count < (SEGMENT_BYTES / 1_000_000 + 2) as usize {
                 let batch = reader.next_batch(8 << 20).await.unwrap().unwrap();
                 count += batch.len();
-                let Position::Wal(next) = batch.last().unwrap().position else { panic!("WAL position expected") };
+                let Position::Wal(next) = batch.last().unwrap().position else {
+                    panic!("WAL position expected")
+                };
                 last = next;
             }
             assert_eq!(last.segment, 2);

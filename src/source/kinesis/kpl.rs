@@ -157,7 +157,11 @@ impl Fields {
             1 => self.skip(8)?,
             2 => {
                 let len = usize::try_from(self.varint()?).map_err(|_| "length overflows")?;
-                let end = self.pos.checked_add(len).filter(|&e| e <= self.buf.len()).ok_or("truncated field")?;
+                let end = self
+                    .pos
+                    .checked_add(len)
+                    .filter(|&e| e <= self.buf.len())
+                    .ok_or("truncated field")?;
                 let bytes = self.buf.slice(self.pos..end);
                 self.pos = end;
                 Value::Bytes(bytes)
@@ -191,7 +195,9 @@ fn parse_aggregate(body: &Bytes) -> Result<Vec<UserRecord>, String> {
             (1, Value::Bytes(b)) => keys.push(utf8(b, "partition key")?),
             (2, Value::Bytes(b)) => hashes.push(utf8(b, "explicit hash key")?),
             (3, Value::Bytes(b)) => raw_records.push(b),
-            (1..=3, Value::Varint(_)) => return Err(format!("field {field} has the wrong wire type")),
+            (1..=3, Value::Varint(_)) => {
+                return Err(format!("field {field} has the wrong wire type"));
+            }
             _ => {} // Unknown fields are skipped, as protobuf readers do.
         }
     }
@@ -204,11 +210,14 @@ fn parse_aggregate(body: &Bytes) -> Result<Vec<UserRecord>, String> {
                 (1, Value::Varint(v)) => key_index = Some(v),
                 (2, Value::Varint(v)) => hash_index = Some(v),
                 (3, Value::Bytes(b)) => data = Some(b),
-                (1..=3, _) => return Err(format!("record {i}: field {field} has the wrong wire type")),
+                (1..=3, _) => {
+                    return Err(format!("record {i}: field {field} has the wrong wire type"));
+                }
                 _ => {} // Tags (field 4) and unknown fields.
             }
         }
-        let key_index = key_index.ok_or_else(|| format!("record {i} has no partition_key_index"))?;
+        let key_index =
+            key_index.ok_or_else(|| format!("record {i} has no partition_key_index"))?;
         let partition_key = keys
             .get(key_index as usize)
             .ok_or_else(|| format!("record {i}: partition key index {key_index} out of range"))?
@@ -223,7 +232,11 @@ fn parse_aggregate(body: &Bytes) -> Result<Vec<UserRecord>, String> {
             ),
         };
         let data = data.ok_or_else(|| format!("record {i} has no data"))?;
-        out.push(UserRecord { data, partition_key, explicit_hash_key });
+        out.push(UserRecord {
+            data,
+            partition_key,
+            explicit_hash_key,
+        });
     }
     Ok(out)
 }
@@ -241,7 +254,14 @@ mod tests {
         ]));
         let records = deaggregate(&agg).unwrap();
         assert_eq!(records.len(), 3);
-        assert_eq!(records[0], UserRecord { data: Bytes::from_static(b"one"), partition_key: "pk-a".into(), explicit_hash_key: None });
+        assert_eq!(
+            records[0],
+            UserRecord {
+                data: Bytes::from_static(b"one"),
+                partition_key: "pk-a".into(),
+                explicit_hash_key: None
+            }
+        );
         assert_eq!(records[1].explicit_hash_key.as_deref(), Some("12345"));
         assert_eq!(records[1].data.len(), 0);
         assert_eq!(&records[2].data[..], b"three\x00\xff");
@@ -250,8 +270,14 @@ mod tests {
 
     #[test]
     fn plain_records_pass_through() {
-        assert_eq!(deaggregate(&Bytes::from_static(b"{\"a\":1}")), Err(NotAggregate::Plain));
-        assert_eq!(deaggregate(&Bytes::from_static(b"\xF3\x89")), Err(NotAggregate::Plain));
+        assert_eq!(
+            deaggregate(&Bytes::from_static(b"{\"a\":1}")),
+            Err(NotAggregate::Plain)
+        );
+        assert_eq!(
+            deaggregate(&Bytes::from_static(b"\xF3\x89")),
+            Err(NotAggregate::Plain)
+        );
     }
 
     #[test]
@@ -260,11 +286,16 @@ mod tests {
         // Flipped payload byte: the digest no longer matches.
         let mut bad_digest = good.clone();
         bad_digest[8] ^= 1;
-        assert!(matches!(deaggregate(&Bytes::from(bad_digest)), Err(NotAggregate::Broken(m)) if m.contains("MD5")));
+        assert!(
+            matches!(deaggregate(&Bytes::from(bad_digest)), Err(NotAggregate::Broken(m)) if m.contains("MD5"))
+        );
         // Magic and digest only.
         let mut short = MAGIC.to_vec();
         short.extend_from_slice(&[0; 16]);
-        assert!(matches!(deaggregate(&Bytes::from(short)), Err(NotAggregate::Broken(_))));
+        assert!(matches!(
+            deaggregate(&Bytes::from(short)),
+            Err(NotAggregate::Broken(_))
+        ));
         // Valid digest over a protobuf whose record points past the key table.
         let mut record = Vec::new();
         put_varint_field(&mut record, 1, 5);
@@ -275,12 +306,17 @@ mod tests {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&body);
         out.extend_from_slice(&md5::compute(&body).0);
-        assert!(matches!(deaggregate(&Bytes::from(out)), Err(NotAggregate::Broken(m)) if m.contains("out of range")));
+        assert!(
+            matches!(deaggregate(&Bytes::from(out)), Err(NotAggregate::Broken(m)) if m.contains("out of range"))
+        );
         // Valid digest over garbage.
         let body = vec![0xFF; 10];
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&body);
         out.extend_from_slice(&md5::compute(&body).0);
-        assert!(matches!(deaggregate(&Bytes::from(out)), Err(NotAggregate::Broken(_))));
+        assert!(matches!(
+            deaggregate(&Bytes::from(out)),
+            Err(NotAggregate::Broken(_))
+        ));
     }
 }

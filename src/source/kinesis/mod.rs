@@ -118,16 +118,23 @@ pub fn client(sdk: &aws_config::SdkConfig, config: &KinesisConfig) -> Client {
 /// [`KinesisError::State`] when the file cannot be read or written.
 pub fn creation_timestamp(stream_state_dir: &Path) -> Result<i64, KinesisError> {
     let path = stream_state_dir.join("kinesis-start.json");
-    let err = |message: String| KinesisError::State { path: path.display().to_string(), message };
+    let err = |message: String| KinesisError::State {
+        path: path.display().to_string(),
+        message,
+    };
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
-            value["start_ms"].as_i64().ok_or_else(|| err("no start_ms".into()))
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+            value["start_ms"]
+                .as_i64()
+                .ok_or_else(|| err("no start_ms".into()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let now = jiff::Timestamp::now().as_millisecond();
             let doc = serde_json::json!({ "start_ms": now });
-            crate::fsutil::write_atomic(&path, doc.to_string().as_bytes()).map_err(|e| err(e.to_string()))?;
+            crate::fsutil::write_atomic(&path, doc.to_string().as_bytes())
+                .map_err(|e| err(e.to_string()))?;
             Ok(now)
         }
         Err(e) => Err(err(e.to_string())),
@@ -213,15 +220,25 @@ impl KinesisSource {
     /// Starts discovery and readers. `progress` carries committed positions
     /// (starting with the recovered ones); when `stopping` turns true, readers
     /// finish their current call and the source ends.
-    pub fn start(shared: Arc<KinesisShared>, progress: watch::Receiver<Positions>, stopping: watch::Receiver<bool>) -> Self {
+    pub fn start(
+        shared: Arc<KinesisShared>,
+        progress: watch::Receiver<Positions>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         let (tx, events) = mpsc::channel(CHANNEL_BATCHES);
         let coordinator = tokio::spawn(coordinate(shared, progress, stopping, tx));
-        KinesisSource { events, coordinator }
+        KinesisSource {
+            events,
+            coordinator,
+        }
     }
 }
 
 impl Source for KinesisSource {
-    fn next_batch(&mut self, max_bytes: usize) -> BoxFuture<'_, Result<Option<SourceBatch>, SourceError>> {
+    fn next_batch(
+        &mut self,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<Option<SourceBatch>, SourceError>> {
         Box::pin(async move {
             let Some(first) = self.events.recv().await else {
                 return Ok(None);
@@ -283,7 +300,10 @@ async fn coordinate(
                 backoff = Duration::from_millis(500);
                 if let Ok(mut closed) = closed.lock() {
                     for shard in &shards {
-                        if let Some(end) = shard.sequence_number_range().and_then(|r| r.ending_sequence_number()) {
+                        if let Some(end) = shard
+                            .sequence_number_range()
+                            .and_then(|r| r.ending_sequence_number())
+                        {
                             closed.insert(shard.shard_id().to_owned(), end.to_owned());
                         }
                     }
@@ -309,7 +329,13 @@ async fn coordinate(
         }
         if last_log.elapsed() >= Duration::from_secs(60) {
             last_log = tokio::time::Instant::now();
-            let behind = shared.stats.millis_behind.lock().map(|m| m.values().copied().max()).ok().flatten();
+            let behind = shared
+                .stats
+                .millis_behind
+                .lock()
+                .map(|m| m.values().copied().max())
+                .ok()
+                .flatten();
             tracing::info!(
                 stream = %stream,
                 shards = started.len(),
@@ -320,7 +346,11 @@ async fn coordinate(
                 "Kinesis read progress."
             );
         }
-        let wait = if backoff > Duration::from_millis(500) { backoff } else { shared.config.shard_sync_interval };
+        let wait = if backoff > Duration::from_millis(500) {
+            backoff
+        } else {
+            shared.config.shard_sync_interval
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             changed = progress.changed() => if changed.is_err() { break },
@@ -348,14 +378,20 @@ fn eligible(
         if started.contains(id) || ended(id) {
             continue;
         }
-        let parents: Vec<&str> = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()].into_iter().flatten().collect();
+        let parents: Vec<&str> = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+            .into_iter()
+            .flatten()
+            .collect();
         // A parent that is neither listed nor committed has expired past the
         // stream's retention: nothing of it is left to read first.
         if parents.iter().any(|p| listed.contains(p) && !ended(p)) {
             continue;
         }
         let start = match committed.shards.get(id) {
-            Some(ShardCheckpoint::At { sequence, sub_sequence }) => Start::After(sequence.clone(), *sub_sequence),
+            Some(ShardCheckpoint::At {
+                sequence,
+                sub_sequence,
+            }) => Start::After(sequence.clone(), *sub_sequence),
             Some(ShardCheckpoint::Ended) => continue,
             None if parents.iter().any(|p| listed.contains(p) || ended(p)) => Start::TrimHorizon,
             None => match shared.config.start {
@@ -388,7 +424,9 @@ async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, String
     }
 }
 
-fn describe<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(err: &SdkError<E, R>) -> String {
+fn describe<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> String {
     aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
 }
 
@@ -399,14 +437,23 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// Asks for an iterator until one is granted.
-async fn iterator(shared: &KinesisShared, shard: &str, start: &Start, stopping: &watch::Receiver<bool>) -> Option<String> {
+async fn iterator(
+    shared: &KinesisShared,
+    shard: &str,
+    start: &Start,
+    stopping: &watch::Receiver<bool>,
+) -> Option<String> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let mut request = shared.client.get_shard_iterator().stream_name(&shared.config.stream_name).shard_id(shard);
+        let mut request = shared
+            .client
+            .get_shard_iterator()
+            .stream_name(&shared.config.stream_name)
+            .shard_id(shard);
         request = match start {
-            Start::After(seq, _) => {
-                request.shard_iterator_type(ShardIteratorType::AtSequenceNumber).starting_sequence_number(seq)
-            }
+            Start::After(seq, _) => request
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .starting_sequence_number(seq),
             Start::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
             Start::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
             Start::AtTimestamp(ms) => request
@@ -438,7 +485,11 @@ fn throttled(stream: &str, shard: &str, operation: &str) {
     metrics::inc(
         "sluice_kinesis_throttles_total",
         "Kinesis calls refused for throughput (backed off and retried).",
-        &[("stream", stream), ("shard", shard), ("operation", operation)],
+        &[
+            ("stream", stream),
+            ("shard", shard),
+            ("operation", operation),
+        ],
         1,
     );
 }
@@ -467,7 +518,10 @@ struct ShardReader {
 impl ShardReader {
     /// The shard's ending sequence number, once it is known to be closed.
     fn ending(&self) -> Option<String> {
-        self.closed.lock().ok().and_then(|c| c.get(&*self.id).cloned())
+        self.closed
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&*self.id).cloned())
     }
 
     /// Reads the shard until its end, shutdown, or the pipeline going away.
@@ -477,7 +531,13 @@ impl ShardReader {
 }
 
 async fn read_shard(reader: &ShardReader, start: Start) {
-    let ShardReader { shared, id: shard_id, events, stopping, .. } = reader;
+    let ShardReader {
+        shared,
+        id: shard_id,
+        events,
+        stopping,
+        ..
+    } = reader;
     // Records at or before this (sequence, sub-sequence) were delivered.
     let mut skip = match &start {
         Start::After(seq, sub) => Some((seq.clone(), *sub)),
@@ -488,23 +548,36 @@ async fn read_shard(reader: &ShardReader, start: Start) {
         Start::After(seq, _) => Some(seq.clone()),
         _ => None,
     };
-    let Some(mut it) = iterator(shared, shard_id, &start, stopping).await else { return };
+    let Some(mut it) = iterator(shared, shard_id, &start, stopping).await else {
+        return;
+    };
     let mut backoff = Duration::from_millis(500);
     loop {
         if *stopping.borrow() {
             return;
         }
-        let call = shared.client.get_records().shard_iterator(&it).limit(shared.config.max_records_per_call).send().await;
+        let call = shared
+            .client
+            .get_records()
+            .shard_iterator(&it)
+            .limit(shared.config.max_records_per_call)
+            .send()
+            .await;
         let out = match call {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_expired_iterator_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_expired_iterator_exception()) =>
+            {
                 // Iterators live 5 minutes; continue after the last record read.
                 let restart = match &last_read {
                     Some(seq) => Start::After(seq.clone(), u64::MAX),
                     None => start.clone(),
                 };
                 tracing::info!(shard = %shard_id, "Shard iterator expired; requesting a new one.");
-                let Some(fresh) = iterator(shared, shard_id, &restart, stopping).await else { return };
+                let Some(fresh) = iterator(shared, shard_id, &restart, stopping).await else {
+                    return;
+                };
                 if let Start::After(seq, sub) = restart {
                     skip = Some((seq, sub));
                 }
@@ -526,22 +599,45 @@ async fn read_shard(reader: &ShardReader, start: Start) {
         };
         backoff = Duration::from_millis(500);
         let behind = out.millis_behind_latest;
-        let labels = [("stream", shared.config.stream_name.as_str()), ("shard", &**shard_id)];
+        let labels = [
+            ("stream", shared.config.stream_name.as_str()),
+            ("shard", &**shard_id),
+        ];
         if let Some(ms) = behind {
             if let Ok(mut map) = shared.stats.millis_behind.lock() {
                 map.insert(shard_id.to_string(), ms);
             }
-            metrics::set("sluice_kinesis_millis_behind_latest", "How far the last GetRecords was behind the shard's tip.", &labels, ms as f64);
+            metrics::set(
+                "sluice_kinesis_millis_behind_latest",
+                "How far the last GetRecords was behind the shard's tip.",
+                &labels,
+                ms as f64,
+            );
         }
         let payload: usize = out.records.iter().map(|r| r.data.as_ref().len()).sum();
-        metrics::inc("sluice_kinesis_read_bytes_total", "GetRecords payload bytes read.", &labels, payload as u64);
-        metrics::inc("sluice_kinesis_get_records_total", "GetRecords calls that succeeded.", &labels, 1);
+        metrics::inc(
+            "sluice_kinesis_read_bytes_total",
+            "GetRecords payload bytes read.",
+            &labels,
+            payload as u64,
+        );
+        metrics::inc(
+            "sluice_kinesis_get_records_total",
+            "GetRecords calls that succeeded.",
+            &labels,
+            1,
+        );
         let raw_count = out.records.len();
         if let Some(last) = out.records.last() {
             last_read = Some(last.sequence_number.clone());
         }
         let records = user_records(shared, shard_id, out.records, &mut skip);
-        metrics::inc("sluice_kinesis_read_records_total", "User records read (after KPL de-aggregation).", &labels, records.len() as u64);
+        metrics::inc(
+            "sluice_kinesis_read_records_total",
+            "User records read (after KPL de-aggregation).",
+            &labels,
+            records.len() as u64,
+        );
         if !records.is_empty() && events.send(Event::Records(records)).await.is_err() {
             return;
         }
@@ -554,7 +650,9 @@ async fn read_shard(reader: &ShardReader, start: Start) {
             Some(_) => {
                 raw_count == 0
                     && reader.ending().as_deref().is_some_and(|end| {
-                        last_read.as_deref().is_some_and(|l| cmp_sequence(l, end).is_ge())
+                        last_read
+                            .as_deref()
+                            .is_some_and(|l| cmp_sequence(l, end).is_ge())
                     })
             }
         };
@@ -565,7 +663,12 @@ async fn read_shard(reader: &ShardReader, start: Start) {
         }
         it = out.next_shard_iterator.unwrap_or_default();
         let caught_up = raw_count == 0 || behind == Some(0);
-        tokio::time::sleep(if caught_up { shared.config.poll_interval } else { MIN_CALL_INTERVAL }).await;
+        tokio::time::sleep(if caught_up {
+            shared.config.poll_interval
+        } else {
+            MIN_CALL_INTERVAL
+        })
+        .await;
     }
 }
 
@@ -584,14 +687,21 @@ fn user_records(
             .and_then(|t| t.to_millis().ok())
             .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
         let data = Bytes::from(record.data.into_inner());
-        shared.stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        shared
+            .stats
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let users = match kpl::deaggregate(&data) {
             Ok(users) => users,
             Err(not) => {
                 if let kpl::NotAggregate::Broken(reason) = not {
                     tracing::warn!(shard = %shard, sequence = %sequence, reason, "Record starts with the KPL magic but is not a valid aggregate; delivering it unchanged.");
                 }
-                vec![kpl::UserRecord { data, partition_key: record.partition_key.clone().unwrap_or_default(), explicit_hash_key: None }]
+                vec![kpl::UserRecord {
+                    data,
+                    partition_key: record.partition_key.clone().unwrap_or_default(),
+                    explicit_hash_key: None,
+                }]
             }
         };
         for (sub, user) in users.into_iter().enumerate() {
@@ -607,7 +717,11 @@ fn user_records(
             out.push(Record {
                 data: user.data,
                 arrival_ms,
-                position: Position::Shard { shard: shard.clone(), sequence: sequence.clone(), sub_sequence: sub },
+                position: Position::Shard {
+                    shard: shard.clone(),
+                    sequence: sequence.clone(),
+                    sub_sequence: sub,
+                },
                 kinesis: Some(Arc::new(KinesisMeta {
                     shard: shard.clone(),
                     partition_key: user.partition_key,
