@@ -182,6 +182,8 @@ struct OpenObject {
     pending: Vec<(&'static str, Vec<u8>)>,
     /// Arrival time of the oldest record: names the error objects too.
     oldest_ms: i64,
+    /// Records the data encoder took (failed records went to error outputs).
+    data_records: u64,
     opened: Instant,
     bytes: u64,
     records: u64,
@@ -376,6 +378,7 @@ impl BufferStage {
             errors: Vec::new(),
             pending: Vec::new(),
             oldest_ms: arrival_ms,
+            data_records: 0,
             opened: Instant::now(),
             bytes: 0,
             records: 0,
@@ -435,7 +438,7 @@ fn append_records(
             Ok(()) => {
                 for sub in &subs {
                     match object.encoder.append(sub) {
-                        Ok(()) => {}
+                        Ok(()) => object.data_records += 1,
                         Err(EncodeError::Record { code, message }) => {
                             object.pending.push((
                                 FORMAT_CONVERSION_FAILED,
@@ -511,7 +514,18 @@ fn conversion_error(record: &Record, raw: &[u8], code: &str, message: &str) -> V
 }
 
 async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), BufferError> {
-    let mut objects = vec![object.encoder];
+    let mut objects = Vec::new();
+    if object.data_records > 0 {
+        objects.push(object.encoder);
+    } else {
+        // Every record went to an error output: deliver no empty data object
+        // (as Firehose). The staged bytes are dropped now; an S3 upload left
+        // behind is aborted by the orphan check after the drain or at start.
+        let encoder = object.encoder;
+        if let Ok(Ok(writer)) = tokio::task::spawn_blocking(move || encoder.finish()).await {
+            writer.discard().await;
+        }
+    }
     objects.extend(object.backup);
     objects.extend(object.errors.into_iter().map(|(_, encoder)| encoder));
     let epoch = Epoch {
@@ -675,6 +689,50 @@ mod tests {
         assert!(second.positions.wal > first.positions.wal);
         f.wal.close().await;
         running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_records_go_to_one_error_object_and_no_empty_data_object_is_delivered() {
+        let mut f = fixture(1 << 20, Duration::from_secs(300));
+        f.stage.processors = Processors {
+            deaggregation: Some(process::Deaggregation::Json),
+        };
+        f.wal
+            .append(
+                vec![Bytes::from_static(b"not json"), Bytes::from_static(b"[1]")],
+                1_700_000_000_000,
+            )
+            .await
+            .unwrap();
+        f.wal.close().await;
+        let (tx, mut rx) = mpsc::channel::<Epoch>(10);
+        let mut reader = f.wal.reader(None);
+        f.stage.run(&mut reader, tx).await.unwrap();
+        let epoch = rx.recv().await.unwrap();
+        assert_eq!(epoch.records, 2);
+        assert_eq!(
+            epoch.objects.len(),
+            1,
+            "only the processing-failed error object"
+        );
+        let mut out = Vec::new();
+        for encoder in epoch.objects {
+            let writer = tokio::task::spawn_blocking(move || encoder.finish())
+                .await
+                .unwrap()
+                .unwrap();
+            out.push(writer.finish().await.unwrap());
+        }
+        assert!(
+            out[0].key.starts_with("processing-failed/"),
+            "{}",
+            out[0].key
+        );
+        // The discarded data object left nothing staged.
+        let staged: Vec<_> = std::fs::read_dir(f._dir.path().join("out/.sluice-staging/s"))
+            .unwrap()
+            .collect();
+        assert_eq!(staged.len(), 1, "only the error object's temp file");
     }
 
     #[test]
