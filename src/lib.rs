@@ -1,10 +1,11 @@
 //! sluice: a self-hosted, single-binary replacement for Amazon Data Firehose.
 //!
 //! ```text
-//!  Direct PUT API ──> write-ahead log ──> processors ──> partitioner ──> buffer ──> encoder ──> sink
-//!  (PutRecord[Batch])  (fsync, ack)                      (prefix)        (size/time) (raw+compr.) (staged)
-//!                                                                                              │
-//!                        checkpoint store <── commit (positions + staged objects) <─────────────┘
+//!  Direct PUT API ─> write-ahead log ─┐
+//!  (PutRecord[Batch])  (fsync, ack)   ├─> processors ─> partitioner ─> buffer ──> encoder ────────> sink
+//!  Kinesis shards ─> KPL de-agg ──────┘   (de-agg)      (prefix)     (size/time) (raw | Parquet   (staged)
+//!                                                                                 | ORC)             │
+//!                        checkpoint store <── commit (positions + staged objects) <──────────────────┘
 //!                                             then complete (objects become visible)
 //! ```
 //!
@@ -18,16 +19,20 @@
 //! - [`app`]: wiring of streams, signals and shutdown; `run` is testable in-process.
 //! - [`config`]: native TOML and Firehose JSON into one validated [`config::StreamConfig`].
 //! - [`api`]: the Firehose data-plane HTTP API (AWS JSON 1.1).
-//! - [`source`]: record sources; [`source::direct_put`] with its write-ahead log.
-//! - [`process`]: the processor chain (de-aggregation, transforms, delimiter).
+//! - [`source`]: the source seam; [`source::direct_put`] with its write-ahead log,
+//!   [`source::kinesis`] with shard lifecycle and KPL de-aggregation.
+//! - [`process`]: the processor chain (record de-aggregation; transforms later).
 //! - [`partition`]: prefix expressions `!{...}`, parsed and evaluated.
-//! - [`buffer`]: the per-stream buffer with Firehose's size and interval triggers.
-//! - [`encode`]: raw output with compression (Parquet and ORC later).
-//! - [`sink`]: the object sink seam; local directory.
+//! - [`buffer`]: the per-stream buffer with Firehose's size and interval triggers,
+//!   and the error outputs of its records.
+//! - [`encode`]: the encoder seam; raw output with compression.
+//! - [`convert`]: JSON -> Arrow (OpenX/Hive SerDe), Parquet and ORC encoders.
+//! - [`sink`]: the object sink seam; local directory and S3.
 //! - [`checkpoint`]: the checkpoint store seam; local file.
 //! - [`delivery`]: the stage -> commit -> complete protocol and recovery.
 //! - [`metrics`]: counters and gauges served on `GET /metrics`.
-//! - [`record`], [`error`]: the record type and error classification every stage shares.
+//! - [`record`], [`error`], [`fsutil`]: the record and position types, error
+//!   classification, and durable-file helpers every stage shares.
 
 #![warn(missing_docs, unreachable_pub)]
 
