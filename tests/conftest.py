@@ -571,18 +571,25 @@ def read_delivered(
             data = decode_object(raw, comp)
         except Exception as e:  # noqa: BLE001 - report which object is broken
             raise AssertionError(f"visible object {key} ({len(raw)} bytes) does not decode as {comp}: {e!r}") from e
-        assert data, f"visible object {key} is empty"
-        assert data.endswith(b"\n"), f"visible object {key} does not end with a record delimiter: ...{data[-80:]!r}"
-        lines = data[:-1].split(b"\n")
-        if json_lines:
-            for i, line in enumerate(lines):
-                try:
-                    json.loads(line)
-                except ValueError as e:
-                    raise AssertionError(f"object {key} line {i} is not a whole JSON record: {line[:200]!r}") from e
+        lines = split_records(key, data, json_lines)
         per_key[key] = lines
         records.update(lines)
     return Delivered(keys, records, per_key)
+
+
+def split_records(key: str, data: bytes, json_lines: bool) -> list[bytes]:
+    """The newline-delimited records of one visible object, asserting the object is whole:
+    not empty, ending with a delimiter, and (for JSON records) every line a JSON document."""
+    assert data, f"visible object {key} is empty"
+    assert data.endswith(b"\n"), f"visible object {key} does not end with a record delimiter: ...{data[-80:]!r}"
+    lines = data[:-1].split(b"\n")
+    if json_lines:
+        for i, line in enumerate(lines):
+            try:
+                json.loads(line)
+            except ValueError as e:
+                raise AssertionError(f"object {key} line {i} is not a whole JSON record: {line[:200]!r}") from e
+    return lines
 
 
 def assert_exactly_once(delivered: Counter, expected: Iterable[bytes]) -> None:

@@ -31,7 +31,7 @@ import pytest
 from botocore.config import Config
 
 from conftest import REPO, free_port, list_objects
-from s3_support import _http, s3_client, stop_process, wait_until
+from s3_support import ProxyProcess, _http, stop_process, wait_until
 
 TESTS_DIR = Path(__file__).resolve().parent
 ACCOUNT = "123456789012"
@@ -269,57 +269,19 @@ def kinesis_local(tmp_path_factory, _aws_env):
 # ----------------------------------------------------------------------------------------
 
 
-class KinesisFaultProxy:
+class KinesisFaultProxy(ProxyProcess):
+    """`tests/kinesis_fault_proxy.py` in front of a Kinesis endpoint."""
+
+    name = "kinesis_fault_proxy"
+
     def __init__(self, upstream_url: str, log_dir: Path, **opts):
-        self.port = free_port()
-        self.out_path = Path(log_dir) / f"kinesis_fault_proxy_{self.port}.out"
-        self.err_path = Path(log_dir) / f"kinesis_fault_proxy_{self.port}.err"
-        self.argv = [
-            sys.executable,
-            str(TESTS_DIR / "kinesis_fault_proxy.py"),
-            "--listen-port",
-            str(self.port),
-            "--upstream",
-            upstream_url.split("://", 1)[1],
-            "--max-lifetime-secs",
-            "900",
-        ]
+        args = ["--max-lifetime-secs", "900"]
         for k, v in opts.items():
-            self.argv += [f"--{k.replace('_', '-')}", str(v)]
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "KinesisFaultProxy":
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
-        ok = wait_until(lambda: self.proc.poll() is not None or self._answers(), 15, 0.05)
-        if not ok or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError(f"kinesis fault proxy did not start: {self.err_path.read_text()[-2000:]}")
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            return _http("GET", f"{self.url}/__faults", timeout=1.0)[0] == 200
-        except OSError:
-            return False
-
-    def stats(self) -> dict:
-        status, body = _http("GET", f"{self.url}/__faults", timeout=10.0)
-        assert status == 200, status
-        return json.loads(body)
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        super().__init__("kinesis_fault_proxy.py", upstream_url, log_dir, args)
 
     def set_rates(self, rate: float, iterator_rate: float = 0.0) -> dict:
-        status, body = _http("POST", f"{self.url}/__faults?rate={rate}&iterator_rate={iterator_rate}", timeout=10.0, data=b"")
-        assert status == 200, status
-        return json.loads(body)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        return self.configure(f"rate={rate}&iterator_rate={iterator_rate}")
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ import pytest
 from botocore.config import Config
 
 from conftest import (
+    split_records,
     DEFAULT_EXT,
     DEFAULT_PREFIX_RE,
     UUID_RE,
@@ -291,15 +292,7 @@ def read_s3_delivered(
         if rx is not None:
             assert rx.match(key), f"object key {key!r} does not match {rx.pattern!r}"
         data = read_object(client, bucket, key, compression)
-        assert data, f"visible object {key} is empty"
-        assert data.endswith(b"\n"), f"visible object {key} does not end with a record delimiter: ...{data[-80:]!r}"
-        lines = data[:-1].split(b"\n")
-        if json_lines:
-            for i, line in enumerate(lines):
-                try:
-                    json.loads(line)
-                except ValueError as e:
-                    raise AssertionError(f"object {key} line {i} is not a whole JSON record: {line[:200]!r}") from e
+        lines = split_records(key, data, json_lines)
         per_key[key] = lines
         records.update(lines)
     return Delivered(keys, records, per_key)
@@ -352,37 +345,26 @@ def s3_native_config(
 # ----------------------------------------------------------------------------------------
 
 
-class FaultProxy:
-    """`tests/fault_proxy.py` as a subprocess in front of an S3 endpoint."""
+class ProxyProcess:
+    """A fault-injecting proxy script run as a subprocess; it answers `GET /__faults` with
+    its counters. Shared by the S3 and Kinesis proxies."""
 
-    def __init__(self, upstream_url: str, log_dir: Path, *, rate: float, seed: int, delay_secs: float):
+    name = "proxy"
+
+    def __init__(self, script: str, upstream_url: str, log_dir: Path, args: list[str]):
         self.port = free_port()
         self.upstream = upstream_url.split("://", 1)[1]
-        self.out_path = Path(log_dir) / f"fault_proxy_{self.port}.out"
-        self.err_path = Path(log_dir) / f"fault_proxy_{self.port}.err"
-        self.argv = [
-            sys.executable,
-            str(TESTS_DIR / "fault_proxy.py"),
-            "--listen-port",
-            str(self.port),
-            "--upstream",
-            self.upstream,
-            "--fault-rate",
-            str(rate),
-            "--seed",
-            str(seed),
-            "--delay-secs",
-            str(delay_secs),
-            "--max-lifetime-secs",
-            "1800",
-        ]
+        self.out_path = Path(log_dir) / f"{self.name}_{self.port}.out"
+        self.err_path = Path(log_dir) / f"{self.name}_{self.port}.err"
+        self.argv = [sys.executable, str(TESTS_DIR / script), "--listen-port", str(self.port),
+                     "--upstream", self.upstream, *args]
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self):
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
@@ -390,7 +372,7 @@ class FaultProxy:
         ok = wait_until(lambda: self.proc.poll() is not None or self._answers(), 15, 0.05)
         if not ok or self.proc.poll() is not None:
             self.stop()
-            raise RuntimeError(f"fault proxy did not start: {self.err_path.read_text()[-2000:]}")
+            raise RuntimeError(f"{self.name} did not start: {self.err_path.read_text()[-2000:]}")
         return self
 
     def _answers(self) -> bool:
@@ -404,9 +386,8 @@ class FaultProxy:
         assert status == 200, status
         return json.loads(body)
 
-    def set_rate(self, rate: float, kinds: Iterable[str] | None = None) -> dict:
-        q = f"rate={rate}" + (f"&kinds={','.join(kinds)}" if kinds is not None else "")
-        status, body = _http("POST", f"{self.url}/__faults?{q}", timeout=10.0, data=b"")
+    def configure(self, query: str) -> dict:
+        status, body = _http("POST", f"{self.url}/__faults?{query}", timeout=10.0, data=b"")
         assert status == 200, status
         return json.loads(body)
 
@@ -418,6 +399,20 @@ class FaultProxy:
             return self.out_path.read_text()
         except OSError:
             return ""
+
+
+class FaultProxy(ProxyProcess):
+    """`tests/fault_proxy.py` in front of an S3 endpoint."""
+
+    name = "fault_proxy"
+
+    def __init__(self, upstream_url: str, log_dir: Path, *, rate: float, seed: int, delay_secs: float):
+        args = ["--fault-rate", str(rate), "--seed", str(seed), "--delay-secs", str(delay_secs),
+                "--max-lifetime-secs", "1800"]
+        super().__init__("fault_proxy.py", upstream_url, log_dir, args)
+
+    def set_rate(self, rate: float, kinds: Iterable[str] | None = None) -> dict:
+        return self.configure(f"rate={rate}" + (f"&kinds={','.join(kinds)}" if kinds is not None else ""))
 
 
 @pytest.fixture
