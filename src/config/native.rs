@@ -883,6 +883,31 @@ interval_secs = 300
     }
 
     #[test]
+    fn kinesis_parquet_example_toml_parses() {
+        let config =
+            crate::config::load(&config_file("kinesis-parquet-example.toml"), Path::new(CWD))
+                .unwrap();
+        let SourceConfig::Kinesis(k) = &config.source else {
+            panic!("expected Kinesis")
+        };
+        assert_eq!(k.stream_name, "clicks");
+        let format = config.destination.format.as_ref().expect("conversion");
+        let crate::config::SchemaSource::Inline(schema) = &format.schema else {
+            panic!("inline schema")
+        };
+        assert_eq!(schema.columns.len(), 5);
+        assert!(matches!(
+            format.output,
+            crate::config::OutputFormat::Parquet(_)
+        ));
+        assert_eq!(config.destination.extension(), ".parquet");
+        assert_eq!(
+            config.destination.processors.deaggregation,
+            Some(crate::process::Deaggregation::Json)
+        );
+    }
+
+    #[test]
     fn s3_example_toml_parses() {
         let config = crate::config::load(&config_file("s3-example.toml"), Path::new(CWD)).unwrap();
         let Target::S3(s3) = &config.destination.target else {
