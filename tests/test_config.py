@@ -159,10 +159,9 @@ def test_run_refuses_invalid_config(tmp_path, sluice_bin):
     assert "interval_secs" in p.stderr.decode("utf-8", "replace")
 
 
-@pytest.mark.parametrize("name", ["config/local.toml", "config/example.toml", "config/firehose-example.json"])
+@pytest.mark.parametrize("name", ["config/local.toml", "config/example.toml", "config/firehose-example.json", "config/s3-example.toml", "config/kinesis-parquet-example.toml"])
 def test_shipped_configs_validate(sluice_bin, name):
     path = REPO / name
-    if not path.exists():
-        pytest.skip(f"{name} is not in the repository yet")
+    assert path.exists(), f"{name} is missing from the repository"
     p = run_sluice(["validate", "--config", str(path)], timeout=30, cwd=REPO)
     assert p.returncode == 0, f"{name} does not validate:\n{p.stderr.decode('utf-8', 'replace')}"
