@@ -195,6 +195,7 @@ def ensure_kinesis_local() -> Path:
     if not main_js.is_file():
         npm = shutil.which("npm")
         if npm is None:
+            assert not os.environ.get("CI"), "npm is missing on CI: kinesis-local cannot be installed"
             pytest.skip("npm is not installed: cannot install kinesis-local (npm install kinesis-local)")
         res = subprocess.run(
             [npm, "install", "--prefix", str(KINESIS_LOCAL_PREFIX), "--no-audit", "--no-fund", f"kinesis-local@{KINESIS_LOCAL_VERSION}"],
@@ -204,6 +205,7 @@ def ensure_kinesis_local() -> Path:
         )
         assert res.returncode == 0 and main_js.is_file(), f"npm install kinesis-local failed: {res.stderr.decode()[-2000:]}"
     if shutil.which("node") is None:
+        assert not os.environ.get("CI"), "node is missing on CI: kinesis-local cannot run"
         pytest.skip("node is not installed: cannot run kinesis-local")
     text = main_js.read_text()
     if HOST_ANY in text:
