@@ -99,6 +99,14 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// The S3 error code, for S3 failures.
+    pub fn s3_code(&self) -> Option<&str> {
+        match self {
+            SinkError::S3 { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(key: impl Into<String>, source: std::io::Error) -> Self {
         SinkError::Io {
             key: key.into(),

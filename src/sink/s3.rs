@@ -586,8 +586,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// Retry period for failures that need an operator.
 const SLOW_RETRY: Duration = Duration::from_secs(60);
 
-/// Runs `op` until it succeeds. Returns only success, or an error that is not
-/// an S3 failure (none today): sluice never skips undelivered data.
+/// Runs `op` until it succeeds. Returns only success, `NoSuchUpload`, or an
+/// error that is not an S3 failure: sluice never skips undelivered data.
 async fn retry<T, F, Fut>(operation: &'static str, key: &str, mut op: F) -> Result<T, SinkError>
 where
     F: FnMut() -> Fut,
@@ -599,6 +599,10 @@ where
         attempt += 1;
         match op().await {
             Ok(value) => return Ok(value),
+            // The upload is gone (aborted by recovery after a pipeline
+            // restart, while this part was still being retried): retrying
+            // cannot help; the caller's pipeline starts over.
+            Err(e @ SinkError::S3 { .. }) if e.s3_code() == Some("NoSuchUpload") => return Err(e),
             Err(SinkError::S3 {
                 code,
                 message,
