@@ -211,7 +211,13 @@ Each tool runs as its own child process, measured alone with `wait4` (CPU = user
 
 {table}
 """
-        (REPO / "bench" / "RESULTS.md").write_text(text)
+        # Replace only this benchmark's section; keep the other benchmarks' sections.
+        results_md = REPO / "bench" / "RESULTS.md"
+        old = results_md.read_text() if results_md.exists() else ""
+        rest = old.find("\n# ", 1)
+        if rest != -1:
+            text += old[rest:]
+        results_md.write_text(text)
         print(f"wrote {REPO / 'bench' / 'RESULTS.md'}", file=sys.stderr)
 
 
