@@ -33,10 +33,10 @@ import pytest
 from botocore.config import Config
 
 from conftest import (
+    key_regex,
     split_records,
     DEFAULT_EXT,
     DEFAULT_PREFIX_RE,
-    UUID_RE,
     Delivered,
     compression_of,
     HTTP_TIMEOUT,
@@ -252,19 +252,6 @@ def read_object(client, bucket: str, key: str, compression: str | None = None) -
         return decode_object(raw, comp)
     except Exception as e:  # noqa: BLE001 - say which object is broken
         raise AssertionError(f"object {key} ({len(raw)} bytes) does not decode as {comp}: {e!r}") from e
-
-
-def key_regex(stream: str, ext: str = "", prefix_re: str = DEFAULT_PREFIX_RE) -> re.Pattern:
-    """`<prefix><stream>-1-yyyy-MM-dd-HH-mm-ss-<uuid><ext>` as a full-key regex."""
-    return re.compile(
-        "^"
-        + prefix_re
-        + re.escape(stream)
-        + r"-1-(?P<ts>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-"
-        + UUID_RE
-        + re.escape(ext)
-        + "$"
-    )
 
 
 def read_s3_delivered(

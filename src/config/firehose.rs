@@ -830,15 +830,7 @@ mod tests {
 
     use super::*;
     use crate::config::MIB;
-    use crate::config::validate::tests::assert_same;
-
-    const CWD: &str = "/srv/sluice";
-
-    fn config_file(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("config")
-            .join(name)
-    }
+    use crate::config::validate::tests::{CWD, assert_same, config_file};
 
     fn parse_json(doc: &Value) -> Result<StreamConfig, ConfigError> {
         parse(&doc.to_string(), Path::new("test.json"), Path::new(CWD))

@@ -501,15 +501,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::config::validate::tests::{CWD, config_file};
     use crate::config::{Buffering, MIB};
-
-    const CWD: &str = "/srv/sluice";
-
-    fn config_file(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("config")
-            .join(name)
-    }
 
     fn parse_str(text: &str) -> Result<StreamConfig, ConfigError> {
         parse(text, Path::new("test.toml"), Path::new(CWD))

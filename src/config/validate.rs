@@ -430,6 +430,16 @@ pub(super) fn endpoint_url(option: &str, url: &str) -> Result<String, ConfigErro
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    /// The working directory the shape tests resolve relative paths against.
+    pub(in crate::config) const CWD: &str = "/srv/sluice";
+
+    /// A file of the repository's `config/` directory.
+    pub(in crate::config) fn config_file(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name)
+    }
     use crate::config::{SourceConfig, StreamConfig};
 
     /// Asserts two configs are identical, field by field (the config types do
