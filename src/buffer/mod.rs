@@ -497,20 +497,15 @@ fn write_errors(
 /// Firehose's `format-conversion-failed` document, with the Kinesis
 /// position when the record came from a shard.
 fn conversion_error(record: &Record, raw: &[u8], code: &str, message: &str) -> Vec<u8> {
-    let mut doc = convert::error_document(raw, record.arrival_ms, code, message);
-    if let crate::record::Position::Shard {
-        sequence,
-        sub_sequence,
-        ..
-    } = &record.position
-        && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&doc)
-    {
-        value["sequenceNumber"] = serde_json::Value::String(sequence.to_string());
-        value["subSequenceNumber"] = serde_json::Value::from(*sub_sequence);
-        doc = serde_json::to_vec(&value).unwrap_or(doc);
-        doc.push(b'\n');
-    }
-    doc
+    let kinesis = match &record.position {
+        crate::record::Position::Shard {
+            sequence,
+            sub_sequence,
+            ..
+        } => Some((&**sequence, *sub_sequence)),
+        crate::record::Position::Wal(_) => None,
+    };
+    convert::error_document_at(raw, record.arrival_ms, code, message, kinesis)
 }
 
 async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), BufferError> {

@@ -185,6 +185,18 @@ impl From<RecordError> for EncodeError {
 /// "attemptEndingTimestamp":..,"rawData":"<base64>"}`. `attemptEndingTimestamp`
 /// is now (milliseconds since the epoch).
 pub fn error_document(raw: &[u8], arrival_ms: i64, code: &str, message: &str) -> Vec<u8> {
+    error_document_at(raw, arrival_ms, code, message, None)
+}
+
+/// [`error_document`] with the record's Kinesis position (`sequenceNumber`,
+/// `subSequenceNumber`), as Firehose writes it for stream-sourced records.
+pub fn error_document_at(
+    raw: &[u8],
+    arrival_ms: i64,
+    code: &str,
+    message: &str,
+    kinesis: Option<(&str, u64)>,
+) -> Vec<u8> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -203,7 +215,14 @@ pub fn error_document(raw: &[u8], arrival_ms: i64, code: &str, message: &str) ->
             .encode(raw)
             .as_bytes(),
     );
-    out.extend_from_slice(b"\"}\n");
+    out.push(b'"');
+    if let Some((sequence, sub_sequence)) = kinesis {
+        out.extend_from_slice(b",\"sequenceNumber\":");
+        json_string(&mut out, sequence);
+        out.extend_from_slice(b",\"subSequenceNumber\":");
+        out.extend_from_slice(sub_sequence.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"}\n");
     out
 }
 
@@ -238,6 +257,22 @@ mod tests {
         assert_eq!(raw, b"{\"a\":\"x\"}\xff");
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 6);
+    }
+
+    #[test]
+    fn error_document_carries_the_kinesis_position() {
+        let doc = error_document_at(
+            b"x",
+            1,
+            codes::MALFORMED,
+            "m",
+            Some(("4959033827149025660855969253", 7)),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+        assert_eq!(v["sequenceNumber"], "4959033827149025660855969253");
+        assert_eq!(v["subSequenceNumber"], 7);
+        assert_eq!(v.as_object().unwrap().len(), 8);
+        assert_eq!(doc.last(), Some(&b'\n'));
     }
 
     #[test]

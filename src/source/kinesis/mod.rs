@@ -631,7 +631,16 @@ async fn read_shard(reader: &ShardReader, start: Start) {
         if let Some(last) = out.records.last() {
             last_read = Some(last.sequence_number.clone());
         }
-        let records = user_records(shared, shard_id, out.records, &mut skip);
+        let records = user_records(shard_id, out.records, &mut skip);
+        // Counted per page, not per record: the hot path stays free of atomics.
+        shared
+            .stats
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        shared
+            .stats
+            .bytes
+            .fetch_add(payload as u64, Ordering::Relaxed);
         metrics::inc(
             "sluice_kinesis_read_records_total",
             "User records read (after KPL de-aggregation).",
@@ -674,7 +683,6 @@ async fn read_shard(reader: &ShardReader, start: Start) {
 
 /// Converts, de-aggregates and filters one GetRecords page.
 fn user_records(
-    shared: &KinesisShared,
     shard: &Arc<str>,
     records: Vec<aws_sdk_kinesis::types::Record>,
     skip: &mut Option<(String, u64)>,
@@ -687,10 +695,6 @@ fn user_records(
             .and_then(|t| t.to_millis().ok())
             .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
         let data = Bytes::from(record.data.into_inner());
-        shared
-            .stats
-            .bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let users = match kpl::deaggregate(&data) {
             Ok(users) => users,
             Err(not) => {
@@ -713,7 +717,6 @@ fn user_records(
                     _ => *skip = None,
                 }
             }
-            shared.stats.records.fetch_add(1, Ordering::Relaxed);
             out.push(Record {
                 data: user.data,
                 arrival_ms,
