@@ -36,6 +36,7 @@ use crate::error::{Classify, Fault};
 use crate::record::Positions;
 use crate::sink::s3::{self, S3Options, UploadFilter};
 use crate::sink::{LocalSink, ObjectSink, S3Sink, SinkError};
+use crate::source::direct_put::wal::WalOptions;
 use crate::source::direct_put::{Wal, WalError};
 use crate::source::kinesis::{KinesisProgress, KinesisShared, KinesisSource};
 use crate::source::{self, Source};
@@ -47,6 +48,12 @@ pub struct RunOptions {
     pub listen: SocketAddr,
     /// Where logs and checkpoints live.
     pub state_dir: PathBuf,
+    /// How long a shutdown may take to deliver what is buffered; past it
+    /// sluice exits non-zero and the rest stays in the log for the next start.
+    pub drain_timeout: Duration,
+    /// Start even where a checkpoint and its log disagree (see
+    /// [`crate::source::direct_put::wal::check`]), saying what was skipped.
+    pub reset_positions: bool,
 }
 
 /// Why the daemon stopped or could not start.
@@ -76,6 +83,17 @@ pub enum AppError {
         /// What failed.
         message: String,
     },
+    /// The drain did not finish within the deadline; what is undelivered
+    /// stays in the log (or in the shards) for the next start.
+    #[error(
+        "shutdown did not finish delivering within {secs} s; streams still draining: {streams:?} (their records stay in the log and are delivered at the next start)"
+    )]
+    DrainTimeout {
+        /// The deadline.
+        secs: u64,
+        /// Streams still draining.
+        streams: Vec<String>,
+    },
     /// A pipeline failed while draining at shutdown; its records stay in the
     /// log and are delivered at the next start.
     #[error("stream `{stream}` could not drain: {source}")]
@@ -89,12 +107,13 @@ pub enum AppError {
 
 impl Classify for AppError {
     fn is_retriable(&self) -> bool {
-        matches!(self, AppError::Drain { .. })
+        matches!(self, AppError::Drain { .. } | AppError::DrainTimeout { .. })
     }
     fn fault(&self) -> Fault {
         match self {
             AppError::StateDir { .. } | AppError::Listen { .. } => Fault::Config,
             AppError::Stream { .. } => Fault::Config,
+            AppError::DrainTimeout { .. } => Fault::Remote,
             AppError::Drain { source, .. } => source.fault(),
         }
     }
@@ -184,7 +203,7 @@ pub async fn run(
     let mut parts = Vec::new();
     let mut api_streams = BTreeMap::new();
     for config in &streams {
-        let stream = open_stream(config, &options.state_dir, sdk.as_ref()).await?;
+        let stream = open_stream(config, &options, sdk.as_ref()).await?;
         api_streams.insert(
             config.name.clone(),
             ApiStream {
@@ -244,33 +263,54 @@ pub async fn run(
             wal.close().await;
         }
     }
-    let mut result = Ok(());
-    for (stream, _, task) in tasks {
-        let outcome = match task.await {
-            Ok(outcome) => outcome,
-            Err(join) => {
-                tracing::error!(%stream, error = %join, "Stream task panicked.");
-                if result.is_ok() {
-                    result = Err(AppError::Stream {
-                        stream,
-                        message: format!("task failed: {join}"),
-                    });
+    let drain = async {
+        let mut result = Ok(());
+        for (stream, _, task) in &mut tasks {
+            let stream = stream.clone();
+            let outcome = match task.await {
+                Ok(outcome) => outcome,
+                Err(join) => {
+                    tracing::error!(%stream, error = %join, "Stream task panicked.");
+                    if result.is_ok() {
+                        result = Err(AppError::Stream {
+                            stream,
+                            message: format!("task failed: {join}"),
+                        });
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
-        match outcome {
-            Ok(()) => tracing::info!(%stream, "Drained."),
-            Err(source) => {
-                if result.is_ok() {
-                    result = Err(AppError::Drain {
-                        stream,
-                        source: Box::new(source),
-                    });
+            };
+            match outcome {
+                Ok(()) => tracing::info!(%stream, "Drained."),
+                Err(source) => {
+                    if result.is_ok() {
+                        result = Err(AppError::Drain {
+                            stream,
+                            source: Box::new(source),
+                        });
+                    }
                 }
             }
         }
-    }
+        result
+    };
+    let result = match tokio::time::timeout(options.drain_timeout, drain).await {
+        Ok(result) => result,
+        Err(_) => {
+            let streams = tasks
+                .iter()
+                .filter(|(_, _, task)| !task.is_finished())
+                .map(|(name, _, _)| name.clone())
+                .collect();
+            // Nothing acknowledged is lost: undelivered records are in the
+            // log (Direct PUT) or still in the shards (Kinesis), and staged
+            // objects of unfinished epochs are aborted at the next start.
+            return Err(AppError::DrainTimeout {
+                secs: options.drain_timeout.as_secs(),
+                streams,
+            });
+        }
+    };
     stop_server.send_replace(true);
     if let Ok(Err(e)) = server.await {
         tracing::warn!(error = %e, "HTTP server stopped with an error.");
@@ -363,6 +403,62 @@ async fn glue_schema(
     .map_err(|e| e.to_string())
 }
 
+/// `sluice wal check|repair`: the report on a stream's log (after the repair,
+/// when repairing) and whether it is healthy. Takes the state directory's
+/// lock, so it cannot run beside the daemon.
+///
+/// # Errors
+/// [`AppError`] when the state directory is locked or unreadable.
+pub fn wal_tool(
+    state_dir: &Path,
+    stream: &str,
+    repair: bool,
+) -> Result<(crate::source::direct_put::wal::check::Report, bool), AppError> {
+    use crate::source::direct_put::wal::check;
+    let err = |message: String| AppError::Stream {
+        stream: stream.to_owned(),
+        message,
+    };
+    if !state_dir.join(stream).is_dir() {
+        return Err(err(format!(
+            "no state for this stream in {}",
+            state_dir.display()
+        )));
+    }
+    let _lock = lock_state_dir(state_dir)?;
+    let path = state_dir.join(stream).join("checkpoint.json");
+    let committed = match std::fs::read(&path) {
+        Ok(bytes) => {
+            let checkpoint: crate::checkpoint::Checkpoint = serde_json::from_slice(&bytes)
+                .map_err(|e| err(format!("{} is corrupt: {e}", path.display())))?;
+            checkpoint
+                .replay_from
+                .and_then(|r| r.wal)
+                .or(checkpoint.positions.wal)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err(format!("{}: {e}", path.display()))),
+    };
+    let dir = state_dir.join(stream).join("wal");
+    if repair {
+        let done = check::repair(&dir, committed).map_err(|e| err(e.to_string()))?;
+        tracing::info!(
+            stretches = done.stretches,
+            bytes = done.bytes,
+            recreated = ?done.recreated,
+            "Repaired: damaged bytes will be delivered to the processing-failed error output at the next start."
+        );
+    }
+    let report = check::check(&dir, committed).map_err(|e| err(e.to_string()))?;
+    let healthy = report.problems().iter().all(|p| {
+        matches!(
+            p,
+            check::Problem::TornTail { .. } | check::Problem::TornHeader { .. }
+        )
+    });
+    Ok((report, healthy))
+}
+
 fn lock_state_dir(dir: &Path) -> Result<File, AppError> {
     let err = |message: String| AppError::StateDir {
         path: dir.to_owned(),
@@ -381,9 +477,10 @@ fn lock_state_dir(dir: &Path) -> Result<File, AppError> {
 
 async fn open_stream(
     config: &StreamConfig,
-    state_dir: &Path,
+    options: &RunOptions,
     sdk: Option<&aws_config::SdkConfig>,
 ) -> Result<StreamParts, AppError> {
+    let state_dir = options.state_dir.as_path();
     let err = |message: String| AppError::Stream {
         stream: config.name.clone(),
         message,
@@ -400,8 +497,13 @@ async fn open_stream(
         SourceConfig::DirectPut(direct_put) => SourceParts::DirectPut(
             Wal::open(
                 &dir.join("wal"),
-                checkpoint.and_then(|c| c.positions.wal),
-                direct_put.max_wal_bytes,
+                // Where the last epoch started: if its objects turn out to be
+                // gone, recovery rebuilds it from the log (delivery.rs).
+                checkpoint.and_then(|c| c.replay_from.and_then(|r| r.wal).or(c.positions.wal)),
+                WalOptions {
+                    reset_positions: options.reset_positions,
+                    ..WalOptions::new(direct_put.max_wal_bytes)
+                },
             )
             .map_err(|e: WalError| err(e.to_string()))?,
         ),

@@ -72,6 +72,18 @@ pub enum DeliveryError {
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// Committed objects are gone and cannot be rebuilt.
+    #[error(
+        "committed objects {objects:?} are gone and cannot be rebuilt without duplicating others of their epoch: records from {from} to {to} may be lost; restore the objects or move the checkpoint on by hand"
+    )]
+    Lost {
+        /// Keys of the objects that are gone.
+        objects: Vec<String>,
+        /// Where the epoch started.
+        from: String,
+        /// Where it ended.
+        to: String,
+    },
 }
 
 impl Classify for DeliveryError {
@@ -81,6 +93,7 @@ impl Classify for DeliveryError {
             DeliveryError::Sink(e) => e.is_retriable(),
             DeliveryError::Checkpoint(e) => e.is_retriable(),
             DeliveryError::Task(_) => true,
+            DeliveryError::Lost { .. } => false,
         }
     }
     fn fault(&self) -> Fault {
@@ -89,6 +102,7 @@ impl Classify for DeliveryError {
             DeliveryError::Sink(e) => e.fault(),
             DeliveryError::Checkpoint(e) => e.fault(),
             DeliveryError::Task(_) => Fault::Bug,
+            DeliveryError::Lost { .. } => Fault::Config,
         }
     }
 }
@@ -142,27 +156,72 @@ impl Delivery {
     /// # Errors
     /// [`DeliveryError`] when the store or sink cannot be read or written.
     pub async fn recover(&mut self) -> Result<Positions, DeliveryError> {
-        let checkpoint = self.store.load().await?.unwrap_or_default();
+        let mut checkpoint = self.store.load().await?.unwrap_or_default();
         self.epoch = checkpoint.epoch;
+        let mut gone = Vec::new();
         for staged in &checkpoint.staged {
             match self.sink.complete(staged).await {
                 Ok(()) => {}
-                // Someone removed the object after it was completed (completing
-                // never deletes anything else); nothing is left to do for it.
-                Err(SinkError::Vanished { key }) => {
-                    tracing::warn!(%key, "Committed object is gone; assuming it was completed and then removed.");
-                }
+                Err(SinkError::Vanished { key }) => gone.push(key),
                 Err(e) => return Err(e.into()),
             }
+        }
+        if !gone.is_empty() {
+            checkpoint = self.rebuild(checkpoint, gone).await?;
         }
         let aborted = self.sink.abort_uncommitted(&checkpoint.staged).await?;
         if aborted > 0 {
             tracing::info!(aborted, "Aborted staged objects of uncommitted epochs.");
         }
         self.source.committed(&checkpoint.positions);
-        tracing::info!(epoch = checkpoint.epoch, positions = ?checkpoint.positions, sink = %self.sink.describe(), "Recovered.");
+        tracing::info!(
+            epoch = checkpoint.epoch,
+            resume = %checkpoint.positions,
+            sink = %self.sink.describe(),
+            "Recovered."
+        );
         self.committed = checkpoint.positions.clone();
         Ok(checkpoint.positions)
+    }
+
+    /// Committed objects are gone before they were completed: recovery acts
+    /// only on evidence, so it never assumes they were delivered. When every
+    /// object of the epoch is gone (nothing of it is visible) and the
+    /// checkpoint says where the epoch started, the epoch is rolled back and
+    /// rebuilt from the source, which still holds it (the log and the shards
+    /// are released only after completion). Otherwise the loss is an error
+    /// naming the objects and the range.
+    async fn rebuild(
+        &mut self,
+        checkpoint: Checkpoint,
+        gone: Vec<String>,
+    ) -> Result<Checkpoint, DeliveryError> {
+        let all_gone = gone.len() == checkpoint.staged.len();
+        match checkpoint.replay_from.clone() {
+            Some(from) if all_gone => {
+                tracing::warn!(
+                    stream = %self.stream,
+                    objects = ?gone,
+                    from = %from,
+                    to = %checkpoint.positions,
+                    "Committed objects are gone before they were completed (removed by someone else, or uploads aborted by a lifecycle rule); rebuilding them from the source."
+                );
+                let rolled_back = Checkpoint {
+                    epoch: checkpoint.epoch + 1,
+                    positions: from.clone(),
+                    staged: Vec::new(),
+                    replay_from: Some(from),
+                };
+                self.store.commit(&rolled_back).await?;
+                self.epoch = rolled_back.epoch;
+                Ok(rolled_back)
+            }
+            from => Err(DeliveryError::Lost {
+                objects: gone,
+                from: from.map_or_else(|| "an unknown position".to_owned(), |p| p.to_string()),
+                to: checkpoint.positions.to_string(),
+            }),
+        }
     }
 
     /// After a clean drain every epoch is completed, so any staged object the
@@ -198,6 +257,7 @@ impl Delivery {
             epoch: self.epoch + 1,
             positions,
             staged,
+            replay_from: Some(self.committed.clone()),
         };
         self.store.commit(&checkpoint).await?;
         self.epoch = checkpoint.epoch;

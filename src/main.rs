@@ -4,6 +4,8 @@
 //! - `sluice validate --config FILE...` checks configs (systemd's ExecStartPre).
 //! - `sluice put --endpoint URL --stream NAME [FILE|-]` sends newline-separated
 //!   records with PutRecordBatch, for demos and scripts.
+//! - `sluice wal check|repair --stream NAME` inspects or salvages a stopped
+//!   stream's write-ahead log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +35,22 @@ enum Command {
         /// Directory for write-ahead logs and checkpoints.
         #[arg(long, env = "SLUICE_STATE_DIR", default_value = "./state")]
         state_dir: PathBuf,
+        /// Seconds a shutdown may spend delivering buffered records; past it
+        /// sluice exits 1 and the rest stays in the log for the next start.
+        /// Keep it below systemd's TimeoutStopSec (90 s unless set).
+        #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_SECS", default_value_t = 80)]
+        drain_timeout_secs: u64,
+        /// Start even where a checkpoint and its write-ahead log disagree (state
+        /// restored from a backup, log or checkpoint lost): resume after both
+        /// the checkpoint and the log's own record of what it delivered, and
+        /// log what is skipped. Without it sluice refuses to start.
+        #[arg(long)]
+        reset_positions: bool,
+    },
+    /// Check or repair a stream's write-ahead log (the stream must be stopped).
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
     },
     /// Check configs and exit: 0 when all are valid.
     Validate {
@@ -57,6 +75,31 @@ enum Command {
     Schema {
         #[command(subcommand)]
         command: sluice::convert::cli::SchemaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WalCommand {
+    /// Report every segment, damaged stretch and disagreement with the
+    /// checkpoint; changes nothing. Exits 0 when healthy, 1 when not.
+    Check {
+        /// Delivery stream name.
+        #[arg(long)]
+        stream: String,
+        /// The daemon's state directory.
+        #[arg(long, env = "SLUICE_STATE_DIR", default_value = "./state")]
+        state_dir: PathBuf,
+    },
+    /// Keep every intact record and turn each damaged stretch into records
+    /// for the stream's processing-failed error output, delivered at the
+    /// next start.
+    Repair {
+        /// Delivery stream name.
+        #[arg(long)]
+        stream: String,
+        /// The daemon's state directory.
+        #[arg(long, env = "SLUICE_STATE_DIR", default_value = "./state")]
+        state_dir: PathBuf,
     },
 }
 
@@ -97,10 +140,32 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Wal { command } => {
+            let (stream, state_dir, repair) = match command {
+                WalCommand::Check { stream, state_dir } => (stream, state_dir, false),
+                WalCommand::Repair { stream, state_dir } => (stream, state_dir, true),
+            };
+            match sluice::app::wal_tool(&cwd.join(state_dir), &stream, repair) {
+                Ok((report, healthy)) => {
+                    print!("{report}");
+                    if healthy {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run {
             configs,
             listen,
             state_dir,
+            drain_timeout_secs,
+            reset_positions,
         } => {
             let streams = match sluice::config::load_all(&configs, &cwd) {
                 Ok(streams) => streams,
@@ -117,7 +182,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let options = sluice::app::RunOptions { listen, state_dir };
+            let options = sluice::app::RunOptions {
+                listen,
+                state_dir,
+                drain_timeout: std::time::Duration::from_secs(drain_timeout_secs),
+                reset_positions,
+            };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.
             let shutdown = {
@@ -179,5 +249,18 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => tracing::info!("SIGTERM received."),
             _ = int.recv() => tracing::info!("SIGINT received."),
         }
+        // A second signal means "now": exit at once. Nothing acknowledged is
+        // lost: it is fsynced in the log (or still in the shards), and staged
+        // objects of unfinished epochs are aborted at the next start.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!(
+                "Second signal: exiting now without finishing delivery; undelivered records stay in the write-ahead log for the next start."
+            );
+            std::process::exit(1);
+        });
     })
 }

@@ -78,6 +78,11 @@ pub struct Record {
     pub position: Position,
     /// Kinesis metadata; `None` for Direct PUT records.
     pub kinesis: Option<Arc<KinesisMeta>>,
+    /// Set on bytes salvaged from a damaged stretch of the write-ahead log
+    /// (`sluice wal repair`): they are not a record anyone sent, so they skip
+    /// processing and go to the `processing-failed` error output with this
+    /// message, never silently dropped.
+    pub damaged: Option<Arc<str>>,
 }
 
 /// Compares two Kinesis sequence numbers: decimal integers without leading
@@ -111,6 +116,31 @@ pub struct Positions {
     /// Kinesis shards by id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shards: BTreeMap<String, ShardCheckpoint>,
+}
+
+impl std::fmt::Display for Positions {
+    /// For logs: `log 1:4096`, `shardId-000000000000 49590...#2, shardId-... ended`,
+    /// or `the beginning` when nothing is recorded.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(w) = self.wal {
+            parts.push(format!("log {w}"));
+        }
+        for (shard, at) in &self.shards {
+            parts.push(match at {
+                ShardCheckpoint::At {
+                    sequence,
+                    sub_sequence,
+                } => format!("{shard} {sequence}#{sub_sequence}"),
+                ShardCheckpoint::Ended => format!("{shard} ended"),
+            });
+        }
+        if parts.is_empty() {
+            f.write_str("the beginning")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
 }
 
 impl Positions {

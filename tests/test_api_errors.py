@@ -302,10 +302,10 @@ def test_raw_requests_with_amz_json_content_type(api):
 
 
 def test_wal_cap_answers_service_unavailable(tmp_path, start_daemon):
-    """With max_wal_bytes = 4 MiB and nothing delivered (long interval), puts beyond the cap
+    """With max_wal_bytes = 5 MiB and nothing delivered (long interval), puts beyond the cap
     get ServiceUnavailableException (503, or per-record ErrorCode on a 200) and are not
     delivered; everything acknowledged is delivered on shutdown."""
-    cap = 4 << 20
+    cap = 5 << 20
     out = tmp_path / "out"
     cfg = write_config(
         tmp_path / "api.toml",
@@ -316,7 +316,7 @@ def test_wal_cap_answers_service_unavailable(tmp_path, start_daemon):
     acked: list[bytes] = []
     rejected: list[bytes] = []
     saw_503 = False
-    for i in range(60):  # 60 x ~200 KB = 12 MB, 3x the cap
+    for i in range(75):  # 75 x ~200 KB = 15 MB, 3x the cap
         batch = [padded(f"w{i}-{j}", 2000) for j in range(100)]
         try:
             resp = client.put_record_batch(DeliveryStreamName=STREAM, Records=[{"Data": r} for r in batch])

@@ -422,7 +422,7 @@ def test_s3_outage_backpressure_then_recovery(tmp_path, s3, start_daemon, fault_
     proxy = fault_proxy(s3.url, rate=0.0, seed=seed_from_env(), delay_secs=4)
     stream = "outage"
     state = tmp_path / "state"
-    cap = 4 * MIB
+    cap = 5 * MIB
     cfg = write_config(
         tmp_path / "outage.toml",
         s3_native_config(
@@ -444,7 +444,7 @@ def test_s3_outage_backpressure_then_recovery(tmp_path, s3, start_daemon, fault_
     refused: list[bytes] = []
     t0 = time.monotonic()
     saw_503 = False
-    for n in range(200):  # 200 x 500 x ~300 B = 30 MB, far beyond the 4 MiB cap
+    for n in range(200):  # 200 x 500 x ~300 B = 30 MB, far beyond the 5 MiB cap
         if time.monotonic() - t0 > 60:
             break
         batch = json_records(f"o{n}", range(500), pad=240)

@@ -430,7 +430,16 @@ fn append_records(
     while *i < records.len() && object.bytes < limit {
         let record = &records[*i];
         subs.clear();
-        match processors.apply(&record.data, &mut subs) {
+        let outcome = match &record.damaged {
+            // Salvaged log bytes are no record anyone sent: straight to the
+            // error output, with the repair's explanation.
+            Some(message) => Err(process::Failure {
+                code: "WriteAheadLogDamaged",
+                message: message.to_string(),
+            }),
+            None => processors.apply(&record.data, &mut subs),
+        };
+        match outcome {
             Err(failure) => object.pending.push((
                 PROCESSING_FAILED,
                 process::error_document(&record.data, record.arrival_ms, &failure),
@@ -450,7 +459,9 @@ fn append_records(
                 }
             }
         }
-        if let Some(backup) = &mut object.backup {
+        if let Some(backup) = &mut object.backup
+            && record.damaged.is_none()
+        {
             backup.append(&record.data)?;
         }
         object.bytes += record.data.len() as u64 + delimiter;
@@ -558,7 +569,12 @@ mod tests {
 
     fn fixture(size_bytes: u64, interval: Duration) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(&dir.path().join("wal"), None, 1 << 30).unwrap();
+        let wal = Wal::open(
+            &dir.path().join("wal"),
+            None,
+            crate::source::direct_put::wal::WalOptions::new(1 << 30),
+        )
+        .unwrap();
         let (prefix, error_output_prefix) = partition::resolve(None, None).unwrap();
         let destination = DestinationConfig {
             target: crate::config::Target::Local {

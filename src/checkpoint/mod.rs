@@ -32,6 +32,11 @@ pub struct Checkpoint {
     /// Objects staged by this epoch that must be completed (idempotently) if
     /// the process dies before completing them.
     pub staged: Vec<StagedObject>,
+    /// Positions before this epoch: if a staged object is gone before it was
+    /// completed (removed by someone else, or an upload aborted by a bucket
+    /// lifecycle rule), recovery rebuilds the epoch from the source here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_from: Option<Positions>,
 }
 
 /// A failure to read or write checkpoints.
@@ -166,6 +171,7 @@ mod tests {
                 key: "2026/01/01/00/a".into(),
                 handle: StagedHandle::LocalFile { temp: "t1".into() },
             }],
+            replay_from: None,
         };
         store.commit(&first).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(first));
@@ -180,6 +186,7 @@ mod tests {
                 ..Default::default()
             },
             staged: vec![],
+            replay_from: Some(Positions::default()),
         };
         store.commit(&second).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(second));

@@ -68,10 +68,15 @@ pub(super) const MAX_BUFFER_SIZE_BYTES: u64 = 128 * MIB;
 /// Largest buffer interval (Firehose `IntervalInSeconds` maximum). The minimum
 /// is 0: Firehose's "zero buffering".
 pub(super) const MAX_BUFFER_INTERVAL_SECS: u64 = 900;
-/// Smallest write-ahead log cap: below one maximum-size PutRecordBatch request
-/// (4 MiB) the cap would be hit constantly; 1 MiB still admits every single
-/// record (1,000 KiB maximum) and keeps tests with small caps possible.
-pub(super) const MIN_MAX_WAL_BYTES: u64 = MIB;
+/// Smallest write-ahead log cap: the largest PutRecordBatch the API accepts
+/// (500 records, 4 MiB of data) as the log stores it, plus two segment
+/// headers. A smaller cap would answer that request a retriable 503 that could
+/// never succeed.
+pub(super) const MIN_MAX_WAL_BYTES: u64 = crate::source::direct_put::wal::format::frame_bytes(
+    crate::api::MAX_BATCH_RECORDS,
+    crate::api::MAX_BATCH_BYTES,
+) + 2
+    * crate::source::direct_put::wal::format::SEGMENT_HEADER;
 
 /// Firehose `FileExtension` maximum length.
 const MAX_FILE_EXTENSION_CHARS: usize = 128;
@@ -177,7 +182,9 @@ pub(super) fn max_wal_bytes(option: &str, bytes: i64) -> Result<u64, ConfigError
         Ok(b) if b >= MIN_MAX_WAL_BYTES => Ok(b),
         _ => Err(ConfigError::invalid(
             option,
-            format!("must be at least {MIN_MAX_WAL_BYTES} bytes (1 MiB), got {bytes}"),
+            format!(
+                "must be at least {MIN_MAX_WAL_BYTES} bytes (the largest PutRecordBatch, 500 records of 4 MiB in all, as the log stores it), got {bytes}"
+            ),
         )),
     }
 }
@@ -541,8 +548,13 @@ pub(super) mod tests {
         assert_eq!(buffer_interval("o", 900).unwrap(), Duration::from_secs(900));
         assert!(buffer_interval("o", 901).is_err());
         assert!(buffer_interval("o", -1).is_err());
-        assert!(max_wal_bytes("o", MIB as i64 - 1).is_err());
-        assert_eq!(max_wal_bytes("o", MIB as i64).unwrap(), MIB);
+        // The largest batch the API accepts must fit an empty log.
+        assert!(MIN_MAX_WAL_BYTES > 4 * MIB + 500 * 16);
+        assert!(max_wal_bytes("o", MIN_MAX_WAL_BYTES as i64 - 1).is_err());
+        assert_eq!(
+            max_wal_bytes("o", MIN_MAX_WAL_BYTES as i64).unwrap(),
+            MIN_MAX_WAL_BYTES
+        );
     }
 
     #[test]

@@ -730,6 +730,7 @@ fn user_records(
                     partition_key: user.partition_key,
                     explicit_hash_key: user.explicit_hash_key,
                 })),
+                damaged: None,
             });
         }
     }

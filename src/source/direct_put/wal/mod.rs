@@ -1,11 +1,7 @@
 //! Segmented write-ahead log with group commit.
 //!
-//! Layout: `<dir>/<segment number, 20 digits>.wal`, numbered from 1. Each
-//! record is one frame:
-//!
-//! ```text
-//! [u32 LE payload length][u32 LE CRC-32 of payload][payload = i64 LE arrival ms, data]
-//! ```
+//! Layout: `<dir>/<segment number, 20 digits>.wal`, numbered upwards, and the
+//! durable-end mark `<dir>/durable.mark`; the byte format is in [`format`].
 //!
 //! One writer thread owns the files. Requests queue on a channel; the writer
 //! takes every request waiting (up to [`GROUP_BYTES`]), writes them with one
@@ -13,25 +9,39 @@
 //! group commit: concurrent requests share fsyncs, so throughput grows with
 //! concurrency while every acknowledgement still means "on disk".
 //!
-//! On open, the tail of the last segment is scanned and cut at the first torn
-//! or corrupt frame: such a frame was never acknowledged, because answers are
-//! sent only after the fsync that covers them.
+//! On open, [`check::prepare`] checks every undelivered byte of every segment
+//! and that the checkpoint agrees with the log: only a torn tail (an
+//! unacknowledged write cut by a crash) is repaired by itself; corruption of
+//! acknowledged records and disagreement with the checkpoint refuse to start
+//! with the position and what is affected (`sluice wal check|repair`,
+//! `--reset-positions`).
+//!
+//! A failed write (disk full, I/O error) fails only the requests of that
+//! group: the writer cuts whatever the failed write left after the durable
+//! end, fsyncs, and takes the next group, so the log recovers by itself once
+//! the disk has space again. (After a failed fsync the page cache cannot be
+//! trusted, PostgreSQL's "fsyncgate": cutting back to the last fsynced length
+//! and fsyncing again discards exactly the pages in doubt.)
 //!
 //! The log is capped ([`Wal::open`]'s `max_bytes`): when undelivered bytes
 //! would exceed it, appends fail with [`WalError::Full`] and the API answers
 //! `ServiceUnavailableException`; memory never grows with a slow sink.
 
+pub mod check;
+pub mod format;
+
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use self::format::{ARRIVAL, FRAME_HEADER, Mark, Payload, SEGMENT_HEADER};
 use crate::error::{Classify, Fault};
-use crate::fsutil::sync_dir;
 use crate::record::{Position, Positions, Record, WalPosition};
 use crate::source::{BoxFuture, Source, SourceBatch, SourceError, SourceProgress};
 
@@ -39,13 +49,6 @@ use crate::source::{BoxFuture, Source, SourceBatch, SourceError, SourceProgress}
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Most bytes the writer gathers into one group commit.
 pub const GROUP_BYTES: usize = 16 * 1024 * 1024;
-/// Frame header: length and CRC.
-const HEADER: usize = 8;
-/// Payload prefix: arrival time.
-const ARRIVAL: usize = 8;
-/// Largest payload a frame may claim; anything bigger is corruption. Records
-/// are at most 1,000 KiB (Firehose's limit), so this is generous.
-const MAX_PAYLOAD: u32 = 16 * 1024 * 1024;
 
 /// A write-ahead log failure.
 #[derive(Debug, thiserror::Error, Clone)]
@@ -58,38 +61,79 @@ pub enum WalError {
         /// The cap.
         cap: u64,
     },
+    /// The disk (or quota) is full; the log takes writes again once there is space.
+    #[error("write-ahead log: no space left on the disk ({0}); retry once space is freed")]
+    NoSpace(String),
     /// The log is closed (shutting down).
     #[error("write-ahead log is closed")]
     Closed,
-    /// A disk operation failed. After a failed fsync the log refuses further
-    /// writes: the page cache can no longer be trusted (PostgreSQL's
-    /// "fsyncgate" lesson).
+    /// A disk operation failed; the writer recovers for the next request.
     #[error("write-ahead log I/O error: {0}")]
     Io(String),
-    /// A frame in the middle of the log is damaged.
+    /// Acknowledged records are damaged or missing.
     #[error("write-ahead log corrupt at {position}: {message}")]
     Corrupt {
         /// Where.
         position: WalPosition,
-        /// What.
+        /// What, and what it affects.
+        message: String,
+    },
+    /// The checkpoint and the log disagree; the operator decides.
+    #[error("write-ahead log and checkpoint disagree: {message}")]
+    Inconsistent {
+        /// What disagrees and how to proceed.
         message: String,
     },
 }
 
 impl Classify for WalError {
     fn is_retriable(&self) -> bool {
-        matches!(self, WalError::Full { .. })
+        matches!(
+            self,
+            WalError::Full { .. } | WalError::NoSpace(_) | WalError::Io(_)
+        )
     }
     fn fault(&self) -> Fault {
         match self {
-            WalError::Full { .. } | WalError::Closed | WalError::Io(_) => Fault::Remote,
-            WalError::Corrupt { .. } => Fault::Bug,
+            WalError::Full { .. } | WalError::NoSpace(_) | WalError::Closed | WalError::Io(_) => {
+                Fault::Remote
+            }
+            // Damaged disks and restored state dirs need the operator.
+            WalError::Corrupt { .. } => Fault::Remote,
+            WalError::Inconsistent { .. } => Fault::Config,
         }
     }
 }
 
-fn io_err(context: &str, e: io::Error) -> WalError {
-    WalError::Io(format!("{context}: {e}"))
+pub(crate) fn io_err(context: &str, e: io::Error) -> WalError {
+    // ENOSPC is `StorageFull`; EDQUOT (122 on Linux) is a full quota.
+    if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(122) {
+        WalError::NoSpace(format!("{context}: {e}"))
+    } else {
+        WalError::Io(format!("{context}: {e}"))
+    }
+}
+
+/// How to open a log.
+#[derive(Debug, Clone, Copy)]
+pub struct WalOptions {
+    /// Cap on undelivered bytes.
+    pub max_bytes: u64,
+    /// Proceed when the checkpoint and the log disagree (see [`check`]).
+    pub reset_positions: bool,
+    /// Size at which a new segment starts ([`SEGMENT_BYTES`]; smaller in tests).
+    pub segment_bytes: u64,
+}
+
+impl WalOptions {
+    /// Defaults with a cap.
+    pub fn new(max_bytes: u64) -> Self {
+        WalOptions {
+            max_bytes,
+            reset_positions: false,
+            segment_bytes: SEGMENT_BYTES,
+        }
+    }
 }
 
 /// A message to the writer thread.
@@ -110,7 +154,7 @@ impl Append {
     fn bytes(&self) -> usize {
         self.records
             .iter()
-            .map(|r| r.len() + HEADER + ARRIVAL)
+            .map(|r| r.len() + FRAME_HEADER + ARRIVAL)
             .sum()
     }
 }
@@ -122,6 +166,10 @@ struct State {
     segments: BTreeMap<u64, u64>,
     /// Everything before this position is delivered.
     released: WalPosition,
+    /// Everything before this position is acknowledged.
+    end: WalPosition,
+    /// The durable-end mark, rewritten in place.
+    mark: Option<File>,
 }
 
 impl State {
@@ -133,6 +181,21 @@ impl State {
             .sum();
         total.saturating_sub(self.released.offset)
     }
+
+    /// Rewrites the mark. No fsync: it must survive kill -9, which the page
+    /// cache does; after a power loss it is merely stale, which the check
+    /// allows for. A failure only weakens the check, so it is logged.
+    fn write_mark(&mut self) {
+        let mark = Mark {
+            end: self.end,
+            released: self.released,
+        };
+        if let Some(file) = &self.mark
+            && let Err(e) = std::os::unix::fs::FileExt::write_all_at(file, &mark.encode(), 0)
+        {
+            tracing::warn!(error = %e, "Cannot update the write-ahead log's durable-end mark.");
+        }
+    }
 }
 
 /// Handle to an open log; cheap to clone.
@@ -142,51 +205,62 @@ pub struct Wal {
     tx: mpsc::Sender<Msg>,
     state: Arc<Mutex<State>>,
     durable: watch::Receiver<WalPosition>,
+    /// Set when a reader found damage in acknowledged records: appends are
+    /// refused until the operator repairs the log, so no new record is
+    /// acknowledged into a stream that cannot deliver.
+    damaged: Arc<Mutex<Option<WalError>>>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `dir`, repairs a torn tail, and starts the
-    /// writer thread. `start` is the committed position (records before it are
-    /// delivered), used for the size cap.
+    /// Opens (or creates) the log in `dir`, checks it against the committed
+    /// position (records before it are delivered), cuts a torn tail, and
+    /// starts the writer thread.
     ///
     /// # Errors
-    /// [`WalError::Io`] if the directory cannot be read or repaired.
-    pub fn open(dir: &Path, start: Option<WalPosition>, max_bytes: u64) -> Result<Wal, WalError> {
-        fs::create_dir_all(dir).map_err(|e| io_err("creating log directory", e))?;
-        let mut segments = list_segments(dir)?;
-        if segments.is_empty() {
-            let first = WalPosition::START.segment;
-            File::create(segment_path(dir, first)).map_err(|e| io_err("creating segment", e))?;
-            sync_dir(dir).map_err(|e| io_err("syncing log directory", e))?;
-            segments.insert(first, 0);
-        }
-        let (&last, _) = segments.iter().next_back().expect("segments is not empty");
-        let valid = repair_tail(&segment_path(dir, last))?;
-        segments.insert(last, valid);
-        let end = WalPosition {
-            segment: last,
-            offset: valid,
+    /// [`WalError::Corrupt`] or [`WalError::Inconsistent`] when it must not
+    /// start on its own; [`WalError::Io`] when the directory is unusable.
+    pub fn open(
+        dir: &Path,
+        committed: Option<WalPosition>,
+        options: WalOptions,
+    ) -> Result<Wal, WalError> {
+        let layout = check::prepare(dir, committed, options.reset_positions)?;
+        let end = layout.end;
+        let mark = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join(format::MARK_FILE))
+            .map_err(|e| io_err("opening the durable-end mark", e))?;
+        let mut state = State {
+            segments: layout.segments,
+            released: layout.floor,
+            end,
+            mark: Some(mark),
         };
-        let first = *segments.keys().next().expect("segments is not empty");
-        let released = start.unwrap_or(WalPosition {
-            segment: first,
-            offset: 0,
-        });
-
-        let state = Arc::new(Mutex::new(State { segments, released }));
+        state.write_mark();
+        if let Some(file) = &state.mark {
+            file.sync_all()
+                .map_err(|e| io_err("syncing the durable-end mark", e))?;
+        }
+        let state = Arc::new(Mutex::new(state));
         let (tx, rx) = mpsc::channel(1024);
         let (durable_tx, durable) = watch::channel(end);
         let writer = Writer {
             dir: dir.to_owned(),
             file: OpenOptions::new()
                 .append(true)
-                .open(segment_path(dir, last))
+                .open(segment_path(dir, end.segment))
                 .map_err(|e| io_err("opening segment", e))?,
             end,
             state: state.clone(),
-            max_bytes,
+            max_bytes: options.max_bytes,
+            segment_bytes: options.segment_bytes,
             durable: durable_tx,
             buf: Vec::new(),
+            broken: false,
         };
         std::thread::Builder::new()
             .name("sluice-wal".into())
@@ -197,6 +271,8 @@ impl Wal {
             tx,
             state,
             durable,
+            damaged: Arc::default(),
+            closed: Arc::default(),
         })
     }
 
@@ -204,13 +280,22 @@ impl Wal {
     /// at which each record starts (its record id).
     ///
     /// # Errors
-    /// [`WalError::Full`] over the cap, [`WalError::Closed`] after shutdown,
-    /// [`WalError::Io`] after a disk failure.
+    /// [`WalError::Full`] over the cap, [`WalError::NoSpace`] on a full disk,
+    /// [`WalError::Closed`] after shutdown, [`WalError::Corrupt`] once a
+    /// reader found damage, [`WalError::Io`] after a disk failure.
     pub async fn append(
         &self,
         records: Vec<Bytes>,
         arrival_ms: i64,
     ) -> Result<Vec<WalPosition>, WalError> {
+        if let Some(err) = self
+            .damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(err);
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Msg::Append(Append {
@@ -223,25 +308,35 @@ impl Wal {
         answer.await.map_err(|_| WalError::Closed)?
     }
 
-    /// A reader starting at `from` (or the oldest record on disk).
+    /// Refuses appends from now on with `error` (a reader found damage).
+    pub fn mark_damaged(&self, error: WalError) {
+        *self.damaged.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    /// A reader starting at `from` (or the oldest undelivered record).
     pub fn reader(&self, from: Option<WalPosition>) -> WalReader {
-        let first = {
+        let floor = {
             let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let segment = *state
+            let first = *state
                 .segments
                 .keys()
                 .next()
                 .unwrap_or(&WalPosition::START.segment);
-            WalPosition { segment, offset: 0 }
+            state.released.max(WalPosition {
+                segment: first,
+                offset: 0,
+            })
         };
-        // A committed position in a segment already deleted means everything
-        // before the oldest segment is delivered.
-        let pos = from.map_or(first, |p| p.max(first));
+        // A committed position below the floor (a deleted segment, or a
+        // position the open check reset) means everything before the floor
+        // is delivered.
+        let pos = from.map_or(floor, |p| p.max(floor));
         WalReader {
             dir: self.dir.clone(),
             pos,
             durable: self.durable.clone(),
             file: None,
+            wal: Some(self.clone()),
         }
     }
 
@@ -255,12 +350,13 @@ impl Wal {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if upto > state.released {
                 state.released = upto;
+                state.write_mark();
             }
             let released = state.released.segment;
             state.segments.range(..released).map(|(&n, _)| n).collect()
         };
         for n in &doomed {
-            match fs::remove_file(segment_path(&self.dir, *n)) {
+            match std::fs::remove_file(segment_path(&self.dir, *n)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err("deleting delivered segment", e)),
@@ -286,77 +382,32 @@ impl Wal {
     /// and exits; later appends fail with [`WalError::Closed`], and readers see
     /// the end of the log once they have read everything.
     pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         // An error means the writer is already gone, which is what we want.
         let _ = self.tx.send(Msg::Close).await;
     }
 }
 
-fn segment_path(dir: &Path, n: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:020}.wal"))
 }
 
-fn list_segments(dir: &Path) -> Result<BTreeMap<u64, u64>, WalError> {
-    let mut segments = BTreeMap::new();
-    for entry in fs::read_dir(dir).map_err(|e| io_err("listing log directory", e))? {
-        let entry = entry.map_err(|e| io_err("listing log directory", e))?;
-        let name = entry.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".wal"))
-            .and_then(|n| n.parse().ok())
-        else {
-            continue;
-        };
-        let len = entry
-            .metadata()
-            .map_err(|e| io_err("reading segment size", e))?
-            .len();
-        segments.insert(n, len);
-    }
-    Ok(segments)
-}
-
-/// Cuts the segment at the first frame that is incomplete or fails its CRC;
-/// returns the valid length.
-fn repair_tail(path: &Path) -> Result<u64, WalError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| io_err("opening segment", e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| io_err("reading segment size", e))?
-        .len();
-    let mut reader = io::BufReader::new(&mut file);
-    let mut valid = 0u64;
-    let mut payload = Vec::new();
-    while let Ok(Some(frame_len)) = read_frame(&mut reader, &mut payload) {
-        valid += frame_len;
-    }
-    if valid < len {
-        tracing::warn!(segment = %path.display(), valid, len, "Cutting torn write-ahead log tail (never acknowledged).");
-        file.set_len(valid)
-            .map_err(|e| io_err("truncating torn tail", e))?;
-        file.sync_all()
-            .map_err(|e| io_err("syncing repaired segment", e))?;
-    }
-    Ok(valid)
-}
-
 /// Reads one frame into `payload`. `Ok(None)` at a clean end of file;
-/// `Err` for a torn or corrupt frame. Returns the frame's total length.
-fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<Option<u64>, String> {
-    let mut header = [0u8; HEADER];
+/// `Err` for a torn or damaged frame. Returns the frame's total length.
+/// The streaming twin of [`format::frame_at`], for the reader.
+pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<Option<u64>, String> {
+    let mut header = [0u8; FRAME_HEADER];
     match read_full(reader, &mut header) {
         Ok(0) => return Ok(None),
-        Ok(n) if n < HEADER => return Err("torn frame header".into()),
+        Ok(n) if n < FRAME_HEADER => return Err("torn frame header".into()),
         Ok(_) => {}
         Err(e) => return Err(e.to_string()),
     }
-    let len = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
-    let crc = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default());
-    if (len as usize) < ARRIVAL || len > MAX_PAYLOAD {
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if (len as usize) < ARRIVAL || len > format::MAX_PAYLOAD {
         return Err(format!("impossible frame length {len}"));
     }
     payload.resize(len as usize, 0);
@@ -366,9 +417,9 @@ fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<Option<u6
         Err(e) => return Err(e.to_string()),
     }
     if crc32fast::hash(payload) != crc {
-        return Err("CRC mismatch".into());
+        return Err("frame fails its CRC".into());
     }
-    Ok(Some(HEADER as u64 + u64::from(len)))
+    Ok(Some(FRAME_HEADER as u64 + u64::from(len)))
 }
 
 /// Like `read_exact`, but reports how much was read before end of file.
@@ -392,13 +443,15 @@ struct Writer {
     end: WalPosition,
     state: Arc<Mutex<State>>,
     max_bytes: u64,
+    segment_bytes: u64,
     durable: watch::Sender<WalPosition>,
     buf: Vec<u8>,
+    /// The last write failed and the file may hold bytes past `end`.
+    broken: bool,
 }
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut poisoned: Option<WalError> = None;
         let mut closing = false;
         while !closing {
             let Some(Msg::Append(first)) = rx.blocking_recv() else {
@@ -419,21 +472,52 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if let Some(err) = &poisoned {
+            if self.broken
+                && let Err(err) = self.heal()
+            {
                 for append in group {
                     let _ = append.reply.send(Err(err.clone()));
                 }
                 continue;
             }
             if let Err(err) = self.commit(group) {
-                tracing::error!(error = %err, "Write-ahead log failed; refusing further writes.");
-                poisoned = Some(err);
+                tracing::error!(error = %err, "Write-ahead log write failed; the requests in it were refused.");
+                self.broken = true;
+                // Heal now if we can, so the next request does not wait on it.
+                let _ = self.heal();
             }
         }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.write_mark();
+        if let Some(file) = &state.mark {
+            let _ = file.sync_all();
+        }
+    }
+
+    /// Cuts whatever a failed write left after the durable end and makes that
+    /// durable: the segment again holds exactly the acknowledged records.
+    fn heal(&mut self) -> Result<(), WalError> {
+        self.file
+            .set_len(self.end.offset)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| io_err("recovering after a failed write", e))?;
+        if self.broken {
+            tracing::info!(position = %self.end, "Write-ahead log recovered; taking writes again.");
+        }
+        self.broken = false;
+        Ok(())
     }
 
     /// Writes and fsyncs one group, then answers every request in it.
     fn commit(&mut self, group: Vec<Append>) -> Result<(), WalError> {
+        if self.end.offset >= self.segment_bytes
+            && let Err(err) = self.rotate()
+        {
+            for append in group {
+                let _ = append.reply.send(Err(err.clone()));
+            }
+            return Err(err);
+        }
         self.buf.clear();
         let mut accepted = Vec::with_capacity(group.len());
         let mut live = self
@@ -453,16 +537,11 @@ impl Writer {
             }
             live += size;
             let mut ids = Vec::with_capacity(append.records.len());
+            let arrival = append.arrival_ms.to_le_bytes();
             for data in &append.records {
                 ids.push(pos);
                 let start = self.buf.len();
-                self.buf.extend_from_slice(&[0; HEADER]);
-                self.buf.extend_from_slice(&append.arrival_ms.to_le_bytes());
-                self.buf.extend_from_slice(data);
-                let payload_len = (self.buf.len() - start - HEADER) as u32;
-                let crc = crc32fast::hash(&self.buf[start + HEADER..]);
-                self.buf[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-                self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+                format::push_frame(&mut self.buf, &[&arrival, data]);
                 pos.offset += (self.buf.len() - start) as u64;
             }
             accepted.push((append.reply, ids));
@@ -482,13 +561,11 @@ impl Writer {
             return Err(err);
         }
         self.end = pos;
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .segments
-            .insert(pos.segment, pos.offset);
-        if self.end.offset >= SEGMENT_BYTES {
-            self.rotate()?;
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.segments.insert(pos.segment, pos.offset);
+            state.end = pos;
+            state.write_mark();
         }
         // Publish before answering: a reader woken by the change can already
         // read everything acknowledged.
@@ -501,18 +578,16 @@ impl Writer {
 
     fn rotate(&mut self) -> Result<(), WalError> {
         let next = self.end.segment + 1;
-        let path = segment_path(&self.dir, next);
-        self.file = File::create(&path).map_err(|e| io_err("creating segment", e))?;
-        sync_dir(&self.dir).map_err(|e| io_err("syncing log directory", e))?;
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .segments
-            .insert(next, 0);
+        let file = check::write_segment_header(&self.dir, next, self.end.offset)?;
+        self.file = file;
         self.end = WalPosition {
             segment: next,
-            offset: 0,
+            offset: SEGMENT_HEADER,
         };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.segments.insert(next, SEGMENT_HEADER);
+        state.end = self.end;
+        state.write_mark();
         Ok(())
     }
 }
@@ -524,6 +599,8 @@ pub struct WalReader {
     pos: WalPosition,
     durable: watch::Receiver<WalPosition>,
     file: Option<io::BufReader<File>>,
+    /// Told when the reader finds damage, so appends stop.
+    wal: Option<Wal>,
 }
 
 impl WalReader {
@@ -551,7 +628,17 @@ impl WalReader {
                 .await
                 .map_err(|e| WalError::Io(format!("reader task failed: {e}")))?;
                 self.file = file;
-                let (records, pos) = result?;
+                let (records, pos) = match result {
+                    Ok(ok) => ok,
+                    Err(err @ WalError::Corrupt { .. }) => {
+                        tracing::error!(error = %err, "Acknowledged records in the write-ahead log are damaged; refusing new records for this stream until it is repaired.");
+                        if let Some(wal) = &self.wal {
+                            wal.mark_damaged(err.clone());
+                        }
+                        return Err(err);
+                    }
+                    Err(err) => return Err(err),
+                };
                 self.pos = pos;
                 if !records.is_empty() {
                     return Ok(Some(records));
@@ -608,9 +695,21 @@ fn read_batch(
     let mut bytes = 0;
     let mut payload = Vec::new();
     while *pos < end && bytes < max_bytes {
+        if pos.offset < SEGMENT_HEADER {
+            *file = None;
+            pos.offset = SEGMENT_HEADER;
+        }
         if file.is_none() {
-            let mut f = File::open(segment_path(dir, pos.segment))
-                .map_err(|e| io_err("opening segment", e))?;
+            let mut f = File::open(segment_path(dir, pos.segment)).map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    WalError::Corrupt {
+                        position: *pos,
+                        message: format!("segment {} is missing", pos.segment),
+                    }
+                } else {
+                    io_err("opening segment", e)
+                }
+            })?;
             f.seek(SeekFrom::Start(pos.offset))
                 .map_err(|e| io_err("seeking segment", e))?;
             *file = Some(io::BufReader::with_capacity(256 * 1024, f));
@@ -622,14 +721,31 @@ fn read_batch(
         match read_frame(reader, &mut payload) {
             Ok(Some(frame_len)) => {
                 pos.offset += frame_len;
-                let arrival_ms =
-                    i64::from_le_bytes(payload[..ARRIVAL].try_into().unwrap_or_default());
                 bytes += payload.len();
-                records.push(Record {
-                    data: Bytes::copy_from_slice(&payload[ARRIVAL..]),
-                    arrival_ms,
-                    position: Position::Wal(*pos),
-                    kinesis: None,
+                records.push(match format::decode_payload(&payload) {
+                    Payload::Record { arrival_ms, data } => Record {
+                        data: Bytes::copy_from_slice(data),
+                        arrival_ms,
+                        position: Position::Wal(*pos),
+                        kinesis: None,
+                        damaged: None,
+                    },
+                    Payload::Salvage {
+                        repaired_ms,
+                        origin,
+                        data,
+                    } => Record {
+                        data: Bytes::copy_from_slice(data),
+                        arrival_ms: repaired_ms,
+                        position: Position::Wal(*pos),
+                        kinesis: None,
+                        damaged: Some(Arc::from(format!(
+                            "bytes {}..{} of write-ahead log segment {} were damaged; salvaged by `sluice wal repair`",
+                            origin.offset,
+                            origin.offset + data.len() as u64,
+                            origin.segment
+                        ))),
+                    },
                 });
             }
             Ok(None) if pos.segment < end.segment => {
@@ -644,7 +760,9 @@ fn read_batch(
             Err(message) => {
                 return Err(WalError::Corrupt {
                     position: *pos,
-                    message,
+                    message: format!(
+                        "{message} (acknowledged records from here on cannot be read; stop sluice and run `sluice wal check`)"
+                    ),
                 });
             }
         }
@@ -653,148 +771,4 @@ fn read_batch(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn records(n: usize, tag: &str) -> Vec<Bytes> {
-        (0..n).map(|i| Bytes::from(format!("{tag}-{i}"))).collect()
-    }
-
-    async fn read_all(reader: &mut WalReader) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some(batch) = reader.next_batch(1 << 20).await.unwrap() {
-            out.extend(
-                batch
-                    .into_iter()
-                    .map(|r| String::from_utf8(r.data.to_vec()).unwrap()),
-            );
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn appended_records_read_back_in_order_with_arrival_times() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), None, 1 << 30).unwrap();
-        let ids = wal.append(records(3, "a"), 1000).await.unwrap();
-        assert_eq!(ids.len(), 3);
-        assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        wal.append(records(2, "b"), 2000).await.unwrap();
-        let mut reader = wal.reader(None);
-        let batch = reader.next_batch(1 << 20).await.unwrap().unwrap();
-        assert_eq!(batch.len(), 5);
-        assert_eq!(batch[0].arrival_ms, 1000);
-        assert_eq!(batch[4].arrival_ms, 2000);
-        assert_eq!(&batch[3].data[..], b"b-0");
-        // A record's `next` is the following record's id.
-        assert_eq!(batch[0].position, Position::Wal(ids[1]));
-        wal.close().await;
-        assert!(reader.next_batch(1 << 20).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn reopen_resumes_after_committed_position_and_cuts_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), None, 1 << 30).unwrap();
-        let ids = wal.append(records(4, "a"), 1).await.unwrap();
-        wal.close().await;
-        // Simulate a crash mid-write: half a frame at the end.
-        let seg = segment_path(dir.path(), 1);
-        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
-        drop(f);
-
-        let wal = Wal::open(dir.path(), Some(ids[2]), 1 << 30).unwrap();
-        let mut reader = wal.reader(Some(ids[2]));
-        wal.append(records(1, "b"), 1).await.unwrap();
-        wal.close().await;
-        assert_eq!(read_all(&mut reader).await, vec!["a-2", "a-3", "b-0"]);
-    }
-
-    #[tokio::test]
-    async fn cap_rejects_appends_until_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), None, 100).unwrap();
-        let ids = wal
-            .append(vec![Bytes::from(vec![0u8; 60])], 1)
-            .await
-            .unwrap();
-        let err = wal
-            .append(vec![Bytes::from(vec![0u8; 60])], 1)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, WalError::Full { .. }), "{err}");
-        assert!(err.is_retriable());
-        // Delivering the first record frees its space.
-        let mut reader = wal.reader(None);
-        let batch = reader.next_batch(1 << 20).await.unwrap().unwrap();
-        let Position::Wal(next) = batch[0].position else {
-            panic!("WAL position expected")
-        };
-        assert_eq!(next.offset, ids[0].offset + 76);
-        wal.release(next).unwrap();
-        assert_eq!(wal.live_bytes(), 0);
-        wal.append(vec![Bytes::from(vec![0u8; 60])], 1)
-            .await
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn concurrent_appends_share_commits_and_all_survive() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), None, 1 << 30).unwrap();
-        let mut tasks = Vec::new();
-        for t in 0..8 {
-            let wal = wal.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..50 {
-                    wal.append(records(3, &format!("{t}-{i}")), 1)
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let mut reader = wal.reader(None);
-        wal.close().await;
-        let mut got = read_all(&mut reader).await;
-        got.sort();
-        got.dedup();
-        assert_eq!(got.len(), 8 * 50 * 3);
-    }
-
-    #[test]
-    fn reader_crosses_segments_and_release_deletes_them() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let wal = Wal::open(dir.path(), None, u64::MAX).unwrap();
-            // Force rotation by writing just over one segment.
-            let big = Bytes::from(vec![7u8; 1_000_000]);
-            for _ in 0..(SEGMENT_BYTES / 1_000_000 + 2) {
-                wal.append(vec![big.clone()], 1).await.unwrap();
-            }
-            assert!(segment_path(dir.path(), 2).exists());
-            let mut reader = wal.reader(None);
-            let mut last = WalPosition::START;
-            let mut count = 0;
-            while count < (SEGMENT_BYTES / 1_000_000 + 2) as usize {
-                let batch = reader.next_batch(8 << 20).await.unwrap().unwrap();
-                count += batch.len();
-                let Position::Wal(next) = batch.last().unwrap().position else {
-                    panic!("WAL position expected")
-                };
-                last = next;
-            }
-            assert_eq!(last.segment, 2);
-            wal.release(last).unwrap();
-            assert!(!segment_path(dir.path(), 1).exists());
-            assert!(segment_path(dir.path(), 2).exists());
-        });
-    }
-}
+mod tests;
