@@ -431,10 +431,10 @@ pub fn wal_tool(
         Ok(bytes) => {
             let checkpoint: crate::checkpoint::Checkpoint = serde_json::from_slice(&bytes)
                 .map_err(|e| err(format!("{} is corrupt: {e}", path.display())))?;
-            checkpoint
-                .replay_from
-                .and_then(|r| r.wal)
-                .or(checkpoint.positions.wal)
+            match checkpoint.replay_from {
+                Some(from) => from.wal,
+                None => checkpoint.positions.wal,
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(err(format!("{}: {e}", path.display()))),
@@ -499,7 +499,10 @@ async fn open_stream(
                 &dir.join("wal"),
                 // Where the last epoch started: if its objects turn out to be
                 // gone, recovery rebuilds it from the log (delivery.rs).
-                checkpoint.and_then(|c| c.replay_from.and_then(|r| r.wal).or(c.positions.wal)),
+                checkpoint.and_then(|c| match c.replay_from {
+                    Some(from) => from.wal,
+                    None => c.positions.wal,
+                }),
                 WalOptions {
                     reset_positions: options.reset_positions,
                     ..WalOptions::new(direct_put.max_wal_bytes)

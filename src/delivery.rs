@@ -10,11 +10,17 @@
 //!    still invisible to readers.
 //! 2. **Commit**: one atomic checkpoint write records the source position the
 //!    epoch covers *and* the staged objects.
-//! 3. **Complete**: the objects become visible; the source may now delete the
+//! 3. **Complete**: the objects become visible; a second checkpoint write
+//!    records that the epoch is complete; the source may now delete the
 //!    delivered records.
 //! 4. **Recover** (at start): complete every object of the last committed
 //!    checkpoint (idempotent), abort every other staged object, and resume the
-//!    source after the committed position.
+//!    source after the committed position. Recovery acts only on evidence: a
+//!    committed object that is gone before its epoch was recorded complete is
+//!    rebuilt from the source (the checkpoint keeps where the epoch started,
+//!    `replay_from`, and the source keeps its records until completion), or, if
+//!    part of its epoch is already visible, reported as lost with the range —
+//!    never assumed completed.
 //!
 //! A crash before 2 leaves only staged objects, which recovery aborts; the
 //! records are replayed from the source into new objects. A crash after 2
@@ -270,6 +276,16 @@ impl Delivery {
             }
         }
         failpoint("after_complete");
+        // Record that the epoch is complete, so that recovery never mistakes an
+        // object a reader has since moved or deleted for one that vanished
+        // before completion (which it would rebuild, duplicating its records).
+        let completed = Checkpoint {
+            epoch: checkpoint.epoch,
+            positions: checkpoint.positions.clone(),
+            staged: Vec::new(),
+            replay_from: None,
+        };
+        self.store.commit(&completed).await?;
         let labels = [("stream", self.stream.as_str())];
         crate::metrics::inc(
             "sluice_delivered_records_total",

@@ -245,7 +245,9 @@ def port_open(port: int, timeout: float = 0.5) -> bool:
 class Daemon:
     """One `sluice run` process. Start with `start()`; stop with `terminate()` or `kill9()`."""
 
-    def __init__(self, bin_path: Path, configs: list[Path], state_dir: Path, log_path: Path, port: int | None = None):
+    def __init__(self, bin_path: Path, configs: list[Path], state_dir: Path, log_path: Path, port: int | None = None,
+                 extra_args: list[str] | None = None):
+        self.extra_args = list(extra_args or [])
         self.bin = bin_path
         self.configs = [Path(c) for c in configs]
         self.state_dir = Path(state_dir)
@@ -267,7 +269,7 @@ class Daemon:
         for c in self.configs:
             argv += ["--config", str(c)]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir)]
-        return argv
+        return argv + self.extra_args
 
     def start(self, ready_timeout: float = READY_TIMEOUT) -> "Daemon":
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -331,18 +333,18 @@ class Daemon:
 
 @pytest.fixture
 def start_daemon(request, tmp_path, sluice_bin):
-    """Factory: start_daemon(configs, state_dir=None, log_name=None, port=None) -> ready Daemon.
+    """Factory: start_daemon(configs, state_dir=None, log_name=None, port=None, extra_args=None) -> ready Daemon.
 
     Every daemon started through it is SIGKILLed in teardown if it is still running.
     """
     daemons: list[Daemon] = []
     logs = request.node.__dict__.setdefault("_sluice_logs", [])
 
-    def start(configs, state_dir=None, log_name="sluice", port=None) -> Daemon:
+    def start(configs, state_dir=None, log_name="sluice", port=None, extra_args=None) -> Daemon:
         if isinstance(configs, (str, Path)):
             configs = [configs]
         log_path = tmp_path / f"{log_name}.log"
-        d = Daemon(sluice_bin, configs, state_dir or tmp_path / "state", log_path, port)
+        d = Daemon(sluice_bin, configs, state_dir or tmp_path / "state", log_path, port, extra_args)
         daemons.append(d)
         if (log_name, str(log_path)) not in logs:
             logs.append((log_name, str(log_path)))

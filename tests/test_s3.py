@@ -588,3 +588,50 @@ def test_sigterm_right_after_start_exits_cleanly(tmp_path, s3, start_daemon):
         statuses.append(d.terminate())
     print(f"exit statuses of {n} SIGTERMs right after start: {statuses}")
     assert statuses == [0] * n, f"exit statuses {statuses}: a negative status is death by the signal, no drain"
+
+
+def test_sigterm_with_s3_down_exits_within_the_drain_deadline_then_delivers(tmp_path, s3, start_daemon, fault_proxy):
+    """S3 fails every request: SIGTERM stops within --drain-timeout-secs, exit code 1, nothing
+    visible; a second signal during a longer drain exits at once; the next start with S3 back
+    delivers every acknowledged record exactly once."""
+    proxy = fault_proxy(s3.url, rate=1.0, seed=seed_from_env())
+    stream = "deadline"
+    state = tmp_path / "state"
+    cfg = write_config(
+        tmp_path / "deadline.toml",
+        s3_native_config(stream, endpoint_url=proxy.url, size_bytes=MIB, interval_secs=900, attempt_timeout_secs=2, prefix="d/"),
+    )
+    acked: list[bytes] = []
+    d = start_daemon(cfg, state_dir=state, log_name="deadline", extra_args=["--drain-timeout-secs", "3"])
+    client = firehose_client(d.endpoint)
+    batch = json_records("first", range(300))
+    put_batch_ok(client, stream, batch)
+    acked += batch
+    t0 = time.monotonic()
+    rc = d.terminate(timeout=30)
+    took = time.monotonic() - t0
+    assert rc == 1, f"exit code {rc} after a drain that could not finish, expected 1"
+    assert took < 10, f"SIGTERM with S3 down took {took:.1f}s with a 3 s drain deadline"
+    assert "did not finish delivering within 3 s" in d.log_path.read_text(errors="replace")
+
+    # A second signal ends a long drain at once.
+    d = start_daemon(cfg, state_dir=state, log_name="second-signal", extra_args=["--drain-timeout-secs", "120"])
+    client = firehose_client(d.endpoint)
+    batch = json_records("second", range(300))
+    put_batch_ok(client, stream, batch)
+    acked += batch
+    d.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert d.running(), "the daemon exited before the second signal although S3 is down"
+    t0 = time.monotonic()
+    rc = d.terminate(timeout=30)
+    assert time.monotonic() - t0 < 5, "the second SIGTERM did not exit at once"
+    assert rc == 1, f"exit code {rc} after a second signal, expected 1"
+    assert s3.keys() == [], f"objects became visible while S3 failed: {s3.keys()[:3]}"
+
+    proxy.set_rate(0.0)
+    d = start_daemon(cfg, state_dir=state, log_name="deadline-after")
+    d.stop_ok()
+    got = s3.delivered("d/", stream=stream)
+    assert_exactly_once(got.records, acked)
+    no_uploads(s3)

@@ -18,7 +18,7 @@
 //! | record > 1,000 KiB, batch > 500 records or > 4 MiB, empty batch | `InvalidArgumentException` (400) |
 //! | unknown stream | `ResourceNotFoundException` (400) |
 //! | unknown `X-Amz-Target` | `UnknownOperationException` (400) |
-//! | log over its cap, or shutting down | `ServiceUnavailableException` (503) |
+//! | log over its cap, disk full, or shutting down | `ServiceUnavailableException` (503) |
 //!
 //! Requests are not SigV4-verified: sluice trusts its listen address (bind it
 //! to loopback or a private interface).
@@ -287,7 +287,7 @@ async fn append(
             );
             Ok(ids.into_iter().map(record_id).collect())
         }
-        Err(e @ (WalError::Full { .. } | WalError::Closed)) => {
+        Err(e @ (WalError::Full { .. } | WalError::NoSpace(_) | WalError::Closed)) => {
             crate::metrics::inc(
                 "sluice_throttled_records_total",
                 "Records refused with ServiceUnavailableException (log over its cap, or shutting down).",
