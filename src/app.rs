@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub listen: SocketAddr,
     /// Where logs and checkpoints live.
     pub state_dir: PathBuf,
+    /// Connection, timeout and body limits of the Firehose API.
+    pub api_limits: api::ApiLimits,
 }
 
 /// Why the daemon stopped or could not start.
@@ -212,13 +214,13 @@ pub async fn run(
     let (stop_server, server_stopped) = watch::channel(false);
     let server = tokio::spawn({
         let state = state.clone();
+        let limits = options.api_limits.clone();
         let mut server_stopped = server_stopped;
         async move {
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = server_stopped.wait_for(|stopped| *stopped).await;
-                })
-                .await
+            api::serve(listener, api::router(state), limits, async move {
+                let _ = server_stopped.wait_for(|stopped| *stopped).await;
+            })
+            .await
         }
     });
 

@@ -33,6 +33,9 @@ enum Command {
         /// Directory for write-ahead logs and checkpoints.
         #[arg(long, env = "SLUICE_STATE_DIR", default_value = "./state")]
         state_dir: PathBuf,
+        /// Limits of the Firehose API's connections and request bodies.
+        #[command(flatten)]
+        limits: sluice::api::LimitArgs,
     },
     /// Check configs and exit: 0 when all are valid.
     Validate {
@@ -101,7 +104,15 @@ fn main() -> ExitCode {
             configs,
             listen,
             state_dir,
+            limits,
         } => {
+            let api_limits = match limits.validate() {
+                Ok(limits) => limits,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let streams = match sluice::config::load_all(&configs, &cwd) {
                 Ok(streams) => streams,
                 Err(e) => {
@@ -117,7 +128,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let options = sluice::app::RunOptions { listen, state_dir };
+            let options = sluice::app::RunOptions {
+                listen,
+                state_dir,
+                api_limits,
+            };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.
             let shutdown = {
