@@ -766,3 +766,246 @@ async fn read_body(
     };
     Ok((bytes, hold))
 }
+
+#[cfg(test)]
+mod tests {
+    //! An in-process server on 127.0.0.1 with tiny limits and real (short)
+    //! timeouts, driven through raw sockets.
+
+    use std::collections::BTreeMap;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::api::{ApiState, router};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn tiny() -> ApiLimits {
+        ApiLimits {
+            max_connections: 16,
+            header_timeout: ms(200),
+            idle_timeout: ms(500),
+            body_timeout: ms(1000),
+            max_body_bytes: 1000,
+            max_body_bytes_in_flight: 1000,
+        }
+    }
+
+    /// Serves an API without streams; the server stops when the sender drops.
+    async fn start(limits: ApiLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(Arc::new(ApiState::new(BTreeMap::new())));
+        tokio::spawn(serve(listener, app, limits, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    fn head(content_length: usize, close: bool) -> String {
+        format!(
+            "POST / HTTP/1.1\r\nHost: sluice\r\nX-Amz-Target: Firehose_20150804.ListDeliveryStreams\r\n\
+             Content-Type: application/x-amz-json-1.1\r\nContent-Length: {content_length}{}\r\n\r\n",
+            if close { "\r\nConnection: close" } else { "" }
+        )
+    }
+
+    /// A valid ListDeliveryStreams body of exactly `size` bytes.
+    fn body(size: usize) -> String {
+        format!("{:<size$}", "{}")
+    }
+
+    /// Reads until the peer closes (or 2 s pass); returns what came and when the close came.
+    async fn until_closed(stream: &mut TcpStream) -> (String, Option<Duration>) {
+        let start = Instant::now();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut got)).await;
+        let closed = read.is_ok().then(|| start.elapsed());
+        (String::from_utf8_lossy(&got).into_owned(), closed)
+    }
+
+    /// Reads one response with a `content-length` off a keep-alive connection.
+    async fn one_response(stream: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+                .await
+                .expect("response in time")
+                .expect("read");
+            assert!(n > 0, "closed before a whole response: {text:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    async fn connect(addr: SocketAddr) -> TcpStream {
+        TcpStream::connect(addr).await.expect("connect")
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_are_closed_at_once() {
+        let (addr, _stop) = start(ApiLimits {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(5),
+            ..tiny()
+        })
+        .await;
+        let holder = connect(addr).await;
+        tokio::time::sleep(ms(50)).await;
+        let mut refused = connect(addr).await;
+        let (text, closed) = until_closed(&mut refused).await;
+        let closed = closed.expect("the connection over the limit is closed");
+        assert!(
+            text.is_empty() && closed < ms(500),
+            "{text:?} after {closed:?}"
+        );
+        // The slot comes back when the holder leaves.
+        drop(holder);
+        tokio::time::sleep(ms(50)).await;
+        let mut next = connect(addr).await;
+        next.write_all(format!("{}{}", head(2, true), body(2)).as_bytes())
+            .await
+            .expect("write");
+        let (text, _) = until_closed(&mut next).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(crate::metrics::render().contains("sluice_api_connections_refused_total"));
+    }
+
+    #[tokio::test]
+    async fn stalled_headers_and_idle_keep_alive_are_closed_after_their_timeouts() {
+        let (addr, _stop) = start(tiny()).await;
+        let stalled = async {
+            let mut stream = connect(addr).await;
+            stream
+                .write_all(b"POST / HTTP/1.1\r\nHost: sluice\r\n")
+                .await
+                .expect("write");
+            until_closed(&mut stream).await
+        };
+        let idle = async {
+            let mut stream = connect(addr).await;
+            stream
+                .write_all(format!("{}{}", head(2, false), body(2)).as_bytes())
+                .await
+                .expect("write");
+            let response = one_response(&mut stream).await;
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            until_closed(&mut stream).await
+        };
+        let ((stalled_text, stalled), (idle_text, idle)) = tokio::join!(stalled, idle);
+        let stalled = stalled.expect("stalled headers: connection closed");
+        assert!(stalled_text.is_empty(), "{stalled_text}");
+        assert!(
+            stalled >= ms(150) && stalled < ms(800),
+            "header timeout 200 ms, closed after {stalled:?}"
+        );
+        // Idle keeps its own, longer, timeout: not cut at the header timeout.
+        let idle = idle.expect("idle keep-alive: connection closed");
+        assert!(idle_text.is_empty(), "{idle_text}");
+        assert!(
+            idle >= ms(450) && idle < ms(1200),
+            "idle timeout 500 ms, closed after {idle:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_budget_get_503_and_the_budget_comes_back() {
+        let (addr, _stop) = start(tiny()).await;
+        // Holds 600 of the 1000 budget bytes, waiting for the rest of its body.
+        let mut holder = connect(addr).await;
+        holder
+            .write_all(format!("{}{}", head(900, false), body(600)).as_bytes())
+            .await
+            .expect("write");
+        tokio::time::sleep(ms(100)).await;
+        let mut over = connect(addr).await;
+        over.write_all(format!("{}{}", head(600, false), body(600)).as_bytes())
+            .await
+            .expect("write");
+        let (text, _) = until_closed(&mut over).await;
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(
+            text.contains("\"__type\":\"ServiceUnavailableException\""),
+            "{text}"
+        );
+        drop(holder);
+        tokio::time::sleep(ms(100)).await;
+        let mut after = connect(addr).await;
+        after
+            .write_all(format!("{}{}", head(600, true), body(600)).as_bytes())
+            .await
+            .expect("write");
+        let (text, _) = until_closed(&mut after).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn oversize_bodies_are_refused_without_reading_them() {
+        let (addr, _stop) = start(tiny()).await;
+        // Only the headers are sent: the answer cannot have waited for a body.
+        let mut declared = connect(addr).await;
+        declared
+            .write_all(head(10_000_000, false).as_bytes())
+            .await
+            .expect("write");
+        let (text, closed) = until_closed(&mut declared).await;
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert!(
+            text.contains("\"__type\":\"InvalidArgumentException\""),
+            "{text}"
+        );
+        assert!(closed.is_some_and(|t| t < ms(500)), "{closed:?}");
+        // A chunked body is cut off where it passes the limit.
+        let mut chunked = connect(addr).await;
+        let chunk = format!("258\r\n{}\r\n", body(600));
+        chunked
+            .write_all(
+                format!(
+                    "POST / HTTP/1.1\r\nHost: sluice\r\nX-Amz-Target: Firehose_20150804.ListDeliveryStreams\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n{chunk}{chunk}"
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("write");
+        let (text, _) = until_closed(&mut chunked).await;
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_gets_408_after_the_body_timeout() {
+        let (addr, _stop) = start(ApiLimits {
+            body_timeout: ms(300),
+            ..tiny()
+        })
+        .await;
+        let mut stream = connect(addr).await;
+        stream
+            .write_all(format!("{}{}", head(100, false), body(10)).as_bytes())
+            .await
+            .expect("write");
+        let (text, closed) = until_closed(&mut stream).await;
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(
+            text.contains("\"__type\":\"RequestTimeoutException\""),
+            "{text}"
+        );
+        let closed = closed.expect("closed after the answer");
+        assert!(closed >= ms(250) && closed < ms(1000), "{closed:?}");
+    }
+}
