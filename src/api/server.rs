@@ -319,6 +319,25 @@ pub fn raise_fd_limit() -> io::Result<(libc::rlim_t, libc::rlim_t)> {
     Ok((limit.rlim_cur, limit.rlim_max))
 }
 
+/// Queue length for connections the kernel has completed but we have not
+/// accepted yet. The standard library binds with 128: a burst of new
+/// connections (clients reconnecting after a restart) overflows that while
+/// the accept loop catches up, and each dropped SYN costs its client a 1 s
+/// retransmit. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: libc::c_int = 1024;
+
+/// Raises the listening socket's backlog to [`LISTEN_BACKLOG`]. Linux updates
+/// the backlog when `listen` is called again on a listening socket; where
+/// that fails the bound socket keeps its backlog, which is only slower.
+fn widen_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `listen` on a descriptor the listener owns and keeps open for
+    // the duration of the call; it touches no memory of ours.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "Cannot widen the listen backlog.");
+    }
+}
+
 /// What every connection shares.
 struct Shared {
     limits: ApiLimits,
@@ -355,6 +374,7 @@ pub async fn serve(
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "Cannot raise the open-file limit."),
     }
+    widen_backlog(&listener);
     let shared = Arc::new(Shared {
         budget: Arc::new(Semaphore::new(limits.max_body_bytes_in_flight)),
         limits,
