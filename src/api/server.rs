@@ -376,10 +376,16 @@ pub async fn serve(
     }
     widen_backlog(&listener);
     let shared = Arc::new(Shared {
-        budget: Arc::new(Semaphore::new(limits.max_body_bytes_in_flight)),
+        // Clamped: `Semaphore::new` panics above MAX_PERMITS, and in-process
+        // callers may build `ApiLimits` without `LimitArgs::validate`.
+        budget: Arc::new(Semaphore::new(
+            limits.max_body_bytes_in_flight.min(Semaphore::MAX_PERMITS),
+        )),
         limits,
     });
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let slots = Arc::new(Semaphore::new(
+        shared.limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let app = TowerToHyperService::new(router);
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
