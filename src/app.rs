@@ -54,6 +54,8 @@ pub struct RunOptions {
     /// Start even where a checkpoint and its log disagree (see
     /// [`crate::source::direct_put::wal::check`]), saying what was skipped.
     pub reset_positions: bool,
+    /// Connection, timeout and body limits of the Firehose API.
+    pub api_limits: api::ApiLimits,
 }
 
 /// Why the daemon stopped or could not start.
@@ -231,13 +233,13 @@ pub async fn run(
     let (stop_server, server_stopped) = watch::channel(false);
     let server = tokio::spawn({
         let state = state.clone();
+        let limits = options.api_limits.clone();
         let mut server_stopped = server_stopped;
         async move {
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = server_stopped.wait_for(|stopped| *stopped).await;
-                })
-                .await
+            api::serve(listener, api::router(state), limits, async move {
+                let _ = server_stopped.wait_for(|stopped| *stopped).await;
+            })
+            .await
         }
     });
 

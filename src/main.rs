@@ -46,6 +46,9 @@ enum Command {
         /// log what is skipped. Without it sluice refuses to start.
         #[arg(long)]
         reset_positions: bool,
+        /// Limits of the Firehose API's connections and request bodies.
+        #[command(flatten)]
+        limits: sluice::api::LimitArgs,
     },
     /// Check or repair a stream's write-ahead log (the stream must be stopped).
     Wal {
@@ -166,7 +169,15 @@ fn main() -> ExitCode {
             state_dir,
             drain_timeout_secs,
             reset_positions,
+            limits,
         } => {
+            let api_limits = match limits.validate() {
+                Ok(limits) => limits,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let streams = match sluice::config::load_all(&configs, &cwd) {
                 Ok(streams) => streams,
                 Err(e) => {
@@ -187,6 +198,7 @@ fn main() -> ExitCode {
                 state_dir,
                 drain_timeout: std::time::Duration::from_secs(drain_timeout_secs),
                 reset_positions,
+                api_limits,
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.

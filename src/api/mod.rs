@@ -19,6 +19,12 @@
 //! | unknown stream | `ResourceNotFoundException` (400) |
 //! | unknown `X-Amz-Target` | `UnknownOperationException` (400) |
 //! | log over its cap, disk full, or shutting down | `ServiceUnavailableException` (503) |
+//! | body over the size limit | `InvalidArgumentException` (413) |
+//! | bodies in flight over their budget | `ServiceUnavailableException` (503) |
+//! | body not received within the body timeout | `RequestTimeoutException` (408) |
+//!
+//! The last three, and the connection limits and timeouts, are the
+//! [`server`]'s: it reads every body before the router sees the request.
 //!
 //! Requests are not SigV4-verified: sluice trusts its listen address (bind it
 //! to loopback or a private interface).
@@ -38,14 +44,16 @@ use serde_json::{Value, json};
 
 use crate::source::direct_put::{Wal, WalError};
 
+pub mod server;
+
+pub use server::{ApiLimits, LimitArgs, ServerError, serve};
+
 /// Largest decoded record (Firehose: 1,000 KiB).
 pub const MAX_RECORD_BYTES: usize = 1_024_000;
 /// Most records per PutRecordBatch.
 pub const MAX_BATCH_RECORDS: usize = 500;
 /// Most decoded bytes per PutRecordBatch (4 MiB).
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Largest HTTP body read: 4 MiB of data grows by 4/3 in base64, plus JSON.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Target prefix of every operation.
 const TARGET_PREFIX: &str = "Firehose_20150804.";
 
@@ -104,6 +112,7 @@ impl ApiError {
     fn new(kind: &'static str, message: impl Into<String>) -> Self {
         let status = match kind {
             "ServiceUnavailableException" => StatusCode::SERVICE_UNAVAILABLE,
+            "RequestTimeoutException" => StatusCode::REQUEST_TIMEOUT,
             "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -112,6 +121,11 @@ impl ApiError {
             kind,
             message: message.into(),
         }
+    }
+    /// The same error with another HTTP status (SDKs go by `__type`).
+    fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
     fn invalid(message: impl Into<String>) -> Self {
         ApiError::new("InvalidArgumentException", message)
@@ -152,19 +166,24 @@ fn ok(body: Value) -> Response {
     response
 }
 
-async fn handle(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+/// Adds the request id every Firehose response carries.
+fn with_request_id(mut response: Response) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response = match dispatch(&state, &headers, body).await {
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+async fn handle(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+    let response = match dispatch(&state, &headers, body).await {
         Ok(response) => response,
         Err(err) => {
             tracing::debug!(kind = err.kind, message = %err.message, "Request refused.");
             err.into_response()
         }
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-requestid", value);
-    }
-    response
+    with_request_id(response)
 }
 
 async fn dispatch(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -173,9 +192,11 @@ async fn dispatch(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<R
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+    // The server has already read the whole body within its size limit,
+    // budget and timeout; this only takes it out of its wrapper.
+    let body = axum::body::to_bytes(body, usize::MAX)
         .await
-        .map_err(|_| ApiError::invalid(format!("request body exceeds {MAX_BODY_BYTES} bytes")))?;
+        .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
     match operation {
         "PutRecord" => put_record(state, &body).await,
         "PutRecordBatch" => put_record_batch(state, &body).await,
