@@ -1337,7 +1337,9 @@ mod tests {
         let doc = with(
             doc,
             &format!("{d}/S3BackupConfiguration"),
-            Some(json!({"RoleARN": "arn:aws:iam::123456789012:role/x", "BucketARN": "file://./data", "Prefix": "../raw/"})),
+            Some(
+                json!({"RoleARN": "arn:aws:iam::123456789012:role/x", "BucketARN": "file://./data", "Prefix": "../raw/"}),
+            ),
         );
         let err = parse_json(&doc).unwrap_err().to_string();
         assert!(

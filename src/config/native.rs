@@ -799,7 +799,10 @@ interval_secs = 300
             (r#"prefix = "a/../../x/""#, "destination.prefix"),
             (r#"prefix = "/etc/x/""#, "destination.prefix"),
             (r#"prefix = "a/./b/""#, "destination.prefix"),
-            (r#"error_output_prefix = "../errors/""#, "destination.error_output_prefix"),
+            (
+                r#"error_output_prefix = "../errors/""#,
+                "destination.error_output_prefix",
+            ),
         ] {
             let err = parse_str(&with_dest(line)).unwrap_err().to_string();
             assert!(

@@ -1017,17 +1017,35 @@ mod tests {
             ("a/!{timestamp:'.'}./", "has a `..` path segment"),
         ] {
             let err = resolve_err(Some(prefix), Some("e/!{firehose:error-output-type}/"));
-            assert!(err.starts_with("Prefix is invalid: it evaluates to e.g."), "{prefix}: {err}");
-            assert!(err.contains(reason) && err.contains(rule), "{prefix}: {err}");
+            assert!(
+                err.starts_with("Prefix is invalid: it evaluates to e.g."),
+                "{prefix}: {err}"
+            );
+            assert!(
+                err.contains(reason) && err.contains(rule),
+                "{prefix}: {err}"
+            );
             let err = resolve_err(Some("ok/"), Some(prefix));
-            assert!(err.starts_with("ErrorOutputPrefix is invalid:"), "{prefix}: {err}");
+            assert!(
+                err.starts_with("ErrorOutputPrefix is invalid:"),
+                "{prefix}: {err}"
+            );
             assert!(resolve_backup(Some(prefix)).is_err(), "backup {prefix}");
         }
         // The default error output prefix derives from Prefix and is checked too.
         assert!(resolve_err(Some("/abs/"), None).starts_with("Prefix is invalid"));
         // Dots inside names, `..` glued to the implicit timestamp (`a/..2018/`),
         // empty segments: fine, the rule is on what the prefix evaluates to.
-        for ok in ["a.b/", "..a/", "a/...b/", "v1.2/x..y/", "..", "a/..", "a//b/", ".hidden/"] {
+        for ok in [
+            "a.b/",
+            "..a/",
+            "a/...b/",
+            "v1.2/x..y/",
+            "..",
+            "a/..",
+            "a//b/",
+            ".hidden/",
+        ] {
             resolve(Some(ok), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
             resolve_backup(Some(ok)).unwrap_or_else(|e| panic!("backup {ok}: {e}"));
         }
@@ -1039,11 +1057,18 @@ mod tests {
     fn evaluated_prefixes_that_leave_the_destination_are_data_errors() {
         // Partition keys come from records; `parse` accepts them (resolve
         // refuses dynamic partitioning until it is wired), so evaluate directly.
-        let p = parse("c=!{partitionKeyFromQuery:c}/!{partitionKeyFromQuery:d}/", PrefixKind::Output).unwrap();
+        let p = parse(
+            "c=!{partitionKeyFromQuery:c}/!{partitionKeyFromQuery:d}/",
+            PrefixKind::Output,
+        )
+        .unwrap();
         p.check_stays_below_destination().unwrap();
         let t = utc();
         let eval_keys = |c: &str, d: &str| {
-            let keys = BTreeMap::from([("c".to_owned(), c.to_owned()), ("d".to_owned(), d.to_owned())]);
+            let keys = BTreeMap::from([
+                ("c".to_owned(), c.to_owned()),
+                ("d".to_owned(), d.to_owned()),
+            ]);
             p.evaluate(&PrefixContext {
                 timestamp: &t,
                 error_output_type: None,
@@ -1051,7 +1076,13 @@ mod tests {
             })
         };
         assert_eq!(eval_keys("1", "2").unwrap(), "c=1/2/");
-        for (c, d) in [("1", ".."), ("1", "."), ("1/..", "x"), ("x", "..\\y"), ("1", "a/../..")] {
+        for (c, d) in [
+            ("1", ".."),
+            ("1", "."),
+            ("1/..", "x"),
+            ("x", "..\\y"),
+            ("1", "a/../.."),
+        ] {
             let err = eval_keys(c, d).unwrap_err();
             assert!(matches!(err, PrefixError::Escapes { .. }), "{c} {d}: {err}");
             assert_eq!(err.fault(), Fault::Data);

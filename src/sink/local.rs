@@ -408,8 +408,12 @@ mod tests {
         assert!(matches!(err, SinkError::Claimed { .. }), "{err}");
         assert_eq!((err.is_retriable(), err.fault()), (false, Fault::Config));
         let message = err.to_string();
-        assert!(message.starts_with("stream `s`: output directory"), "{message}");
-        assert!(message.contains(&dir.path().display().to_string()), "{message}");
+        assert!(message.starts_with("output directory"), "{message}");
+        assert!(message.contains("is claimed for stream `s`"), "{message}");
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
         assert!(
             message.contains(&format!("pid {}", std::process::id())),
             "{message}"

@@ -104,7 +104,7 @@ pub enum SinkError {
     },
     /// Another sluice instance holds this stream's output location.
     #[error(
-        "stream `{stream}`: {location} is claimed by another sluice instance ({holder}); {remedy}"
+        "{location} is claimed for stream `{stream}` by another sluice instance ({holder}); {remedy}"
     )]
     Claimed {
         /// The stream.
@@ -174,9 +174,9 @@ impl Classify for SinkError {
             SinkError::S3 { fault, .. } => *fault,
             // The operator must stop the other instance or release the claim.
             SinkError::Claimed { .. } => Fault::Config,
-            SinkError::Foreign { .. } | SinkError::Vanished { .. } | SinkError::UnsafeKey { .. } => {
-                Fault::Bug
-            }
+            SinkError::Foreign { .. }
+            | SinkError::Vanished { .. }
+            | SinkError::UnsafeKey { .. } => Fault::Bug,
         }
     }
 }
