@@ -6,7 +6,10 @@
 //!
 //! Per stream, under `<state dir>/<stream>/`: `checkpoint.json`, and `wal/`
 //! (the Direct PUT write-ahead log) or `kinesis-start.json` (when sluice first
-//! saw a Kinesis stream). A stream's pipeline is
+//! saw a Kinesis stream). `<state dir>/instance-id` names this instance in the
+//! S3 claim markers its sinks take before recovery (see `sink`).
+//!
+//! A stream's pipeline is
 //! source -> [`BufferStage`] -> [`Delivery`]; when any part fails, the whole
 //! pipeline is dropped and restarted from the last checkpoint after a backoff
 //! (recovery is the one well-tested path back to a consistent state), and the

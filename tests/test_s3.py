@@ -672,3 +672,35 @@ def test_restart_after_kill9_reclaims_its_own_prefix(tmp_path, s3, start_daemon)
     got = s3.delivered("r/", stream=stream)
     assert_exactly_once(got.records, first + second)
     no_uploads(s3)
+
+
+def test_instance_above_a_nested_one_leaves_its_uploads_alone(tmp_path, s3, start_daemon):
+    """B delivers the stream below `logs/x/` and has an upload open; A, same stream name below
+    `logs/` (whose listing covers `logs/x/`), starts after it. A's claim cannot see B's (it
+    is below, not above), but A's recovery must leave B's upload alone: both deliver
+    everything exactly once."""
+    stream = "nest"
+    inner_cfg = write_config(
+        tmp_path / "inner.toml",
+        s3_native_config(stream, endpoint_url=s3.url, prefix="logs/x/", size_bytes=16 * MIB, interval_secs=900),
+    )
+    outer_cfg = write_config(tmp_path / "outer.toml", s3_native_config(stream, endpoint_url=s3.url, prefix="logs/"))
+    inner = start_daemon(inner_cfg, state_dir=tmp_path / "inner", log_name="inner")
+    inner_records = json_records("inner", range(500))
+    send_all(firehose_client(inner.endpoint), stream, inner_records)
+    assert wait_until(lambda: len(s3.uploads("logs/x/")) == 1, 10), s3.uploads()
+    open_upload = s3.uploads("logs/x/")
+
+    outer = start_daemon(outer_cfg, state_dir=tmp_path / "outer", log_name="outer")
+    outer_records = json_records("outer", range(500))
+    send_all(firehose_client(outer.endpoint), stream, outer_records)
+    # Recovery runs before the first delivery: once A delivered, it has listed the uploads.
+    assert wait_until(lambda: any(not k.startswith("logs/x/") for k in s3.keys("logs/")), 15)
+    assert s3.uploads("logs/x/") == open_upload, "A's recovery aborted B's staged upload"
+    assert wait_for_log(outer.log_path, "below another instance's claim", timeout=5)
+
+    outer.stop_ok()
+    inner.stop_ok()
+    assert_exactly_once(s3.delivered("logs/x/").records, inner_records)
+    assert_exactly_once(s3.delivered("logs/").records, inner_records + outer_records)
+    no_uploads(s3)

@@ -22,7 +22,9 @@
 //!   restarting (kill -9, reboot) finds its own id in the marker and goes on;
 //!   any other instance is refused with a message saying who holds it. A claim
 //!   at any directory above `<head>` for the same stream name (an instance
-//!   whose uploads this one's would fall under) refuses the start as well.
+//!   whose listing covers this one's keys) refuses the start as well; the
+//!   other way round (a claim below `<head>`, made first), recovery leaves the
+//!   uploads below that claim alone instead of aborting them.
 //!   sluice never deletes a marker: it is what still protects a stopped
 //!   instance's staged uploads and unsent records, and what refuses a
 //!   replacement whose state directory is new. Deleting it is the operator's
@@ -37,10 +39,10 @@
 //! fails the pipeline waits, the write-ahead log fills, and the API pushes
 //! back with `ServiceUnavailableException`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -208,7 +210,11 @@ impl Holder {
             instance_id,
             host: super::host_name(),
             pid: std::process::id(),
-            state_dir: state_dir.display().to_string(),
+            // Absolute, so the message of a refused instance points at it from anywhere.
+            state_dir: std::path::absolute(state_dir)
+                .unwrap_or_else(|_| state_dir.to_owned())
+                .display()
+                .to_string(),
             claimed_at: jiff::Timestamp::now().to_string(),
         }
     }
@@ -237,6 +243,8 @@ pub struct S3Sink {
     client: Client,
     options: Arc<S3Options>,
     filter: UploadFilter,
+    /// This instance's id, once [`S3Sink::claim`] succeeded.
+    instance_id: Arc<OnceLock<String>>,
 }
 
 impl S3Sink {
@@ -246,6 +254,7 @@ impl S3Sink {
             client,
             options: Arc::new(options),
             filter,
+            instance_id: Arc::new(OnceLock::new()),
         }
     }
 
@@ -305,6 +314,13 @@ impl S3Sink {
     /// [`SinkError::Claimed`] when another instance holds the marker or a
     /// marker above it; [`SinkError::S3`] when S3 keeps failing.
     pub async fn claim(&self, me: &Holder) -> Result<(), SinkError> {
+        self.claim_marker(me).await?;
+        // Set once per sink; a second claim by the same process is the same id.
+        let _ = self.instance_id.set(me.instance_id.clone());
+        Ok(())
+    }
+
+    async fn claim_marker(&self, me: &Holder) -> Result<(), SinkError> {
         let key = self.filter.claim_key();
         for above in self.filter.ancestor_claim_keys() {
             if let Marker::Present(holder, _) = self.read_marker(&above).await?
@@ -417,34 +433,81 @@ impl S3Sink {
     }
 
     async fn read_marker(&self, key: &str) -> Result<Marker, SinkError> {
-        claim_request("GetObject", key, || async {
-            let output = match self
-                .client
-                .get_object()
-                .bucket(&self.options.bucket)
-                .key(key)
-                .send()
-                .await
-            {
-                Ok(output) => output,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                    return Ok(Marker::Absent);
-                }
-                Err(e) => return Err(s3_error("GetObject", key, e)),
+        claim_request("GetObject", key, || self.read_marker_once(key)).await
+    }
+
+    async fn read_marker_once(&self, key: &str) -> Result<Marker, SinkError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(Marker::Absent);
+            }
+            Err(e) => return Err(s3_error("GetObject", key, e)),
+        };
+        let etag = output.e_tag().map(str::to_owned);
+        let body = output.body.collect().await.map_err(|e| SinkError::S3 {
+            operation: "GetObject",
+            key: key.to_owned(),
+            code: None,
+            message: e.to_string(),
+            fault: Fault::Remote,
+            retriable: true,
+        })?;
+        let holder = serde_json::from_slice::<Holder>(&body.into_bytes()).ok();
+        Ok(Marker::Present(holder, etag))
+    }
+
+    /// Leaves out of `doomed` the uploads that lie below a deeper claim of
+    /// the same stream by another instance: one whose prefix head is below
+    /// this one's, started first, so its claim could not refuse this one.
+    /// Those uploads are its own, and aborting them would lose its records.
+    async fn without_foreign_claims(
+        &self,
+        doomed: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, SinkError> {
+        let Some(me) = self.instance_id.get() else {
+            return Ok(doomed);
+        };
+        let own = self.filter.claim_dir();
+        let mut foreign_markers: HashMap<String, bool> = HashMap::new();
+        let mut mine = Vec::with_capacity(doomed.len());
+        'uploads: for (key, id) in doomed {
+            let Some(rest) = key.strip_prefix(own) else {
+                mine.push((key, id));
+                continue;
             };
-            let etag = output.e_tag().map(str::to_owned);
-            let body = output.body.collect().await.map_err(|e| SinkError::S3 {
-                operation: "GetObject",
-                key: key.to_owned(),
-                code: None,
-                message: e.to_string(),
-                fault: Fault::Remote,
-                retriable: true,
-            })?;
-            let holder = serde_json::from_slice::<Holder>(&body.into_bytes()).ok();
-            Ok(Marker::Present(holder, etag))
-        })
-        .await
+            // Every directory strictly below the own claim's, down to the key's.
+            for (i, _) in rest.match_indices('/') {
+                let marker = marker_key(&key[..own.len() + i + 1], &self.filter.stream);
+                let foreign = match foreign_markers.get(&marker) {
+                    Some(&foreign) => foreign,
+                    None => {
+                        let read = retry("GetObject", &marker, || self.read_marker_once(&marker));
+                        let foreign = match read.await? {
+                            Marker::Absent => false,
+                            Marker::Present(holder, _) => {
+                                holder.is_none_or(|h| h.instance_id != *me)
+                            }
+                        };
+                        foreign_markers.insert(marker.clone(), foreign);
+                        foreign
+                    }
+                };
+                if foreign {
+                    tracing::warn!(stream = %self.filter.stream, key, marker = %self.marker_url(&marker), "Not aborting an upload below another instance's claim of this stream.");
+                    continue 'uploads;
+                }
+            }
+            mine.push((key, id));
+        }
+        Ok(mine)
     }
 }
 
@@ -617,6 +680,7 @@ impl ObjectSink for S3Sink {
                     break;
                 }
             }
+            let doomed = self.without_foreign_claims(doomed).await?;
             for (key, id) in &doomed {
                 abort(&self.client, &self.options.bucket, key, id).await?;
             }
