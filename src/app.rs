@@ -6,7 +6,10 @@
 //!
 //! Per stream, under `<state dir>/<stream>/`: `checkpoint.json`, and `wal/`
 //! (the Direct PUT write-ahead log) or `kinesis-start.json` (when sluice first
-//! saw a Kinesis stream). A stream's pipeline is
+//! saw a Kinesis stream). `<state dir>/instance-id` names this instance in the
+//! S3 claim markers its sinks take before recovery (see `sink`).
+//!
+//! A stream's pipeline is
 //! source -> [`BufferStage`] -> [`Delivery`]; when any part fails, the whole
 //! pipeline is dropped and restarted from the last checkpoint after a backoff
 //! (recovery is the one well-tested path back to a consistent state), and the
@@ -477,6 +480,37 @@ fn lock_state_dir(dir: &Path) -> Result<File, AppError> {
     }
 }
 
+/// This instance's identity for S3 claims: a UUID created once in
+/// `<state dir>/instance-id` (written atomically and fsynced), so the same
+/// instance restarting after kill -9 or a reboot re-claims its own markers,
+/// while an instance with another (or a lost) state directory is refused.
+fn instance_id(state_dir: &Path) -> Result<String, AppError> {
+    let path = state_dir.join("instance-id");
+    let err = |message: String| AppError::StateDir {
+        path: state_dir.to_owned(),
+        message,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => uuid::Uuid::parse_str(text.trim())
+            .map(|id| id.to_string())
+            .map_err(|e| {
+                err(format!(
+                    "{} is not an instance id ({e}); it names this instance in its S3 claims, \
+                     so it is not replaced silently: restore it, or delete it and release \
+                     this instance's claim markers",
+                    path.display()
+                ))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            crate::fsutil::write_atomic(&path, format!("{id}\n").as_bytes())
+                .map_err(|e| err(format!("writing {}: {e}", path.display())))?;
+            Ok(id)
+        }
+        Err(e) => Err(err(format!("reading {}: {e}", path.display()))),
+    }
+}
+
 async fn open_stream(
     config: &StreamConfig,
     options: &RunOptions,
@@ -545,7 +579,14 @@ async fn open_stream(
                 list_prefix: literal_head(&prefixes),
                 stream: config.name.clone(),
             };
-            Arc::new(S3Sink::new(s3::client(sdk, target), options, filter))
+            let sink = S3Sink::new(s3::client(sdk, target), options, filter);
+            // Before recovery aborts anything under the prefix: refuse to start
+            // when another instance delivers this stream there.
+            let me = s3::Holder::this_process(instance_id(state_dir)?, state_dir);
+            sink.claim(&me)
+                .await
+                .map_err(|e: SinkError| err(e.to_string()))?;
+            Arc::new(sink)
         }
     };
     let stage = BufferStage {

@@ -462,10 +462,12 @@ def list_objects(out_dir: Path) -> list[str]:
 
 
 def staged_files(out_dir: Path) -> list[str]:
+    """Staged temp files, `<stream>/<file>` below the staging dir (the `<stream>.lock`
+    claim files beside the per-stream directories are not staged objects)."""
     staging = Path(out_dir) / STAGING_DIR
     if not staging.exists():
         return []
-    return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file() and p.parent != staging)
 
 
 def decode_hadoop_snappy(data: bytes) -> bytes:

@@ -175,8 +175,12 @@ class S3Env:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    def keys(self, prefix: str = "") -> list[str]:
-        return list_keys(self.client, self.bucket, prefix)
+    def keys(self, prefix: str = "", *, claims: bool = False) -> list[str]:
+        return list_keys(self.client, self.bucket, prefix, claims=claims)
+
+    def claim(self, key: str) -> dict:
+        """A claim marker's JSON body."""
+        return json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def uploads(self, prefix: str = "") -> list[tuple[str, str]]:
         return list_uploads(self.client, self.bucket, prefix)
@@ -210,8 +214,17 @@ def s3(moto_server) -> S3Env:
 # ----------------------------------------------------------------------------------------
 
 
-def list_keys(client, bucket: str, prefix: str = "") -> list[str]:
-    """Visible (completed) object keys under `prefix`, sorted."""
+CLAIM_DIR = ".sluice"  # sluice's claim markers: <prefix head>.sluice/<stream>.claim
+
+
+def claim_key(head: str, stream: str) -> str:
+    """The claim marker of `stream` for prefixes whose literal head is `head`."""
+    return f"{head[: head.rfind('/') + 1]}{CLAIM_DIR}/{stream}.claim"
+
+
+def list_keys(client, bucket: str, prefix: str = "", *, claims: bool = False) -> list[str]:
+    """Visible (completed) object keys under `prefix`, sorted. sluice's claim markers are
+    not delivered objects: left out unless `claims`."""
     keys: list[str] = []
     token = None
     for _ in range(10_000):
@@ -223,6 +236,8 @@ def list_keys(client, bucket: str, prefix: str = "") -> list[str]:
         if not resp.get("IsTruncated"):
             break
         token = resp["NextContinuationToken"]
+    if not claims:
+        keys = [k for k in keys if CLAIM_DIR not in k.split("/")]
     return sorted(keys)
 
 

@@ -72,6 +72,28 @@ NATIVE_BAD = [
     ("missing-name", lambda t: {k: v for k, v in nat(t).items() if k != "name"}, "name"),
     ("bad-name", lambda t: with_(nat(t), "name", "has space"), "name"),
     ("append_delimiter-not-bool", lambda t: with_(nat(t), "destination.append_delimiter", "yes"), "append_delimiter"),
+    # Names and prefixes that would leave the output directory (or reach into staging).
+    ("name-dot", lambda t: with_(nat(t), "name", "."), "invalid option `name`: \".\" is not allowed"),
+    ("name-dotdot", lambda t: with_(nat(t), "name", ".."), "invalid option `name`: \"..\" is not allowed"),
+    ("name-65-chars", lambda t: with_(nat(t), "name", "x" * 65), "invalid option `name`"),
+    ("name-slash", lambda t: with_(nat(t), "name", "a/b"), "invalid option `name`"),
+    ("prefix-parent", lambda t: nat(t, prefix="../"), "invalid option `destination.prefix`: it evaluates to e.g."),
+    ("prefix-climbs-out", lambda t: nat(t, prefix="a/../../x/"), "has a `..` path segment"),
+    ("prefix-absolute", lambda t: nat(t, prefix="/etc/x/"), "starts with `/`"),
+    ("prefix-dot-segment", lambda t: nat(t, prefix="a/./b/"), "has a `.` path segment"),
+    ("prefix-backslash", lambda t: nat(t, prefix="a\\..\\b/"), "contains `\\`"),
+    ("prefix-staging", lambda t: nat(t, prefix=".sluice-staging/v/"), "staging directory"),
+    ("prefix-quoted-dots", lambda t: nat(t, prefix="a/!{timestamp:'..'}/", error_output_prefix="e/!{firehose:error-output-type}/"), "has a `..` path segment"),
+    (
+        "error_output_prefix-parent",
+        lambda t: nat(t, error_output_prefix="../errors/"),
+        "invalid option `destination.error_output_prefix`: it evaluates to e.g.",
+    ),
+    (
+        "backup-prefix-absolute",
+        lambda t: with_(nat(t), "destination.backup.prefix", "/raw/"),
+        "invalid option `destination.backup.prefix`: it evaluates to e.g.",
+    ),
 ]
 
 
@@ -125,6 +147,15 @@ FIREHOSE_BAD = [
     ("unknown-field", lambda t: fh_dest(t, "BucketNme", "x"), "BucketNme"),
     ("bad-BucketARN", lambda t: fh_dest(t, "BucketARN", "relative/path"), "BucketARN"),
     ("bad-stream-type", lambda t: {**fh(t), "DeliveryStreamType": "Telepathy"}, "DeliveryStreamType"),
+    ("DeliveryStreamName-dotdot", lambda t: {**fh(t), "DeliveryStreamName": ".."}, "invalid option `DeliveryStreamName`: \"..\" is not allowed"),
+    ("Prefix-parent", lambda t: fh_dest(t, "Prefix", "../"), "invalid option `ExtendedS3DestinationConfiguration.Prefix`: it evaluates"),
+    ("Prefix-climbs-out", lambda t: fh_dest(t, "Prefix", "a/../../x/"), "has a `..` path segment"),
+    ("Prefix-absolute", lambda t: fh_dest(t, "Prefix", "/etc/x"), "starts with `/`"),
+    (
+        "ErrorOutputPrefix-absolute",
+        lambda t: fh_dest(t, "ErrorOutputPrefix", "/errors/"),
+        "invalid option `ExtendedS3DestinationConfiguration.ErrorOutputPrefix`: it evaluates",
+    ),
 ]
 
 

@@ -16,12 +16,14 @@ from conftest import (
     assert_exactly_once,
     check_key_times,
     firehose_client,
+    free_port,
     json_records,
     list_objects,
     native_config,
     put_batch_ok,
     put_record_ok,
     read_delivered,
+    run_sluice,
     staged_files,
     write_config,
 )
@@ -216,3 +218,37 @@ def test_describe_unknown_stream(tmp_path, start_daemon):
     assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     d.stop_ok()
     assert list_objects(out) == []
+
+
+def test_second_instance_on_one_output_dir_is_refused(tmp_path, start_daemon):
+    """Two instances (own state dirs, own ports) delivering one stream name into one
+    directory would delete each other's staged files at start: the second fails to start,
+    naming the directory, the stream and the holder, and the first keeps delivering. The
+    lock dies with its process, so once the first has stopped the directory is free."""
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "shared.toml", native_config("shared", out))
+    first = start_daemon(cfg, state_dir=tmp_path / "state1", log_name="first")
+    client = first.client()
+    before = json_records("before", range(2000))
+    for i in range(0, len(before), BATCH):
+        put_batch_ok(client, "shared", before[i : i + BATCH])
+
+    p = run_sluice(
+        ["run", "--config", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(tmp_path / "state2")],
+        timeout=30,
+    )
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode != 0, f"a second instance started on a claimed directory:\n{err[-3000:]}"
+    for needle in (f"output directory {out}", "is claimed for stream `shared`", f"pid {first.pid}", "stop the other instance"):
+        assert needle in err, f"refusal does not say {needle!r}:\n{err[-3000:]}"
+
+    after = json_records("after", range(2000))
+    for i in range(0, len(after), BATCH):
+        put_batch_ok(client, "shared", after[i : i + BATCH])
+    first.stop_ok()
+    got = read_delivered(out, stream="shared", compression="uncompressed")
+    assert_exactly_once(got.records, before + after)
+    assert not staged_files(out)
+
+    second = start_daemon(cfg, state_dir=tmp_path / "state2", log_name="second")
+    second.stop_ok()

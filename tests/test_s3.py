@@ -27,14 +27,17 @@ from conftest import (
     DEFAULT_PREFIX_RE,
     assert_exactly_once,
     firehose_config,
+    free_port,
     json_records,
     put_batch_ok,
+    run_sluice,
     write_config,
 )
 from s3_support import (  # noqa: F401 - fixtures are used by name
     BUCKET,
     Sender,
     check_no_dup_no_foreign,
+    claim_key,
     fault_proxy,
     firehose_client,
     key_regex,
@@ -634,4 +637,116 @@ def test_sigterm_with_s3_down_exits_within_the_drain_deadline_then_delivers(tmp_
     d.stop_ok()
     got = s3.delivered("d/", stream=stream)
     assert_exactly_once(got.records, acked)
+
+
+# ----------------------------------------------------------------------------------------
+# One instance per stream and bucket prefix
+# ----------------------------------------------------------------------------------------
+
+
+def run_refused(cfg, state_dir) -> str:
+    """`sluice run` that must fail to start; returns its stderr."""
+    p = run_sluice(["run", "--config", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state_dir)], timeout=30)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode != 0, f"a second instance started on a claimed prefix:\n{err[-3000:]}"
+    return err
+
+
+def test_second_instance_on_one_prefix_is_refused(tmp_path, s3, start_daemon):
+    """Two instances (own state dirs, own ports) delivering one stream name below one bucket
+    prefix would abort each other's staged uploads: the second is refused, naming the marker,
+    its holder and how to release it, while the first keeps delivering. The marker outlives a
+    clean shutdown; deleting it (the documented release) lets another instance take over."""
+    stream = "shared"
+    cfg = write_config(tmp_path / "shared.toml", s3_native_config(stream, endpoint_url=s3.url, prefix="logs/"))
+    marker = claim_key("logs/", stream)
+    first = start_daemon(cfg, state_dir=tmp_path / "state1", log_name="first")
+    first_id = (tmp_path / "state1" / "instance-id").read_text().strip()
+    holder = s3.claim(marker)
+    assert (holder["instance_id"], holder["pid"]) == (first_id, first.pid), holder
+    client = firehose_client(first.endpoint)
+    before = json_records("before", range(1000))
+    send_all(client, stream, before)
+
+    t0 = time.monotonic()
+    err = run_refused(cfg, tmp_path / "state2")
+    refused_in = time.monotonic() - t0
+    for needle in (f"s3://{BUCKET}/{marker}", f"is claimed for stream `{stream}`", f"instance {first_id}", f"aws s3 rm s3://{BUCKET}/{marker}"):
+        assert needle in err, f"refusal does not say {needle!r}:\n{err[-3000:]}"
+    # An instance whose prefix lies below the claimed one would have its uploads aborted by
+    # the first's recovery: refused too, naming the same marker.
+    nested = write_config(tmp_path / "nested.toml", s3_native_config(stream, endpoint_url=s3.url, prefix="logs/x/"))
+    assert f"s3://{BUCKET}/{marker}" in run_refused(nested, tmp_path / "state3")
+
+    after = json_records("after", range(1000))
+    send_all(client, stream, after)
+    first.stop_ok()
+    got = s3.delivered("logs/", stream=stream)
+    assert_exactly_once(got.records, before + after)
+    no_uploads(s3)
+
+    # A clean shutdown keeps the claim: a replacement with a new state dir is still refused.
+    assert s3.claim(marker)["instance_id"] == first_id
+    assert f"instance {first_id}" in run_refused(cfg, tmp_path / "state2")
+    # The operator releases it (the first instance is gone for good): the next one claims it.
+    s3.client.delete_object(Bucket=BUCKET, Key=marker)
+    second = start_daemon(cfg, state_dir=tmp_path / "state2", log_name="second")
+    assert s3.claim(marker)["instance_id"] == (tmp_path / "state2" / "instance-id").read_text().strip()
+    second.stop_ok()
+    assert s3.keys(claims=True) == sorted(got.keys + [marker])
+    print(f"second instance refused in {refused_in:.2f}s; {len(got.keys)} objects, {len(before + after)} records once each")
+
+
+def test_restart_after_kill9_reclaims_its_own_prefix(tmp_path, s3, start_daemon):
+    """The same instance (same state dir) restarting after kill -9 finds its own instance id
+    in the marker, claims it again and delivers every acknowledged record exactly once."""
+    stream = "again"
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "again.toml", s3_native_config(stream, endpoint_url=s3.url, prefix="r/"))
+    marker = claim_key("r/", stream)
+    d = start_daemon(cfg, state_dir=state, log_name="k9")
+    first = json_records("first", range(2000))
+    send_all(firehose_client(d.endpoint), stream, first)
+    d.kill9()
+    d = start_daemon(cfg, state_dir=state, log_name="k9")
+    holder = s3.claim(marker)
+    assert holder["instance_id"] == (state / "instance-id").read_text().strip()
+    assert holder["pid"] == d.pid, "the re-claim did not record the new process"
+    second = json_records("second", range(2000))
+    send_all(firehose_client(d.endpoint), stream, second)
+    d.stop_ok()
+    got = s3.delivered("r/", stream=stream)
+    assert_exactly_once(got.records, first + second)
+    no_uploads(s3)
+
+
+def test_instance_above_a_nested_one_leaves_its_uploads_alone(tmp_path, s3, start_daemon):
+    """B delivers the stream below `logs/x/` and has an upload open; A, same stream name below
+    `logs/` (whose listing covers `logs/x/`), starts after it. A's claim cannot see B's (it
+    is below, not above), but A's recovery must leave B's upload alone: both deliver
+    everything exactly once."""
+    stream = "nest"
+    inner_cfg = write_config(
+        tmp_path / "inner.toml",
+        s3_native_config(stream, endpoint_url=s3.url, prefix="logs/x/", size_bytes=16 * MIB, interval_secs=900),
+    )
+    outer_cfg = write_config(tmp_path / "outer.toml", s3_native_config(stream, endpoint_url=s3.url, prefix="logs/"))
+    inner = start_daemon(inner_cfg, state_dir=tmp_path / "inner", log_name="inner")
+    inner_records = json_records("inner", range(500))
+    send_all(firehose_client(inner.endpoint), stream, inner_records)
+    assert wait_until(lambda: len(s3.uploads("logs/x/")) == 1, 10), s3.uploads()
+    open_upload = s3.uploads("logs/x/")
+
+    outer = start_daemon(outer_cfg, state_dir=tmp_path / "outer", log_name="outer")
+    outer_records = json_records("outer", range(500))
+    send_all(firehose_client(outer.endpoint), stream, outer_records)
+    # Recovery runs before the first delivery: once A delivered, it has listed the uploads.
+    assert wait_until(lambda: any(not k.startswith("logs/x/") for k in s3.keys("logs/")), 15)
+    assert s3.uploads("logs/x/") == open_upload, "A's recovery aborted B's staged upload"
+    assert wait_for_log(outer.log_path, "below another instance's claim", timeout=5)
+
+    outer.stop_ok()
+    inner.stop_ok()
+    assert_exactly_once(s3.delivered("logs/x/").records, inner_records)
+    assert_exactly_once(s3.delivered("logs/").records, inner_records + outer_records)
     no_uploads(s3)

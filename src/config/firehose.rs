@@ -1303,6 +1303,53 @@ mod tests {
         );
     }
 
+    #[test]
+    fn names_and_prefixes_that_leave_the_output_are_refused() {
+        let d = "/ExtendedS3DestinationConfiguration";
+        let es3 = "ExtendedS3DestinationConfiguration";
+        for bad in [".", ".."] {
+            let doc = with(base(), "/DeliveryStreamName", Some(json!(bad)));
+            let err = parse_json(&doc).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "invalid option `DeliveryStreamName`: {bad:?} is not allowed"
+                )),
+                "{err}"
+            );
+        }
+        for (field, value) in [
+            ("Prefix", "../"),
+            ("Prefix", "a/../../x/"),
+            ("Prefix", "/etc/x/"),
+            ("Prefix", "a\\b/"),
+            ("ErrorOutputPrefix", "/errors/"),
+        ] {
+            let doc = with(base(), &format!("{d}/{field}"), Some(json!(value)));
+            let err = parse_json(&doc).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "invalid option `{es3}.{field}`: it evaluates to e.g."
+                )),
+                "{value}: {err}"
+            );
+        }
+        let doc = with(base(), &format!("{d}/S3BackupMode"), Some(json!("Enabled")));
+        let doc = with(
+            doc,
+            &format!("{d}/S3BackupConfiguration"),
+            Some(
+                json!({"RoleARN": "arn:aws:iam::123456789012:role/x", "BucketARN": "file://./data", "Prefix": "../raw/"}),
+            ),
+        );
+        let err = parse_json(&doc).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "invalid option `{es3}.S3BackupConfiguration.Prefix`: it evaluates to e.g."
+            )),
+            "{err}"
+        );
+    }
+
     /// Each case edits one field of a valid document; the error must name the
     /// option by its dotted Firehose path.
     #[test]

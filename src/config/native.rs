@@ -783,6 +783,42 @@ interval_secs = 300
         }
     }
 
+    #[test]
+    fn names_and_prefixes_that_leave_the_output_are_refused() {
+        for bad in [".", ".."] {
+            let text = MINIMAL.replacen(r#"name = "s""#, &format!("name = {bad:?}"), 1);
+            let err = parse_str(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid option `name`: {bad:?} is not allowed")),
+                "{err}"
+            );
+        }
+        let with_dest = |line: &str| format!("{MINIMAL}\n{line}\n");
+        for (line, option) in [
+            (r#"prefix = "../""#, "destination.prefix"),
+            (r#"prefix = "a/../../x/""#, "destination.prefix"),
+            (r#"prefix = "/etc/x/""#, "destination.prefix"),
+            (r#"prefix = "a/./b/""#, "destination.prefix"),
+            (
+                r#"error_output_prefix = "../errors/""#,
+                "destination.error_output_prefix",
+            ),
+        ] {
+            let err = parse_str(&with_dest(line)).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid option `{option}`: it evaluates to e.g.")),
+                "{line}: {err}"
+            );
+            assert!(err.contains("must stay below the destination"), "{err}");
+        }
+        let backup = format!("{MINIMAL}\n[destination.backup]\nprefix = \"raw/../../x/\"\n");
+        let err = parse_str(&backup).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid option `destination.backup.prefix`: it evaluates to e.g."),
+            "{err}"
+        );
+    }
+
     const S3: &str = r#"
         name = "s"
         [source]

@@ -95,9 +95,12 @@ pub(super) const ALL_COMPRESSIONS: [Compression; 6] = [
     Compression::Zstd,
 ];
 
-/// A delivery stream name: Firehose's `^[a-zA-Z0-9_.-]{1,64}$`. The name is
-/// part of every object name and of the Direct PUT API, so it must be a name
-/// Firehose clients accept.
+/// A delivery stream name: Firehose's `^[a-zA-Z0-9_.-]{1,64}$`, and not `.`
+/// or `..`. The name is part of every object name and of the Direct PUT API,
+/// so it must be a name Firehose clients accept; it also names directories
+/// (`<state dir>/<stream>/`, `<output>/.sluice-staging/<stream>/`), where `.`
+/// and `..` would point at the parent or the directory itself and let one
+/// stream's recovery delete files that are not its own.
 pub(super) fn stream_name(option: &str, name: &str) -> Result<String, ConfigError> {
     let len = name.chars().count();
     if len == 0 || len > MAX_NAME_CHARS {
@@ -114,6 +117,15 @@ pub(super) fn stream_name(option: &str, name: &str) -> Result<String, ConfigErro
             option,
             format!(
                 "may only contain letters, digits, `_`, `.` and `-`; found {bad:?} in {name:?}"
+            ),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(ConfigError::invalid(
+            option,
+            format!(
+                "{name:?} is not allowed: it names a directory's parent or the directory \
+                 itself, and the stream name is used as a directory name"
             ),
         ));
     }
@@ -529,9 +541,17 @@ pub(super) mod tests {
         for ok in ["a", "local", "my-stream_1.v2", &"x".repeat(64)] {
             assert!(stream_name("n", ok).is_ok(), "{ok:?} rejected");
         }
-        for bad in ["", "a b", "a/b", "ü", &"x".repeat(65)] {
+        for ok in ["...", ".a", "a..b", "-"] {
+            assert!(stream_name("n", ok).is_ok(), "{ok:?} rejected");
+        }
+        for bad in ["", "a b", "a/b", "a\\b", "ü", ".", "..", &"x".repeat(65)] {
             assert!(stream_name("n", bad).is_err(), "{bad:?} accepted");
         }
+        let err = stream_name("name", "..").unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid option `name`: \"..\" is not allowed"),
+            "{err}"
+        );
     }
 
     #[test]

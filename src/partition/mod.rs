@@ -10,11 +10,24 @@
 //!
 //! Timestamp patterns are a hand-written subset of Java's `DateTimeFormatter`
 //! (`y M d H h m s S a`, quoted literals), tokenised once at parse time.
+//!
+//! # Keys stay below the destination
+//!
+//! An evaluated prefix is the start of an object key, and the local sink joins
+//! keys to its output directory, so a prefix must never name a path outside it
+//! or inside sluice's own staging area: no leading `/`, no `.` or `..` path
+//! segment, no `\` (a separator to Windows tools and some S3 clients), no NUL,
+//! and not `.sluice-staging/` first ([`escape_reason`]). The rule is applied
+//! twice: at config time on a sample evaluation (exact for every expression
+//! but partition keys, since timestamps, random strings and error output types
+//! never produce `.`, `/` or `\`), and at every [`Prefix::evaluate`], because
+//! partition keys come from record data. The sinks check keys once more.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use crate::error::{Classify, Fault};
+use crate::sink::local::STAGING_DIR;
 
 /// Longest `Prefix` / `ErrorOutputPrefix` as written (Firehose service model).
 pub const MAX_TEMPLATE_CHARS: usize = 1024;
@@ -148,6 +161,19 @@ pub enum PrefixError {
         /// Length of the evaluated prefix.
         chars: usize,
     },
+    /// The evaluated prefix would put objects outside the destination (or in
+    /// sluice's staging area), e.g. a partition key evaluated to `..`.
+    #[error(
+        "{kind} evaluates to {prefix:?}, which {reason}; object keys must stay below the destination"
+    )]
+    Escapes {
+        /// Which prefix was evaluated.
+        kind: PrefixKind,
+        /// The evaluated prefix.
+        prefix: String,
+        /// Which rule it breaks ([`escape_reason`]).
+        reason: &'static str,
+    },
     /// `!{firehose:error-output-type}` evaluated without an error output type.
     #[error(
         "ErrorOutputPrefix uses !{{firehose:error-output-type}} but no error output type was given"
@@ -163,7 +189,9 @@ impl Classify for PrefixError {
         match self {
             PrefixError::Invalid { .. } => Fault::Config,
             // Record-dependent: the record goes to the error output, like Firehose.
-            PrefixError::MissingPartitionKey { .. } | PrefixError::TooLong { .. } => Fault::Data,
+            PrefixError::MissingPartitionKey { .. }
+            | PrefixError::TooLong { .. }
+            | PrefixError::Escapes { .. } => Fault::Data,
             // Callers always know whether they are writing an error output.
             PrefixError::NoErrorOutputType => Fault::Bug,
         }
@@ -193,9 +221,30 @@ impl Prefix {
     /// (`ctx.timestamp`); each `random-string` is drawn anew.
     ///
     /// # Errors
-    /// [`PrefixError`] when a needed value is missing or the result is longer
-    /// than [`MAX_EVALUATED_CHARS`].
+    /// [`PrefixError`] when a needed value is missing, the result is longer
+    /// than [`MAX_EVALUATED_CHARS`], or it would leave the destination
+    /// ([`escape_reason`]).
     pub fn evaluate(&self, ctx: &PrefixContext<'_>) -> Result<String, PrefixError> {
+        let out = self.evaluate_unchecked(ctx)?;
+        let chars = out.chars().count();
+        if chars > MAX_EVALUATED_CHARS {
+            return Err(PrefixError::TooLong {
+                kind: self.kind,
+                chars,
+            });
+        }
+        if let Some(reason) = escape_reason(&out) {
+            return Err(PrefixError::Escapes {
+                kind: self.kind,
+                prefix: out,
+                reason,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The evaluated text, before the length and path rules.
+    fn evaluate_unchecked(&self, ctx: &PrefixContext<'_>) -> Result<String, PrefixError> {
         let mut out = String::with_capacity(self.raw.len());
         for segment in &self.segments {
             match segment {
@@ -225,14 +274,35 @@ impl Prefix {
                 }
             }
         }
-        let chars = out.chars().count();
-        if chars > MAX_EVALUATED_CHARS {
-            return Err(PrefixError::TooLong {
-                kind: self.kind,
-                chars,
-            });
-        }
         Ok(out)
+    }
+
+    /// Config-time path rule: evaluates the template once with sample values
+    /// and refuses it if the result breaks [`escape_reason`]. Only partition
+    /// keys can change where `/`, `.` and `\` fall (they get a plain sample
+    /// value here and are checked again at every evaluation).
+    fn check_stays_below_destination(&self) -> Result<(), PrefixError> {
+        let sample_time = jiff::Timestamp::UNIX_EPOCH.to_zoned(jiff::tz::TimeZone::UTC);
+        let sample_keys: BTreeMap<String, String> = self
+            .partition_keys()
+            .map(|(_, key)| (key.to_owned(), "key".to_owned()))
+            .collect();
+        let evaluated = self.evaluate_unchecked(&PrefixContext {
+            timestamp: &sample_time,
+            error_output_type: Some("processing-failed"),
+            partition_keys: Some(&sample_keys),
+        })?;
+        match escape_reason(&evaluated) {
+            None => Ok(()),
+            Some(reason) => Err(invalid(
+                self.kind,
+                format!(
+                    "it evaluates to e.g. {evaluated:?}, which {reason}: object keys must stay \
+                     below the destination, so a prefix must not start with `/` or `{STAGING_DIR}/` \
+                     and must not contain `\\`, NUL, or a `.` or `..` path segment"
+                ),
+            )),
+        }
     }
 
     fn has_expressions(&self) -> bool {
@@ -286,6 +356,32 @@ impl Prefix {
             })
             .sum()
     }
+}
+
+/// Why an evaluated prefix (or a whole key) would leave the destination
+/// directory or reach into sluice's staging area, or `None` when it stays
+/// below the destination. Segments are split at `/`; the last, partial
+/// segment counts too (a prefix `a/..` is refused even though the object name
+/// would follow it), which keeps the rule simple to state.
+pub fn escape_reason(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        return Some("starts with `/` (an absolute path)");
+    }
+    if path.contains('\\') {
+        return Some("contains `\\` (a path separator to Windows tools and some S3 clients)");
+    }
+    if path.contains('\0') {
+        return Some("contains a NUL character");
+    }
+    let mut segments = path.split('/');
+    if segments.clone().next() == Some(STAGING_DIR) {
+        return Some("starts with the local sink's staging directory `.sluice-staging`");
+    }
+    segments.find_map(|segment| match segment {
+        ".." => Some("has a `..` path segment (the parent directory)"),
+        "." => Some("has a `.` path segment"),
+        _ => None,
+    })
 }
 
 fn invalid(kind: PrefixKind, reason: impl Into<String>) -> PrefixError {
@@ -536,6 +632,7 @@ pub fn resolve(
     };
     for p in [&mut output, &mut error] {
         p.add_implicit_timestamp()?;
+        p.check_stays_below_destination()?;
         let min = p.min_len();
         if min > MAX_EVALUATED_CHARS {
             return Err(invalid(
@@ -559,6 +656,7 @@ pub fn resolve_backup(prefix: Option<&str>) -> Result<Prefix, PrefixError> {
     let mut output = parse(prefix.unwrap_or(""), PrefixKind::Output)?;
     refuse_dynamic_partitioning(&output)?;
     output.add_implicit_timestamp()?;
+    output.check_stays_below_destination()?;
     let min = output.min_len();
     if min > MAX_EVALUATED_CHARS {
         return Err(invalid(
@@ -901,5 +999,110 @@ mod tests {
             resolve_err(Some("!{partitionKeyFromQuery:}"), None),
             "Prefix is invalid: the partition key name is empty (in `!{partitionKeyFromQuery:}`)"
         );
+    }
+
+    #[test]
+    fn prefixes_that_leave_the_destination_are_refused_at_config_time() {
+        let rule = "object keys must stay below the destination";
+        for (prefix, reason) in [
+            ("../", "has a `..` path segment"),
+            ("a/../../x/", "has a `..` path segment"),
+            ("/etc/x/", "starts with `/`"),
+            ("./a/", "has a `.` path segment"),
+            ("a/./b/", "has a `.` path segment"),
+            ("a\\..\\b/", "contains `\\`"),
+            (".sluice-staging/s/", "staging directory"),
+            // A quoted literal inside a timestamp is text too.
+            ("a/!{timestamp:'..'}/", "has a `..` path segment"),
+            ("a/!{timestamp:'.'}./", "has a `..` path segment"),
+        ] {
+            let err = resolve_err(Some(prefix), Some("e/!{firehose:error-output-type}/"));
+            assert!(
+                err.starts_with("Prefix is invalid: it evaluates to e.g."),
+                "{prefix}: {err}"
+            );
+            assert!(
+                err.contains(reason) && err.contains(rule),
+                "{prefix}: {err}"
+            );
+            let err = resolve_err(Some("ok/"), Some(prefix));
+            assert!(
+                err.starts_with("ErrorOutputPrefix is invalid:"),
+                "{prefix}: {err}"
+            );
+            assert!(resolve_backup(Some(prefix)).is_err(), "backup {prefix}");
+        }
+        // The default error output prefix derives from Prefix and is checked too.
+        assert!(resolve_err(Some("/abs/"), None).starts_with("Prefix is invalid"));
+        // Dots inside names, `..` glued to the implicit timestamp (`a/..2018/`),
+        // empty segments: fine, the rule is on what the prefix evaluates to.
+        for ok in [
+            "a.b/",
+            "..a/",
+            "a/...b/",
+            "v1.2/x..y/",
+            "..",
+            "a/..",
+            "a//b/",
+            ".hidden/",
+        ] {
+            resolve(Some(ok), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            resolve_backup(Some(ok)).unwrap_or_else(|e| panic!("backup {ok}: {e}"));
+        }
+        let err = resolve(Some("../"), None).unwrap_err();
+        assert_eq!(err.fault(), Fault::Config);
+    }
+
+    #[test]
+    fn evaluated_prefixes_that_leave_the_destination_are_data_errors() {
+        // Partition keys come from records; `parse` accepts them (resolve
+        // refuses dynamic partitioning until it is wired), so evaluate directly.
+        let p = parse(
+            "c=!{partitionKeyFromQuery:c}/!{partitionKeyFromQuery:d}/",
+            PrefixKind::Output,
+        )
+        .unwrap();
+        p.check_stays_below_destination().unwrap();
+        let t = utc();
+        let eval_keys = |c: &str, d: &str| {
+            let keys = BTreeMap::from([
+                ("c".to_owned(), c.to_owned()),
+                ("d".to_owned(), d.to_owned()),
+            ]);
+            p.evaluate(&PrefixContext {
+                timestamp: &t,
+                error_output_type: None,
+                partition_keys: Some(&keys),
+            })
+        };
+        assert_eq!(eval_keys("1", "2").unwrap(), "c=1/2/");
+        for (c, d) in [
+            ("1", ".."),
+            ("1", "."),
+            ("1/..", "x"),
+            ("x", "..\\y"),
+            ("1", "a/../.."),
+        ] {
+            let err = eval_keys(c, d).unwrap_err();
+            assert!(matches!(err, PrefixError::Escapes { .. }), "{c} {d}: {err}");
+            assert_eq!(err.fault(), Fault::Data);
+            assert!(!err.is_retriable());
+        }
+        let err = eval_keys("1", "..").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Prefix evaluates to \"c=1/../\", which has a `..` path segment (the parent directory); object keys must stay below the destination"
+        );
+        // A key at the start that evaluates to nothing would make the key absolute.
+        let lead = parse("!{partitionKeyFromLambda:a}/x/", PrefixKind::Output).unwrap();
+        let keys = BTreeMap::from([("a".to_owned(), String::new())]);
+        let err = lead
+            .evaluate(&PrefixContext {
+                timestamp: &t,
+                error_output_type: None,
+                partition_keys: Some(&keys),
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("starts with `/`"), "{err}");
     }
 }

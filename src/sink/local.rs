@@ -5,10 +5,21 @@
 //! leading dot keeps it out of readers' way. Durability: the temp file is
 //! fsynced before its handle is committed, and the destination directory is
 //! fsynced after the rename.
+//!
+//! Claim: the sink holds an exclusive `flock` on
+//! `<root>/.sluice-staging/<stream>.lock` for its whole life, so a second
+//! process delivering the same stream name into the same directory fails to
+//! start instead of deleting this one's staged files at its recovery. The
+//! lock file sits beside the stream's staging directory, not in it, because
+//! recovery deletes every file in there that no checkpoint lists. The kernel
+//! drops the lock when the process dies (kill -9 included), so a restart
+//! takes it again; it only excludes instances running at the same time. Keys
+//! are checked before they are joined to the root ([`SinkError::UnsafeKey`]).
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{BoxFuture, ObjectSink, SinkError, StagedHandle, StagedObject, StagingWriter};
 use crate::fsutil::sync_dir;
@@ -21,20 +32,26 @@ pub const STAGING_DIR: &str = ".sluice-staging";
 pub struct LocalSink {
     root: PathBuf,
     staging: PathBuf,
+    /// The locked claim file; the lock lasts as long as any clone of the sink.
+    _claim: Arc<File>,
 }
 
 impl LocalSink {
-    /// A sink writing below `root`, staging in a directory private to `stream`.
+    /// A sink writing below `root`, staging in a directory private to `stream`,
+    /// holding the stream's claim on `root`.
     ///
     /// # Errors
-    /// When the directories cannot be created.
+    /// [`SinkError::Claimed`] when another process holds the claim;
+    /// [`SinkError::Io`] when the directories or the lock file cannot be created.
     pub fn new(root: &Path, stream: &str) -> Result<Self, SinkError> {
         let staging = root.join(STAGING_DIR).join(stream);
         fs::create_dir_all(&staging)
             .map_err(|e| SinkError::io(staging.display().to_string(), e))?;
+        let claim = claim(root, stream)?;
         Ok(LocalSink {
             root: root.to_owned(),
             staging,
+            _claim: Arc::new(claim),
         })
     }
 
@@ -44,6 +61,14 @@ impl LocalSink {
                 key: staged.key.clone(),
             });
         };
+        // Keys come back from checkpoints at recovery: checked again here.
+        check_key(&staged.key)?;
+        if temp.contains('/') || temp.starts_with('.') {
+            return Err(SinkError::UnsafeKey {
+                key: temp.clone(),
+                reason: "is not a plain staging file name",
+            });
+        }
         let temp_path = self.staging.join(temp);
         let final_path = self.root.join(&staged.key);
         let key = || staged.key.clone();
@@ -69,6 +94,7 @@ impl ObjectSink for LocalSink {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn StagingWriter>, SinkError>> {
         Box::pin(async move {
+            check_key(key)?;
             let name = format!("{}.tmp", uuid::Uuid::new_v4());
             let path = self.staging.join(&name);
             let file = File::create(&path).map_err(|e| SinkError::io(key, e))?;
@@ -133,6 +159,79 @@ impl ObjectSink for LocalSink {
     }
 }
 
+/// Takes the stream's lock on `root`, or says who holds it.
+fn claim(root: &Path, stream: &str) -> Result<File, SinkError> {
+    let path = root.join(STAGING_DIR).join(format!("{stream}.lock"));
+    let io_err = |e| SinkError::io(path.display().to_string(), e);
+    // Not truncated on open: the holder's note must survive for the refused one to read.
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut note = String::new();
+            let _ = file.read_to_string(&mut note);
+            let note = note.trim();
+            return Err(SinkError::Claimed {
+                stream: stream.to_owned(),
+                location: format!("output directory {} (lock file {})", root.display(), path.display()),
+                holder: if note.is_empty() {
+                    "it holds the lock file".to_owned()
+                } else {
+                    note.to_owned()
+                },
+                remedy: "two instances delivering one stream into one directory would delete each \
+                         other's staged files; stop the other instance, or give this stream another \
+                         output directory or name"
+                    .to_owned(),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    // Who holds the lock, for the message of the instance that gets refused.
+    // Best effort: the lock itself is the claim, the note only explains it.
+    let note = format!(
+        "pid {} on host {}, since {}\n",
+        std::process::id(),
+        super::host_name(),
+        jiff::Timestamp::now()
+    );
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(note.as_bytes()));
+    Ok(file)
+}
+
+/// Refuses a key that would leave the root or land in the staging area, before
+/// it is joined to the root (`Path::join` with an absolute key replaces the
+/// root; `..` climbs out of it).
+fn check_key(key: &str) -> Result<(), SinkError> {
+    let reason = if key.is_empty() || key.ends_with('/') {
+        Some("has no file name")
+    } else if Path::new(key).is_absolute() {
+        Some("is an absolute path")
+    } else if key.split('/').next() == Some(STAGING_DIR) {
+        Some("is inside the staging directory")
+    } else if key.split('/').any(|c| c == "." || c == "..") {
+        Some("has a `.` or `..` path component")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(SinkError::UnsafeKey {
+            key: key.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A temp file being written.
 #[derive(Debug)]
 struct LocalStagingWriter {
@@ -182,6 +281,7 @@ impl StagingWriter for LocalStagingWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Classify, Fault};
 
     fn visible_files(root: &Path) -> Vec<String> {
         let mut out = Vec::new();
@@ -259,5 +359,77 @@ mod tests {
             sink.complete(&staged).await,
             Err(SinkError::Vanished { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn keys_that_leave_the_root_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(&dir.path().join("out"), "s").unwrap();
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "./a",
+            "..",
+            "",
+            "a/",
+            ".sluice-staging/s/x",
+        ] {
+            match sink.stage(bad).await {
+                Err(e @ SinkError::UnsafeKey { .. }) => {
+                    assert!(!e.is_retriable(), "{bad:?}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // Checkpointed keys are checked again when completed.
+        let staged = StagedObject {
+            key: "../escaped".into(),
+            handle: StagedHandle::LocalFile {
+                temp: "x.tmp".into(),
+            },
+        };
+        assert!(matches!(
+            sink.complete(&staged).await,
+            Err(SinkError::UnsafeKey { .. })
+        ));
+        assert!(!dir.path().join("escaped").exists());
+        for ok in ["a", "a..b/c", ".hidden/x", "a//b"] {
+            sink.stage(ok).await.unwrap().discard().await;
+        }
+    }
+
+    #[test]
+    fn one_stream_directory_is_claimed_by_one_sink_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalSink::new(dir.path(), "s").unwrap();
+        let err = LocalSink::new(dir.path(), "s").unwrap_err();
+        assert!(matches!(err, SinkError::Claimed { .. }), "{err}");
+        assert_eq!((err.is_retriable(), err.fault()), (false, Fault::Config));
+        let message = err.to_string();
+        assert!(message.starts_with("output directory"), "{message}");
+        assert!(message.contains("is claimed for stream `s`"), "{message}");
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        assert!(message.contains("stop the other instance"), "{message}");
+        // Other streams, and other directories, are independent.
+        let _other_stream = LocalSink::new(dir.path(), "t").unwrap();
+        let _other_dir = LocalSink::new(&dir.path().join("sub"), "s").unwrap();
+        // The claim lasts while any clone lives, and ends with the last.
+        let clone = first.clone();
+        drop(first);
+        assert!(LocalSink::new(dir.path(), "s").is_err());
+        drop(clone);
+        let _again = LocalSink::new(dir.path(), "s").unwrap();
+        // Recovery's abort leaves the lock file alone (it is not in the staging dir).
+        let lock = dir.path().join(STAGING_DIR).join("s.lock");
+        assert!(lock.is_file());
     }
 }

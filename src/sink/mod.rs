@@ -9,6 +9,19 @@
 //! A staged object is invisible to readers (a hidden temp file here; an
 //! uncompleted multipart upload on S3). Completing is idempotent, so recovery
 //! may repeat it.
+//!
+//! # One instance per output location
+//!
+//! Recovery aborts every staged object of its stream that its own checkpoint
+//! does not list, so two sluice instances delivering one stream name to one
+//! place would abort each other's staged objects, committed ones included
+//! (records lost). Each sink therefore claims its stream's location when it
+//! is built and refuses to start when another instance holds it
+//! ([`SinkError::Claimed`]): the local sink with an `flock` held for the
+//! process's life, the S3 sink with a marker object written with
+//! `If-None-Match: *` (see [`s3`]). The sinks also refuse keys that would
+//! leave their root ([`SinkError::UnsafeKey`]), behind the prefix rules of
+//! [`crate::partition`].
 
 pub mod local;
 pub mod s3;
@@ -89,6 +102,30 @@ pub enum SinkError {
         /// The key.
         key: String,
     },
+    /// Another sluice instance holds this stream's output location.
+    #[error(
+        "{location} is claimed for stream `{stream}` by another sluice instance ({holder}); {remedy}"
+    )]
+    Claimed {
+        /// The stream.
+        stream: String,
+        /// The lock file or marker object, as a path or `s3://` URL.
+        location: String,
+        /// Who holds it, as far as the claim says.
+        holder: String,
+        /// What the operator can do.
+        remedy: String,
+    },
+    /// A key that would leave the sink's root (absolute, `.`/`..` segments)
+    /// or reach into its staging area. The prefix rules refuse such keys
+    /// before they reach a sink, so getting here is a bug; refused all the same.
+    #[error("refusing object key {key:?}: it {reason}")]
+    UnsafeKey {
+        /// The key.
+        key: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// A committed object is neither staged nor completed: it was removed by
     /// someone else. Logged loudly; there is nothing left to complete.
     #[error("committed object `{key}` is neither staged nor present")]
@@ -120,7 +157,10 @@ impl Classify for SinkError {
         match self {
             SinkError::Io { .. } => true,
             SinkError::S3 { retriable, .. } => *retriable,
-            SinkError::Foreign { .. } | SinkError::Vanished { .. } => false,
+            SinkError::Foreign { .. }
+            | SinkError::Vanished { .. }
+            | SinkError::Claimed { .. }
+            | SinkError::UnsafeKey { .. } => false,
         }
     }
     fn fault(&self) -> Fault {
@@ -132,9 +172,24 @@ impl Classify for SinkError {
             }
             SinkError::Io { .. } => Fault::Remote,
             SinkError::S3 { fault, .. } => *fault,
-            SinkError::Foreign { .. } | SinkError::Vanished { .. } => Fault::Bug,
+            // The operator must stop the other instance or release the claim.
+            SinkError::Claimed { .. } => Fault::Config,
+            SinkError::Foreign { .. }
+            | SinkError::Vanished { .. }
+            | SinkError::UnsafeKey { .. } => Fault::Bug,
         }
     }
+}
+
+/// This machine's host name, for claims that say who holds them (Linux:
+/// the kernel's UTS name; elsewhere `$HOSTNAME`).
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// Bytes of one staged object. Written from a blocking thread (encoders are

@@ -12,8 +12,24 @@
 //! - **Abort**: at start, every multipart upload of this stream that the
 //!   committed checkpoint does not list is aborted. Uploads are recognised by
 //!   the object name Firehose's layout gives them (`<stream>-<version>-...`)
-//!   below the literal head of the stream's prefixes, so stream names must be
-//!   unique per bucket (as they are per account in Firehose).
+//!   below the literal head of the stream's prefixes, so one stream name must
+//!   be delivered by one sluice instance per bucket prefix; the claim enforces it.
+//! - **Claim**: before recovery, the sink writes the marker object
+//!   `<head>.sluice/<stream>.claim` (`<head>`: the literal head of the prefixes
+//!   up to its last `/`) with `PutObject` and `If-None-Match: *`, holding a
+//!   JSON [`Holder`]: instance id, host, pid, state directory, time. The
+//!   instance id is persisted in the state directory, so the same instance
+//!   restarting (kill -9, reboot) finds its own id in the marker and goes on;
+//!   any other instance is refused with a message saying who holds it. A claim
+//!   at any directory above `<head>` for the same stream name (an instance
+//!   whose listing covers this one's keys) refuses the start as well; the
+//!   other way round (a claim below `<head>`, made first), recovery leaves the
+//!   uploads below that claim alone instead of aborting them.
+//!   sluice never deletes a marker: it is what still protects a stopped
+//!   instance's staged uploads and unsent records, and what refuses a
+//!   replacement whose state directory is new. Deleting it is the operator's
+//!   statement that the old instance is gone for good. The store must honour
+//!   conditional writes (S3 does since 2024; moto does).
 //!
 //! Every S3 call is retried here, forever, with exponential backoff and
 //! jitter: retriable failures (5xx, `SlowDown`, throttling, timeouts,
@@ -23,10 +39,10 @@
 //! fails the pipeline waits, the write-ahead log fills, and the API pushes
 //! back with `ServiceUnavailableException`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -117,8 +133,16 @@ pub struct UploadFilter {
     pub stream: String,
 }
 
+/// Directory of claim markers below a prefix head.
+pub const CLAIM_DIR: &str = ".sluice";
+
 impl UploadFilter {
     fn matches(&self, key: &str) -> bool {
+        // Claim markers are plain objects, never uploads; refused by name too,
+        // so nothing under a claim directory is ever aborted as a stream's data.
+        if key.split('/').any(|segment| segment == CLAIM_DIR) {
+            return false;
+        }
         let name = key.rsplit('/').next().unwrap_or(key);
         let Some(rest) = name
             .strip_prefix(&self.stream)
@@ -129,7 +153,89 @@ impl UploadFilter {
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
         digits > 0 && rest[digits..].starts_with('-')
     }
+
+    /// The directory the claim lives in: the list prefix up to its last `/`,
+    /// so that it is an ancestor of every key the stream can write.
+    fn claim_dir(&self) -> &str {
+        let head = &self.list_prefix;
+        &head[..head.rfind('/').map_or(0, |i| i + 1)]
+    }
+
+    /// The stream's claim marker key: `<head>.sluice/<stream>.claim`.
+    pub fn claim_key(&self) -> String {
+        marker_key(self.claim_dir(), &self.stream)
+    }
+
+    /// Marker keys a claim of the same stream would have at every directory
+    /// above this one's (nearest first): the instances whose listing covers
+    /// this stream's keys.
+    fn ancestor_claim_keys(&self) -> Vec<String> {
+        let dir = self.claim_dir();
+        let mut keys = Vec::new();
+        let mut end = dir.len().saturating_sub(1);
+        while let Some(i) = dir[..end].rfind('/') {
+            keys.push(marker_key(&dir[..=i], &self.stream));
+            end = i;
+        }
+        if !dir.is_empty() {
+            keys.push(marker_key("", &self.stream));
+        }
+        keys
+    }
 }
+
+fn marker_key(dir: &str, stream: &str) -> String {
+    format!("{dir}{CLAIM_DIR}/{stream}.claim")
+}
+
+/// Who holds a claim: the marker's JSON body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The instance id persisted in the holder's state directory.
+    pub instance_id: String,
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id at the last claim.
+    pub pid: u32,
+    /// The holder's state directory.
+    pub state_dir: String,
+    /// When the holder last claimed (RFC 3339).
+    pub claimed_at: String,
+}
+
+impl Holder {
+    /// This process, as instance `instance_id` with `state_dir`.
+    pub fn this_process(instance_id: String, state_dir: &std::path::Path) -> Self {
+        Holder {
+            instance_id,
+            host: super::host_name(),
+            pid: std::process::id(),
+            // Absolute, so the message of a refused instance points at it from anywhere.
+            state_dir: std::path::absolute(state_dir)
+                .unwrap_or_else(|_| state_dir.to_owned())
+                .display()
+                .to_string(),
+            claimed_at: jiff::Timestamp::now().to_string(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "instance {} on host {}, pid {}, state directory {}, claimed at {}",
+            self.instance_id, self.host, self.pid, self.state_dir, self.claimed_at
+        )
+    }
+}
+
+/// What a marker read found.
+enum Marker {
+    Absent,
+    /// The holder (None: the body is not a claim) and the object's ETag.
+    Present(Option<Holder>, Option<String>),
+}
+
+/// Attempts of one claim request before the start fails (transient errors).
+const CLAIM_ATTEMPTS: u32 = 6;
 
 /// Writes objects to one bucket.
 #[derive(Debug, Clone)]
@@ -137,6 +243,8 @@ pub struct S3Sink {
     client: Client,
     options: Arc<S3Options>,
     filter: UploadFilter,
+    /// This instance's id, once [`S3Sink::claim`] succeeded.
+    instance_id: Arc<OnceLock<String>>,
 }
 
 impl S3Sink {
@@ -146,6 +254,7 @@ impl S3Sink {
             client,
             options: Arc::new(options),
             filter,
+            instance_id: Arc::new(OnceLock::new()),
         }
     }
 
@@ -195,6 +304,245 @@ impl S3Sink {
             }
         })
         .await
+    }
+}
+
+impl S3Sink {
+    /// Claims the stream's marker for `me` (see the module docs), or refuses.
+    ///
+    /// # Errors
+    /// [`SinkError::Claimed`] when another instance holds the marker or a
+    /// marker above it; [`SinkError::S3`] when S3 keeps failing.
+    pub async fn claim(&self, me: &Holder) -> Result<(), SinkError> {
+        self.claim_marker(me).await?;
+        // Set once per sink; a second claim by the same process is the same id.
+        let _ = self.instance_id.set(me.instance_id.clone());
+        Ok(())
+    }
+
+    async fn claim_marker(&self, me: &Holder) -> Result<(), SinkError> {
+        let key = self.filter.claim_key();
+        for above in self.filter.ancestor_claim_keys() {
+            if let Marker::Present(holder, _) = self.read_marker(&above).await?
+                && holder
+                    .as_ref()
+                    .is_none_or(|h| h.instance_id != me.instance_id)
+            {
+                return Err(self.claimed(&above, holder.as_ref(), true));
+            }
+        }
+        let body = serde_json::to_vec_pretty(me).map_err(|e| SinkError::S3 {
+            operation: "PutObject",
+            key: key.clone(),
+            code: None,
+            message: format!("encoding the claim: {e}"),
+            fault: Fault::Bug,
+            retriable: false,
+        })?;
+        // A few rounds: the marker may change between the conditional put and
+        // the read (deleted by an operator, refreshed by its holder).
+        for _ in 0..CLAIM_ATTEMPTS {
+            if self.put_marker(&key, &body, None).await? {
+                tracing::info!(stream = %self.filter.stream, marker = %self.marker_url(&key), "Claimed the stream's S3 prefix.");
+                return Ok(());
+            }
+            match self.read_marker(&key).await? {
+                Marker::Absent => continue,
+                Marker::Present(Some(holder), etag) if holder.instance_id == me.instance_id => {
+                    // Our own claim from before a restart: refresh who and when,
+                    // only if it is still the marker just read.
+                    if self
+                        .put_marker(&key, &body, Some(etag.as_deref().unwrap_or("*")))
+                        .await?
+                    {
+                        tracing::info!(stream = %self.filter.stream, marker = %self.marker_url(&key), previous_pid = holder.pid, "Re-claimed this instance's S3 prefix.");
+                        return Ok(());
+                    }
+                }
+                Marker::Present(holder, _) => {
+                    return Err(self.claimed(&key, holder.as_ref(), false));
+                }
+            }
+        }
+        Err(SinkError::S3 {
+            operation: "PutObject",
+            key,
+            code: None,
+            message: "the claim marker kept changing while it was being claimed".into(),
+            fault: Fault::Remote,
+            retriable: true,
+        })
+    }
+
+    fn marker_url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.options.bucket)
+    }
+
+    fn claimed(&self, key: &str, holder: Option<&Holder>, above: bool) -> SinkError {
+        let url = self.marker_url(key);
+        let holder = holder.map_or_else(
+            || "the marker does not say which (it is not a sluice claim)".to_owned(),
+            Holder::describe,
+        );
+        let what = if above {
+            "a prefix above this stream's, so its recovery would abort this one's uploads"
+        } else {
+            "this prefix; two instances delivering one stream there would abort each other's staged uploads"
+        };
+        SinkError::Claimed {
+            stream: self.filter.stream.clone(),
+            location: format!("S3 claim marker {url}"),
+            holder,
+            remedy: format!(
+                "it delivers this stream to {what}. If that instance still runs, stop it or give this \
+                 stream another name or prefix; if it is gone for good (its state directory lost), \
+                 delete the marker (aws s3 rm {url}) and start again"
+            ),
+        }
+    }
+
+    /// `PutObject` of the marker, conditional on it being absent (`if_match`
+    /// `None`) or unchanged (its ETag). `false`: the condition did not hold.
+    async fn put_marker(
+        &self,
+        key: &str,
+        body: &[u8],
+        if_match: Option<&str>,
+    ) -> Result<bool, SinkError> {
+        claim_request("PutObject", key, || async {
+            let request = self
+                .client
+                .put_object()
+                .bucket(&self.options.bucket)
+                .key(key)
+                .content_type("application/json")
+                .body(ByteStream::from(body.to_vec()));
+            let request = match if_match {
+                None => request.if_none_match("*"),
+                Some(etag) => request.if_match(etag),
+            };
+            match request.send().await {
+                Ok(_) => Ok(true),
+                Err(e) if status_of(&e) == Some(412) => Ok(false),
+                // If-Match on a marker deleted meanwhile: go round again.
+                Err(e) if if_match.is_some() && status_of(&e) == Some(404) => Ok(false),
+                Err(e) => Err(s3_error("PutObject", key, e)),
+            }
+        })
+        .await
+    }
+
+    async fn read_marker(&self, key: &str) -> Result<Marker, SinkError> {
+        claim_request("GetObject", key, || self.read_marker_once(key)).await
+    }
+
+    async fn read_marker_once(&self, key: &str) -> Result<Marker, SinkError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(Marker::Absent);
+            }
+            Err(e) => return Err(s3_error("GetObject", key, e)),
+        };
+        let etag = output.e_tag().map(str::to_owned);
+        let body = output.body.collect().await.map_err(|e| SinkError::S3 {
+            operation: "GetObject",
+            key: key.to_owned(),
+            code: None,
+            message: e.to_string(),
+            fault: Fault::Remote,
+            retriable: true,
+        })?;
+        let holder = serde_json::from_slice::<Holder>(&body.into_bytes()).ok();
+        Ok(Marker::Present(holder, etag))
+    }
+
+    /// Leaves out of `doomed` the uploads that lie below a deeper claim of
+    /// the same stream by another instance: one whose prefix head is below
+    /// this one's, started first, so its claim could not refuse this one.
+    /// Those uploads are its own, and aborting them would lose its records.
+    async fn without_foreign_claims(
+        &self,
+        doomed: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, SinkError> {
+        let Some(me) = self.instance_id.get() else {
+            return Ok(doomed);
+        };
+        let own = self.filter.claim_dir();
+        let mut foreign_markers: HashMap<String, bool> = HashMap::new();
+        let mut mine = Vec::with_capacity(doomed.len());
+        'uploads: for (key, id) in doomed {
+            let Some(rest) = key.strip_prefix(own) else {
+                mine.push((key, id));
+                continue;
+            };
+            // Every directory strictly below the own claim's, down to the key's.
+            for (i, _) in rest.match_indices('/') {
+                let marker = marker_key(&key[..own.len() + i + 1], &self.filter.stream);
+                let foreign = match foreign_markers.get(&marker) {
+                    Some(&foreign) => foreign,
+                    None => {
+                        let read = retry("GetObject", &marker, || self.read_marker_once(&marker));
+                        let foreign = match read.await? {
+                            Marker::Absent => false,
+                            Marker::Present(holder, _) => {
+                                holder.is_none_or(|h| h.instance_id != *me)
+                            }
+                        };
+                        foreign_markers.insert(marker.clone(), foreign);
+                        foreign
+                    }
+                };
+                if foreign {
+                    tracing::warn!(stream = %self.filter.stream, key, marker = %self.marker_url(&marker), "Not aborting an upload below another instance's claim of this stream.");
+                    continue 'uploads;
+                }
+            }
+            mine.push((key, id));
+        }
+        Ok(mine)
+    }
+}
+
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Runs one claim request, retrying transient failures a few times. Unlike
+/// [`retry`], it gives up: a start that cannot claim fails and says why
+/// (the service manager restarts it), instead of waiting silently.
+async fn claim_request<T, F, Fut>(
+    operation: &'static str,
+    key: &str,
+    mut op: F,
+) -> Result<T, SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SinkError>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(
+                e @ SinkError::S3 {
+                    retriable: true, ..
+                },
+            ) if attempt < CLAIM_ATTEMPTS => {
+                tracing::warn!(operation, key, attempt, error = %e, "S3 claim request failed; retrying.");
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -332,6 +680,7 @@ impl ObjectSink for S3Sink {
                     break;
                 }
             }
+            let doomed = self.without_foreign_claims(doomed).await?;
             for (key, id) in &doomed {
                 abort(&self.client, &self.options.bucket, key, id).await?;
             }
@@ -660,6 +1009,29 @@ mod tests {
         assert!(!f.matches("logs/other-1-2026"));
         assert!(!f.matches("logs/my-"));
         assert!(!f.matches("logs/my-1"));
+        // The claim marker is never one of the stream's uploads.
+        assert_eq!(f.claim_key(), "logs/.sluice/my.claim");
+        assert!(!f.matches(&f.claim_key()));
+        assert!(!f.matches("logs/.sluice/my-1-x"));
+    }
+
+    #[test]
+    fn claim_markers_sit_at_the_head_directory_and_above() {
+        let filter = |head: &str| UploadFilter {
+            list_prefix: head.into(),
+            stream: "s".into(),
+        };
+        assert_eq!(filter("").claim_key(), ".sluice/s.claim");
+        assert!(filter("").ancestor_claim_keys().is_empty());
+        // A head cut inside a name claims its directory: `data-` lists `data-x/` too.
+        assert_eq!(filter("data-").claim_key(), ".sluice/s.claim");
+        assert_eq!(filter("logs/").claim_key(), "logs/.sluice/s.claim");
+        assert_eq!(filter("logs/x/y").claim_key(), "logs/x/.sluice/s.claim");
+        assert_eq!(
+            filter("logs/x/y").ancestor_claim_keys(),
+            ["logs/.sluice/s.claim", ".sluice/s.claim"]
+        );
+        assert_eq!(filter("logs/").ancestor_claim_keys(), [".sluice/s.claim"]);
     }
 
     #[test]
