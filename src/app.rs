@@ -209,6 +209,11 @@ pub async fn run(
     let mut api_streams = BTreeMap::new();
     for config in &streams {
         let stream = open_stream(config, &options, sdk.as_ref()).await?;
+        log_summary(config, &*stream.sink);
+        crate::metrics::init_stream(
+            &config.name,
+            matches!(config.source, SourceConfig::DirectPut(_)),
+        );
         api_streams.insert(
             config.name.clone(),
             ApiStream {
@@ -579,13 +584,24 @@ async fn open_stream(
                 list_prefix: literal_head(&prefixes),
                 stream: config.name.clone(),
             };
-            let sink = S3Sink::new(s3::client(sdk, target), options, filter);
-            // Before recovery aborts anything under the prefix: refuse to start
-            // when another instance delivers this stream there.
             let me = s3::Holder::this_process(instance_id(state_dir)?, state_dir);
-            sink.claim(&me)
-                .await
-                .map_err(|e: SinkError| err(e.to_string()))?;
+            let sink =
+                S3Sink::new(s3::client(sdk, target), options, filter).with_holder(me.clone());
+            // Refuse to start when another instance delivers this stream there.
+            // Any other failure (S3 unreachable, bucket missing) must not stop
+            // the daemon or the other streams: the claim is retried by the
+            // pipeline's recovery, before it aborts anything under the prefix.
+            // Bounded, so an unreachable S3 does not hold up the API's start.
+            match tokio::time::timeout(Duration::from_secs(5), sink.claim(&me)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e @ SinkError::Claimed { .. })) => return Err(err(e.to_string())),
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %config.name, error = %e, "Cannot claim the stream's S3 prefix yet; recovery retries before delivering.")
+                }
+                Err(_) => {
+                    tracing::warn!(stream = %config.name, "S3 did not answer the claim within 5 s; recovery retries before delivering.")
+                }
+            }
             Arc::new(sink)
         }
     };
@@ -643,6 +659,35 @@ fn literal_head(prefixes: &[&str]) -> String {
         .last()
         .unwrap_or(0);
     first[..len].to_owned()
+}
+
+/// One start-up line per stream: what it reads, where it writes, how.
+fn log_summary(config: &StreamConfig, sink: &dyn ObjectSink) {
+    let d = &config.destination;
+    let source = match &config.source {
+        SourceConfig::DirectPut(_) => "Direct PUT (Firehose API)".to_owned(),
+        SourceConfig::Kinesis(k) => format!("Kinesis stream {}", k.stream_name),
+    };
+    let format = match d.format.as_deref() {
+        None => format!("raw, {}", d.compression.firehose_name()),
+        Some(f) => match &f.output {
+            crate::config::OutputFormat::Parquet(_) => "Parquet".to_owned(),
+            crate::config::OutputFormat::Orc(_) => "ORC".to_owned(),
+        },
+    };
+    tracing::info!(
+        stream = %config.name,
+        source = %source,
+        destination = %sink.describe(),
+        prefix = %d.prefix.as_str(),
+        format = %format,
+        buffering = %format!(
+            "{:.1} MiB or {} s",
+            d.buffering.size_bytes as f64 / MIB as f64,
+            d.buffering.interval.as_secs()
+        ),
+        "Stream configured."
+    );
 }
 
 /// Firehose's `DeliveryStreamDescription` for a stream.
@@ -714,12 +759,7 @@ async fn run_stream(
         match run_pipeline(&parts, &stopping).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                crate::metrics::inc(
-                    "sluice_pipeline_restarts_total",
-                    "Pipelines restarted from the last checkpoint after a failure.",
-                    &[("stream", &parts.name)],
-                    1,
-                );
+                crate::metrics::PIPELINE_RESTARTS.inc(&parts.name, 1);
                 tracing::error!(
                     stream = %parts.name,
                     error = %e,

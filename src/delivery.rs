@@ -39,11 +39,22 @@ use crate::source::SourceProgress;
 /// An object being encoded, as handed from the buffer to delivery.
 pub type ObjectEncoder = Box<dyn Encoder<Box<dyn StagingWriter>>>;
 
+/// One output object of an epoch.
+pub struct EpochObject {
+    /// Its encoder, already streaming into a staged object.
+    pub encoder: ObjectEncoder,
+    /// Records in it (source records for data and backup objects, error
+    /// documents for error outputs), for the delivery log line.
+    pub records: u64,
+}
+
 /// What one closed buffer delivers.
 pub struct Epoch {
     /// Output objects of the epoch (data, backup, error outputs); none for an
     /// epoch that only moves positions (a shard ended with no open buffer).
-    pub objects: Vec<ObjectEncoder>,
+    pub objects: Vec<EpochObject>,
+    /// Arrival time of the epoch's oldest record, for the delivery log line.
+    pub oldest_ms: Option<i64>,
     /// Where every source the epoch read from is covered up to.
     pub positions: Positions,
     /// Records in the epoch, for logs.
@@ -249,7 +260,8 @@ impl Delivery {
     /// any point of this function.
     pub async fn deliver(&mut self, epoch: Epoch) -> Result<(), DeliveryError> {
         let mut staged = Vec::with_capacity(epoch.objects.len());
-        for encoder in epoch.objects {
+        let counts: Vec<u64> = epoch.objects.iter().map(|o| o.records).collect();
+        for EpochObject { encoder, .. } in epoch.objects {
             let writer = tokio::task::spawn_blocking(move || encoder.finish())
                 .await
                 .map_err(|e| DeliveryError::Task(e.to_string()))??;
@@ -286,25 +298,20 @@ impl Delivery {
             replay_from: None,
         };
         self.store.commit(&completed).await?;
-        let labels = [("stream", self.stream.as_str())];
-        crate::metrics::inc(
-            "sluice_delivered_records_total",
-            "Source records delivered (committed and completed).",
-            &labels,
-            epoch.records,
-        );
-        crate::metrics::inc(
-            "sluice_delivered_bytes_total",
-            "Source record bytes delivered, before compression.",
-            &labels,
-            epoch.bytes,
-        );
-        crate::metrics::inc(
-            "sluice_delivered_objects_total",
-            "Objects made visible (data, backup, error outputs).",
-            &labels,
-            checkpoint.staged.len() as u64,
-        );
+        crate::metrics::DELIVERED_RECORDS.inc(&self.stream, epoch.records);
+        crate::metrics::DELIVERED_BYTES.inc(&self.stream, epoch.bytes);
+        crate::metrics::DELIVERED_OBJECTS.inc(&self.stream, checkpoint.staged.len() as u64);
+        let now = jiff::Timestamp::now().as_millisecond();
+        for (object, records) in checkpoint.staged.iter().zip(counts) {
+            tracing::info!(
+                stream = %self.stream,
+                key = %object.key,
+                records,
+                bytes = object.bytes,
+                oldest_record_age_secs = epoch.oldest_ms.map(|t| (now - t) as f64 / 1000.0),
+                "Delivered an object."
+            );
+        }
         self.source.committed(&checkpoint.positions);
         self.committed = checkpoint.positions;
         tracing::debug!(

@@ -27,7 +27,9 @@ enum Command {
     /// Run the delivery streams: serve the Firehose API and deliver records.
     Run {
         /// A delivery stream config (native TOML or Firehose JSON); repeatable.
-        #[arg(long = "config", required = true)]
+        /// Without one, sluice runs its built-in default: the Direct PUT stream
+        /// `local` writing to ./data (config/local.toml).
+        #[arg(long = "config")]
         configs: Vec<PathBuf>,
         /// Address of the Firehose-compatible HTTP API.
         #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:4195")]
@@ -106,6 +108,10 @@ enum WalCommand {
     },
 }
 
+/// What `sluice run` serves without `--config`: `config/local.toml`, built in
+/// so the binary alone is enough to try sluice.
+const BUILT_IN_DEFAULT: &str = include_str!("../config/local.toml");
+
 fn init_logging() {
     // `SLUICE_LOG` takes tracing target directives, e.g. `info` or `sluice=debug`.
     let filter: tracing_subscriber::filter::Targets = std::env::var("SLUICE_LOG")
@@ -178,13 +184,30 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let streams = match sluice::config::load_all(&configs, &cwd) {
+            let loaded = if configs.is_empty() {
+                sluice::config::native::parse(
+                    BUILT_IN_DEFAULT,
+                    std::path::Path::new("built-in default (config/local.toml)"),
+                    &cwd,
+                )
+                .map(|stream| vec![stream])
+            } else {
+                sluice::config::load_all(&configs, &cwd)
+            };
+            let streams = match loaded {
                 Ok(streams) => streams,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
+            if configs.is_empty() {
+                eprintln!(
+                    "No --config given: running the built-in default stream `local` (config/local.toml).\n\
+                     Put records to http://{listen} (delivery stream `local`); objects land in {}.",
+                    cwd.join("data").display()
+                );
+            }
             let state_dir = cwd.join(state_dir);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -237,7 +260,8 @@ fn main() -> ExitCode {
             };
             match runtime.block_on(put::run(&endpoint, &stream, file.as_deref())) {
                 Ok(sent) => {
-                    eprintln!("sent {sent} records to `{stream}`");
+                    let noun = if sent == 1 { "record" } else { "records" };
+                    eprintln!("sent {sent} {noun} to `{stream}`");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -47,6 +47,76 @@ fn update(
     f(family.series.entry(labels).or_insert(0.0));
 }
 
+/// A counter family every stream has, so it can be shown at zero from the
+/// start (a dashboard or alert should not have to wait for the first record
+/// to learn the series exists).
+#[derive(Debug)]
+pub struct StreamCounter {
+    /// Family name.
+    pub name: &'static str,
+    /// `# HELP` text.
+    pub help: &'static str,
+}
+
+impl StreamCounter {
+    /// Adds `by` to the stream's series.
+    pub fn inc(&self, stream: &str, by: u64) {
+        inc(self.name, self.help, &[("stream", stream)], by);
+    }
+}
+
+/// Records acknowledged by the Direct PUT API.
+pub const INCOMING_RECORDS: StreamCounter = StreamCounter {
+    name: "sluice_incoming_records_total",
+    help: "Records acknowledged by the Direct PUT API.",
+};
+/// Record bytes acknowledged by the Direct PUT API.
+pub const INCOMING_BYTES: StreamCounter = StreamCounter {
+    name: "sluice_incoming_bytes_total",
+    help: "Record bytes acknowledged by the Direct PUT API.",
+};
+/// Records refused with ServiceUnavailableException.
+pub const THROTTLED_RECORDS: StreamCounter = StreamCounter {
+    name: "sluice_throttled_records_total",
+    help: "Records refused with ServiceUnavailableException (log over its cap, disk full, or shutting down).",
+};
+/// Source records delivered.
+pub const DELIVERED_RECORDS: StreamCounter = StreamCounter {
+    name: "sluice_delivered_records_total",
+    help: "Source records delivered (committed and completed).",
+};
+/// Source bytes delivered.
+pub const DELIVERED_BYTES: StreamCounter = StreamCounter {
+    name: "sluice_delivered_bytes_total",
+    help: "Source record bytes delivered, before compression.",
+};
+/// Objects made visible.
+pub const DELIVERED_OBJECTS: StreamCounter = StreamCounter {
+    name: "sluice_delivered_objects_total",
+    help: "Objects made visible (data, backup, error outputs).",
+};
+/// Pipeline restarts.
+pub const PIPELINE_RESTARTS: StreamCounter = StreamCounter {
+    name: "sluice_pipeline_restarts_total",
+    help: "Pipelines restarted from the last checkpoint after a failure.",
+};
+
+/// Shows every per-stream family of `stream` at zero.
+pub fn init_stream(stream: &str, direct_put: bool) {
+    let mut families = vec![
+        &DELIVERED_RECORDS,
+        &DELIVERED_BYTES,
+        &DELIVERED_OBJECTS,
+        &PIPELINE_RESTARTS,
+    ];
+    if direct_put {
+        families.extend([&INCOMING_RECORDS, &INCOMING_BYTES, &THROTTLED_RECORDS]);
+    }
+    for family in families {
+        family.inc(stream, 0);
+    }
+}
+
 /// Adds `by` to a counter.
 pub fn inc(name: &'static str, help: &'static str, labels: &[(&'static str, &str)], by: u64) {
     update(name, help, "counter", labels, |v| *v += by as f64);
@@ -105,7 +175,16 @@ mod tests {
             3,
         );
         set("sluice_test_gauge", "A test gauge.", &[], -1.5);
+        init_stream("fresh", true);
         let text = render();
+        assert!(
+            text.contains("sluice_delivered_records_total{stream=\"fresh\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_incoming_records_total{stream=\"fresh\"} 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains("# TYPE sluice_test_total counter\n"),
             "{text}"

@@ -25,6 +25,11 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Ful
 
 /// Sends every line of `file` (stdin for `None` or `-`); returns how many.
 pub(crate) async fn run(endpoint: &str, stream: &str, file: Option<&Path>) -> Result<u64, String> {
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(format!(
+            "--endpoint {endpoint:?} must be a URL with a scheme, e.g. http://{endpoint}"
+        ));
+    }
     let input: Box<dyn BufRead> = match file {
         None => Box::new(BufReader::new(std::io::stdin())),
         Some(p) if p == Path::new("-") => Box::new(BufReader::new(std::io::stdin())),

@@ -51,11 +51,11 @@ def test_s3_errors_are_counted_by_code(start_daemon, tmp_path, moto_server):  # 
     reset_moto(moto_server)  # and no bucket: every S3 call fails with NoSuchBucket
     doc = s3_native_config("nb", bucket="missing-bucket", endpoint_url=moto_server)
     daemon = start_daemon(write_config(tmp_path / "nb.toml", doc))
-    # Recovery lists uploads first; NoSuchBucket needs an operator: logged with its code,
-    # counted, retried every 60 s, nothing dropped.
+    # Recovery claims the stream's prefix first (PutObject of its marker); NoSuchBucket
+    # needs an operator: logged with its code, counted, retried every 60 s, nothing dropped.
     assert wait_for(lambda: (value(metrics(daemon.port), "sluice_s3_errors_total", code="NoSuchBucket") or 0) >= 1)
     text = metrics(daemon.port)
-    assert value(text, "sluice_s3_errors_total", code="NoSuchBucket", fault="config", operation="ListMultipartUploads") >= 1
-    log = daemon.log_path.read_text()
-    assert "NoSuchBucket" in log and "needs an operator" in log
+    assert value(text, "sluice_s3_errors_total", code="NoSuchBucket", fault="config", operation="PutObject") >= 1
+    assert wait_for(lambda: "needs an operator" in daemon.log_path.read_text()), "no operator-needed error in the log"
+    assert "NoSuchBucket" in daemon.log_path.read_text()
     daemon.kill9()

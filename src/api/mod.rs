@@ -293,28 +293,12 @@ async fn append(
         .unwrap_or("");
     match wal.append(records, arrival_ms).await {
         Ok(ids) => {
-            let labels = [("stream", stream_name)];
-            crate::metrics::inc(
-                "sluice_incoming_records_total",
-                "Records acknowledged by the Direct PUT API.",
-                &labels,
-                count,
-            );
-            crate::metrics::inc(
-                "sluice_incoming_bytes_total",
-                "Record bytes acknowledged by the Direct PUT API.",
-                &labels,
-                bytes,
-            );
+            crate::metrics::INCOMING_RECORDS.inc(stream_name, count);
+            crate::metrics::INCOMING_BYTES.inc(stream_name, bytes);
             Ok(ids.into_iter().map(record_id).collect())
         }
         Err(e @ (WalError::Full { .. } | WalError::NoSpace(_) | WalError::Closed)) => {
-            crate::metrics::inc(
-                "sluice_throttled_records_total",
-                "Records refused with ServiceUnavailableException (log over its cap, or shutting down).",
-                &[("stream", stream_name)],
-                count,
-            );
+            crate::metrics::THROTTLED_RECORDS.inc(stream_name, count);
             Err(ApiError::new("ServiceUnavailableException", e.to_string()))
         }
         Err(e) => {

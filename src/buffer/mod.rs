@@ -24,7 +24,7 @@ use crate::config::{
     Buffering, Compression, DestinationConfig, FormatConfig, OutputFormat, SchemaSource,
 };
 use crate::convert;
-use crate::delivery::{Epoch, ObjectEncoder};
+use crate::delivery::{Epoch, EpochObject, ObjectEncoder};
 use crate::encode::{self, EncodeError};
 use crate::error::{Classify, Fault};
 use crate::partition::{Prefix, PrefixContext, PrefixError};
@@ -176,7 +176,7 @@ struct OpenObject {
     backup: Option<ObjectEncoder>,
     /// Error outputs of this buffer, opened on the first failed record of
     /// each type; they are delivered in the same epoch as the data object.
-    errors: Vec<(&'static str, ObjectEncoder)>,
+    errors: Vec<(&'static str, ObjectEncoder, u64)>,
     /// Error documents of the last record, waiting for their error object to
     /// be opened (at most one source record's worth).
     pending: Vec<(&'static str, Vec<u8>)>,
@@ -261,6 +261,7 @@ impl BufferStage {
                             .for_each(|s| positions.end_shard(s));
                         let epoch = Epoch {
                             objects: Vec::new(),
+                            oldest_ms: None,
                             positions,
                             records: 0,
                             bytes: 0,
@@ -394,7 +395,7 @@ impl BufferStage {
         kinds.sort_unstable();
         kinds.dedup();
         for kind in kinds {
-            if object.errors.iter().any(|(k, _)| *k == kind) {
+            if object.errors.iter().any(|(k, _, _)| *k == kind) {
                 continue;
             }
             let (key, name) = self.error_namer.key_for(object.oldest_ms, Some(kind))?;
@@ -408,7 +409,7 @@ impl BufferStage {
             };
             object
                 .errors
-                .push((kind, encode::raw(writer, compression, false, &name)));
+                .push((kind, encode::raw(writer, compression, false, &name), 0));
         }
         Ok(())
     }
@@ -472,7 +473,7 @@ fn append_records(
             let pending = std::mem::take(&mut object.pending);
             let (ready, waiting): (Vec<_>, Vec<_>) = pending
                 .into_iter()
-                .partition(|(kind, _)| object.errors.iter().any(|(k, _)| k == kind));
+                .partition(|(kind, _)| object.errors.iter().any(|(k, _, _)| k == kind));
             write_errors(object, ready)?;
             if !waiting.is_empty() {
                 object.pending = waiting;
@@ -489,9 +490,10 @@ fn write_errors(
     docs: Vec<(&'static str, Vec<u8>)>,
 ) -> Result<(), EncodeError> {
     for (kind, doc) in docs {
-        match object.errors.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, encoder)) => {
+        match object.errors.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some((_, encoder, count)) => {
                 encoder.append(&doc)?;
+                *count += 1;
                 crate::metrics::inc(
                     "sluice_error_records_total",
                     "Records written to an error output, by type.",
@@ -522,7 +524,10 @@ fn conversion_error(record: &Record, raw: &[u8], code: &str, message: &str) -> V
 async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), BufferError> {
     let mut objects = Vec::new();
     if object.data_records > 0 {
-        objects.push(object.encoder);
+        objects.push(EpochObject {
+            encoder: object.encoder,
+            records: object.data_records,
+        });
     } else {
         // Every record went to an error output: deliver no empty data object
         // (as Firehose). The staged bytes are dropped now; an S3 upload left
@@ -532,10 +537,19 @@ async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), B
             writer.discard().await;
         }
     }
-    objects.extend(object.backup);
-    objects.extend(object.errors.into_iter().map(|(_, encoder)| encoder));
+    objects.extend(object.backup.map(|encoder| EpochObject {
+        encoder,
+        records: object.records,
+    }));
+    objects.extend(
+        object
+            .errors
+            .into_iter()
+            .map(|(_, encoder, records)| EpochObject { encoder, records }),
+    );
     let epoch = Epoch {
         objects,
+        oldest_ms: Some(object.oldest_ms),
         positions: object.positions,
         records: object.records,
         bytes: object.bytes,
@@ -726,8 +740,9 @@ mod tests {
             1,
             "only the processing-failed error object"
         );
+        assert_eq!(epoch.objects[0].records, 2, "both failed records counted");
         let mut out = Vec::new();
-        for encoder in epoch.objects {
+        for EpochObject { encoder, .. } in epoch.objects {
             let writer = tokio::task::spawn_blocking(move || encoder.finish())
                 .await
                 .unwrap()

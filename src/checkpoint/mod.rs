@@ -170,6 +170,7 @@ mod tests {
             staged: vec![StagedObject {
                 key: "2026/01/01/00/a".into(),
                 handle: StagedHandle::LocalFile { temp: "t1".into() },
+                bytes: 3,
             }],
             replay_from: None,
         };

@@ -569,7 +569,7 @@ pub(super) mod tests {
         assert!(buffer_interval("o", 901).is_err());
         assert!(buffer_interval("o", -1).is_err());
         // The largest batch the API accepts must fit an empty log.
-        assert!(MIN_MAX_WAL_BYTES > 4 * MIB + 500 * 16);
+        const { assert!(MIN_MAX_WAL_BYTES > 4 * MIB + 500 * 16) };
         assert!(max_wal_bytes("o", MIN_MAX_WAL_BYTES as i64 - 1).is_err());
         assert_eq!(
             max_wal_bytes("o", MIN_MAX_WAL_BYTES as i64).unwrap(),

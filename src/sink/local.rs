@@ -105,6 +105,7 @@ impl ObjectSink for LocalSink {
                 object: StagedObject {
                     key: key.to_owned(),
                     handle: StagedHandle::LocalFile { temp: name },
+                    bytes: 0,
                 },
             }) as Box<dyn StagingWriter>)
         })
@@ -258,10 +259,12 @@ impl StagingWriter for LocalStagingWriter {
             tokio::task::spawn_blocking(move || -> io::Result<StagedObject> {
                 let file = this.file.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
+                let mut object = this.object;
+                object.bytes = file.metadata()?.len();
                 // The temp file's directory entry must be durable too before the
                 // handle is committed, or recovery could find nothing to rename.
                 sync_dir(&this.staging)?;
-                Ok(this.object)
+                Ok(object)
             })
             .await
             .map_err(|e| SinkError::io(key.clone(), io::Error::other(e)))?
@@ -389,6 +392,7 @@ mod tests {
             handle: StagedHandle::LocalFile {
                 temp: "x.tmp".into(),
             },
+            bytes: 0,
         };
         assert!(matches!(
             sink.complete(&staged).await,

@@ -47,6 +47,10 @@ pub struct StagedObject {
     pub key: String,
     /// How to find the staged bytes.
     pub handle: StagedHandle,
+    /// Size of the object as written, for logs (0 in checkpoints written
+    /// before it was recorded).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// Sink-specific handle of a staged object.

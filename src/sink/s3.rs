@@ -245,6 +245,9 @@ pub struct S3Sink {
     filter: UploadFilter,
     /// This instance's id, once [`S3Sink::claim`] succeeded.
     instance_id: Arc<OnceLock<String>>,
+    /// Who this instance is, for claims made on first use
+    /// ([`S3Sink::with_holder`]).
+    holder: Option<Arc<Holder>>,
 }
 
 impl S3Sink {
@@ -255,7 +258,55 @@ impl S3Sink {
             options: Arc::new(options),
             filter,
             instance_id: Arc::new(OnceLock::new()),
+            holder: None,
         }
+    }
+
+    /// The same sink, claiming the stream's prefix as `holder` before it
+    /// first aborts anything (if [`S3Sink::claim`] did not succeed at start,
+    /// e.g. because S3 was unreachable or the bucket is still missing: the
+    /// pipeline's recovery then retries the claim with its backoff).
+    pub fn with_holder(mut self, holder: Holder) -> Self {
+        self.holder = Some(Arc::new(holder));
+        self
+    }
+
+    /// Claims now unless already claimed. Like every other S3 call of the
+    /// pipeline it never gives up on S3 failures: an error an operator must
+    /// fix (bucket missing, access denied) is retried slowly, so the stream
+    /// heals once it is fixed; only a claim held by another instance ends it.
+    async fn ensure_claimed(&self) -> Result<(), SinkError> {
+        let Some(holder) = &self.holder else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_secs(1);
+        while self.instance_id.get().is_none() {
+            match self.claim(holder).await {
+                Ok(()) => {}
+                Err(SinkError::S3 {
+                    code,
+                    message,
+                    fault,
+                    retriable,
+                    ..
+                }) => {
+                    let wait = if retriable {
+                        jitter(backoff)
+                    } else {
+                        SLOW_RETRY
+                    };
+                    if retriable {
+                        tracing::warn!(stream = %self.filter.stream, code = code.as_deref().unwrap_or("-"), error = %message, retry_in_ms = wait.as_millis() as u64, "Cannot claim the stream's S3 prefix; retrying.");
+                    } else {
+                        tracing::error!(stream = %self.filter.stream, code = code.as_deref().unwrap_or("-"), %fault, error = %message, retry_in_ms = wait.as_millis() as u64, "Cannot claim the stream's S3 prefix and this needs an operator; retrying slowly, nothing is dropped.");
+                    }
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
     }
 
     async fn create_upload(&self, key: &str) -> Result<String, SinkError> {
@@ -530,7 +581,11 @@ where
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 1;
     loop {
-        match op().await {
+        let result = op().await;
+        if let Err(SinkError::S3 { code, fault, .. }) = &result {
+            count(operation, code.as_deref(), *fault);
+        }
+        match result {
             Err(
                 e @ SinkError::S3 {
                     retriable: true, ..
@@ -565,6 +620,7 @@ impl ObjectSink for S3Sink {
                 max_in_flight: self.options.max_concurrent_parts.max(1),
                 buf: Vec::new(),
                 next_part: 1,
+                written: 0,
                 in_flight: VecDeque::new(),
                 done: Vec::new(),
             }) as Box<dyn StagingWriter>)
@@ -641,6 +697,8 @@ impl ObjectSink for S3Sink {
         keep: &'a [StagedObject],
     ) -> BoxFuture<'a, Result<usize, SinkError>> {
         Box::pin(async move {
+            // Nothing under the prefix is aborted before the claim holds.
+            self.ensure_claimed().await?;
             let keep: Vec<&str> = keep
                 .iter()
                 .filter_map(|s| match &s.handle {
@@ -768,6 +826,8 @@ struct S3StagingWriter {
     next_part: i32,
     in_flight: VecDeque<JoinHandle<Result<Part, SinkError>>>,
     done: Vec<Part>,
+    /// Bytes written so far.
+    written: u64,
 }
 
 impl std::fmt::Debug for S3StagingWriter {
@@ -811,6 +871,7 @@ impl S3StagingWriter {
 
 impl Write for S3StagingWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.written += data.len() as u64;
         self.buf.extend_from_slice(data);
         while self.buf.len() >= self.part_size {
             let rest = self.buf.split_off(self.part_size);
@@ -852,6 +913,7 @@ impl StagingWriter for S3StagingWriter {
                     upload_id: this.upload.upload_id.clone(),
                     parts: this.done,
                 },
+                bytes: this.written,
             })
         })
     }
@@ -873,7 +935,13 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = err.code().map(str::to_owned);
-    let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+    // S3's own words when it answered ("The specified bucket does not
+    // exist"); the whole error chain only when it did not (timeouts,
+    // connection failures), where the chain is what explains it.
+    let message = match (&err, err.message()) {
+        (SdkError::ServiceError(_), Some(text)) => text.to_owned(),
+        _ => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+    };
     let (fault, retriable) = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             (Fault::Remote, true)
@@ -959,16 +1027,7 @@ where
                 retriable,
                 ..
             }) => {
-                crate::metrics::inc(
-                    "sluice_s3_errors_total",
-                    "Failed S3 requests by operation and S3 error code (all retried).",
-                    &[
-                        ("operation", operation),
-                        ("code", code.as_deref().unwrap_or("none")),
-                        ("fault", &fault.to_string()),
-                    ],
-                    1,
-                );
+                count(operation, code.as_deref(), fault);
                 let wait = if retriable {
                     jitter(backoff)
                 } else {
@@ -985,6 +1044,20 @@ where
             Err(other) => return Err(other),
         }
     }
+}
+
+/// Counts a failed S3 request on `/metrics`.
+fn count(operation: &'static str, code: Option<&str>, fault: Fault) {
+    crate::metrics::inc(
+        "sluice_s3_errors_total",
+        "Failed S3 requests by operation and S3 error code.",
+        &[
+            ("operation", operation),
+            ("code", code.unwrap_or("none")),
+            ("fault", &fault.to_string()),
+        ],
+        1,
+    );
 }
 
 /// Full jitter between 50% and 100% of `d`.

@@ -401,15 +401,15 @@ impl Report {
                 }
             }
         }
-        if let (Some(m), Some(end)) = (mark_end, self.valid_end()) {
-            if m > end {
-                out.push(corrupt(
-                    end,
-                    format!(
-                        "the log ends at {end} but records up to {m} were acknowledged: it was truncated or a segment is missing"
-                    ),
-                ));
-            }
+        if let (Some(m), Some(end)) = (mark_end, self.valid_end())
+            && m > end
+        {
+            out.push(corrupt(
+                end,
+                format!(
+                    "the log ends at {end} but records up to {m} were acknowledged: it was truncated or a segment is missing"
+                ),
+            ));
         }
         out.extend(self.consistency().into_iter().map(Problem::Inconsistent));
         out
@@ -784,11 +784,11 @@ pub fn repair(dir: &Path, committed: Option<WalPosition>) -> Result<Repaired, Wa
             _ => 0,
         };
         let path = segment_path(dir, n);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .open(&path)
             .map_err(|e| io_err("opening segment", e))?;
-        std::os::unix::fs::FileExt::write_all_at(&mut file, &format::encode_header(n, prev_len), 0)
+        std::os::unix::fs::FileExt::write_all_at(&file, &format::encode_header(n, prev_len), 0)
             .and_then(|()| file.sync_all())
             .map_err(|e| io_err("rewriting segment header", e))?;
         previous = Some((n, len));
