@@ -34,7 +34,8 @@
 //! `T` is the merged value type. Past [`MAX_STRUCT_KEYS`] distinct keys an
 //! object is a map whatever its values (`map<string,string>` when they
 //! disagree: OpenX stores other JSON as its text), so a map keyed by ids
-//! never grows a struct of millions of fields.
+//! never grows a struct of millions of fields. (Top-level keys are always
+//! columns; a record with more than that many keys adds no columns.)
 //!
 //! # Merging
 //! null/absent adds nothing, `bigint` and `double` give `double`,

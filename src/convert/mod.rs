@@ -10,6 +10,7 @@
 //!   leaves the builder untouched), `len()`, `finish_batch() -> RecordBatch`.
 //!   Keep batches at 1k-4k rows: that is where it is fastest.
 //! - [`Deserializer`]: OpenX or Hive JSON SerDe with Firehose's options.
+//! - [`Codec`]: the compression names both formats accept (`GZIP` = `ZLIB`).
 //! - [`error_document`]: the `format-conversion-failed` error record.
 //! - [`parquet()`]: the streaming Parquet [`Encoder`]. A rejected record
 //!   surfaces as [`EncodeError::Record`]; the encoder stays usable.
