@@ -74,7 +74,8 @@ enum Command {
         /// Input file; `-` or absent reads stdin.
         file: Option<PathBuf>,
     },
-    /// Convert JSON Lines files to one Parquet file (bad records to OUT.errors.jsonl).
+    /// Convert JSON Lines files to one Parquet or ORC file (bad records to OUT.errors.jsonl;
+    /// exit 1 when more than --max-errors records failed).
     Convert(sluice::convert::cli::ConvertArgs),
     /// Schema tools: `sluice schema discover FILE...` infers a schema.
     Schema {

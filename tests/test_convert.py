@@ -1,11 +1,12 @@
 """`sluice convert` (JSON Lines -> Parquet) and `sluice schema discover`, checked with
-independent readers: pyarrow and DuckDB. Fixtures are in tests/fixtures/convert/."""
+independent readers: pyarrow and DuckDB. Fixtures are in tests/fixtures/convert/.
+ORC output of `sluice convert` is checked in test_orc.py."""
 
 from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,10 +20,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "convert"
 SCHEMA = FIXTURES / "schema.toml"
 
 
-def convert(tmp_path: Path, *inputs: Path, extra: list[str] | None = None) -> tuple[Path, list[dict], str]:
+def convert(tmp_path: Path, *inputs: Path, extra: list[str] | None = None, rc: int = 0, schema: Path = SCHEMA) -> tuple[Path, list[dict], str]:
     out = tmp_path / "out.parquet"
-    proc = run_sluice(["convert", *map(str, inputs), "--schema", str(SCHEMA), "-o", str(out), *(extra or [])])
-    assert proc.returncode == 0, proc.stderr.decode()
+    proc = run_sluice(["convert", *map(str, inputs), "--schema", str(schema), "-o", str(out), *(extra or [])])
+    assert proc.returncode == rc, proc.stderr.decode()
     errors_file = Path(str(out) + ".errors.jsonl")
     errors = [json.loads(line) for line in errors_file.read_text().splitlines()] if errors_file.exists() else []
     return out, errors, proc.stderr.decode()
@@ -89,7 +90,7 @@ def test_good_records_read_back_with_pyarrow_and_duckdb(tmp_path, sluice_bin, co
 
 
 def test_bad_records_land_in_the_errors_file(tmp_path, sluice_bin):
-    out, errors, stderr = convert(tmp_path, FIXTURES / "bad.jsonl")
+    out, errors, stderr = convert(tmp_path, FIXTURES / "bad.jsonl", extra=["--max-errors", "14"])
     lines = (FIXTURES / "bad.jsonl").read_bytes().splitlines()
     expected = {
         2: "InvalidValue",
@@ -143,7 +144,7 @@ def test_several_inputs_and_many_row_groups(tmp_path, sluice_bin):
 def test_hive_deserializer_is_strict(tmp_path, sluice_bin):
     src = tmp_path / "in.jsonl"
     src.write_text('{"id":1,"ts":"2017-02-07 15:13:01"}\n{"id":"2"}\n{"id":3,"ts":"07/02/2017 15:13"}\n{"id":4,"ts":1486480381123}\n')
-    out, errors, _ = convert(tmp_path, src, extra=["--deserializer", "hive", "--timestamp-format", "dd/MM/yyyy HH:mm", "--timestamp-format", "millis"])
+    out, errors, _ = convert(tmp_path, src, rc=1, extra=["--deserializer", "hive", "--timestamp-format", "dd/MM/yyyy HH:mm", "--timestamp-format", "millis"])
     assert [e["lastErrorCode"] for e in errors] == ["DataFormatConversion.TypeMismatch"]
     rows = {r["id"]: r["ts"] for r in pq.read_table(out).to_pylist()}
     assert rows == {1: datetime(2017, 2, 7, 15, 13, 1), 3: datetime(2017, 2, 7, 15, 13), 4: datetime(2017, 2, 7, 15, 13, 1, 123000)}
@@ -179,3 +180,127 @@ def test_schema_discover_round_trips_through_convert(tmp_path, sluice_bin):
     assert pq.ParquetFile(out).metadata.num_rows == 8
     proc = run_sluice(["schema", "discover", "--max-records", "1", str(FIXTURES / "good.jsonl")])
     assert b"inferred from 1 records" in proc.stderr
+
+
+def test_failed_records_exit_1_unless_max_errors_allows_them(tmp_path, sluice_bin):
+    bad = FIXTURES / "bad.jsonl"  # 2 good records, 14 bad ones
+    for extra, rc in [([], 1), (["--max-errors", "13"], 1), (["--max-errors", "14"], 0), (["--max-errors", "100"], 0)]:
+        out, errors, stderr = convert(tmp_path, bad, extra=extra, rc=rc)
+        assert len(errors) == 14
+        errors_file = f"{out}.errors.jsonl"
+        assert f"converted 2 of 16 records to {out}; 14 failed (error documents in {errors_file})" in stderr
+        # Too many failures is an error, but the good records are kept.
+        assert ("more than --max-errors" in stderr) == (rc == 1), stderr
+        assert pq.read_table(out).column("id").to_pylist() == [100, 111]
+    _, errors, stderr = convert(tmp_path, FIXTURES / "good.jsonl")
+    assert errors == [] and "; 0 failed" in stderr
+
+
+def timestamp_schema(tmp_path: Path) -> Path:
+    schema = tmp_path / "ts.toml"
+    schema.write_text('[[schema]]\nname = "id"\ntype = "bigint"\n[[schema]]\nname = "ts"\ntype = "timestamp"\n')
+    return schema
+
+
+def test_offset_timestamps_are_stored_as_utc(tmp_path, sluice_bin):
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id":1,"ts":"2026-01-02T03:04:05+02:00"}\n'
+        '{"id":2,"ts":"2026-01-01T23:34:05.250-05:30"}\n'
+        '{"id":3,"ts":"2026-01-02T01:04:05Z"}\n'
+        '{"id":4,"ts":"2026-01-02T03:04:05+0200"}\n'
+    )
+    out, errors, _ = convert(tmp_path, src, schema=timestamp_schema(tmp_path), rc=1)
+    assert [e["lastErrorCode"] for e in errors] == ["DataFormatConversion.InvalidTimestamp"]  # OpenX wants ±HH:MM
+    utc = datetime(2026, 1, 2, 1, 4, 5)
+    rows = {r["id"]: r["ts"] for r in pq.read_table(out).to_pylist()}
+    assert rows == {1: utc, 2: datetime(2026, 1, 2, 5, 4, 5, 250000), 3: utc}
+    con = duckdb.connect()
+    try:
+        epochs = con.execute(f"SELECT id, epoch_ms(ts) FROM read_parquet('{out}') ORDER BY id").fetchall()
+    finally:
+        con.close()
+    instant = int(datetime(2026, 1, 2, 1, 4, 5, tzinfo=timezone.utc).timestamp() * 1000)
+    assert epochs == [(1, instant), (2, instant + 4 * 3600_000 + 250), (3, instant)]
+
+
+def test_discover_keeps_first_seen_order_and_infers_maps(tmp_path, sluice_bin):
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"zeta":1,"Counts":{"a":1},"user":{"name":"x","age":3},"seen":"2026-01-02T03:04:05+02:00"}\n'
+        '{"alpha":true,"counts":{"zz":2,"q":5},"user":{"name":"y","city":"Oslo"},"zeta":2}\n'
+    )
+    proc = run_sluice(["schema", "discover", str(src)])
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.decode()
+    names = [l.split(" = ")[1].strip('"') for l in text.splitlines() if l.startswith("name")]
+    types = [l.split(" = ")[1].strip('"') for l in text.splitlines() if l.startswith("type")]
+    assert list(zip(names, types)) == [
+        ("zeta", "bigint"),
+        ("counts", "map<string,bigint>"),
+        ("user", "struct<name:string,age:bigint,city:string>"),
+        ("seen", "timestamp"),
+        ("alpha", "boolean"),
+    ]
+    schema = tmp_path / "discovered.toml"
+    schema.write_text(text)
+    out, errors, _ = convert(tmp_path, src, schema=schema)
+    assert errors == []
+    table = pq.read_table(out)
+    assert table.column_names == names
+    rows = table.to_pylist()
+    assert [dict(r["counts"]) for r in rows] == [{"a": 1}, {"zz": 2, "q": 5}]
+    assert rows[0]["seen"] == datetime(2026, 1, 2, 1, 4, 5)
+    con = duckdb.connect()
+    try:
+        got = con.execute(f"SELECT zeta, counts['q'], user.city FROM read_parquet('{out}') ORDER BY zeta").fetchall()
+    finally:
+        con.close()
+    assert got == [(1, None, None), (2, 5, "Oslo")]
+
+
+DAEMON_CONFIG = """
+name = "clicks"
+[source]
+type = "direct_put"
+[destination]
+type = "local"
+path = "data"
+[destination.format]
+type = "parquet"
+column_to_json_key_mappings = { ts = "event.time", user_id = "uid" }
+[[destination.format.schema]]
+name = "ts"
+type = "timestamp"
+[[destination.format.schema]]
+name = "user_id"
+type = "bigint"
+"""
+
+
+def test_schema_from_a_daemon_config_uses_its_key_mappings(tmp_path, sluice_bin):
+    config = tmp_path / "clicks.toml"
+    config.write_text(DAEMON_CONFIG)
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"event.time":"2026-01-02T03:04:05+02:00","uid":7,"user_id":99}\n')
+    out, errors, _ = convert(tmp_path, src, schema=config, extra=["--compression", "zlib"])
+    assert errors == []
+    assert pq.read_table(out).to_pylist() == [{"ts": datetime(2026, 1, 2, 1, 4, 5), "user_id": 7}]
+    assert pq.ParquetFile(out).metadata.row_group(0).column(0).compression == "GZIP"
+    # --map-key overrides one mapping; the other stays.
+    out, errors, _ = convert(tmp_path, src, schema=config, extra=["--map-key", "user_id=user_id"])
+    assert pq.read_table(out).to_pylist() == [{"ts": datetime(2026, 1, 2, 1, 4, 5), "user_id": 99}]
+    # Contradicting or inapplicable flags are refused, not ignored.
+    for extra in (["--deserializer", "hive"], ["--timestamp-format", "millis"]):
+        proc = run_sluice(["convert", str(src), "--schema", str(config), "-o", str(tmp_path / "x.parquet"), *extra])
+        assert proc.returncode == 2, proc.stderr
+    # A config that does not validate names its option.
+    config.write_text(DAEMON_CONFIG.replace('type = "parquet"', 'type = "parquet"\ncompression = "lz4"'))
+    proc = run_sluice(["convert", str(src), "--schema", str(config), "-o", str(tmp_path / "x.parquet")])
+    assert proc.returncode == 2 and b"destination.format.compression" in proc.stderr, proc.stderr
+
+
+def test_help_tells_the_truth(sluice_bin):
+    text = run_sluice(["convert", "--help"]).stdout.decode()
+    assert "Parquet or ORC" in text and "daemon stream config" in text and "--max-errors" in text
+    assert "gzip (= zlib)" in text

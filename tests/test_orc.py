@@ -16,6 +16,9 @@ Files (each for compression none/zlib/snappy/zstd):
   int, double), default options.
 - ``ids_<c>.orc``: ``id bigint`` 0..19,999 and ``name string`` (null when id % 7 == 0),
   16 KiB stripes; ``ids_default_<c>.orc`` with default options.
+
+The ``sluice convert --format orc`` tests at the end run the binary instead (codec names,
+offset timestamps) and need no helper files.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.orc as po
 import pytest
+
+from conftest import run_sluice
 
 REPO = Path(__file__).resolve().parent.parent
 CODECS = ["none", "zlib", "snappy", "zstd"]
@@ -255,3 +261,50 @@ def test_pyorc_statistics(orc_dir: Path, pyorc):
         stripe = r.read_stripe(0)
         assert stripe[1].statistics["minimum"] == 0
         assert stripe[1].statistics["number_of_values"] == len(stripe)
+
+
+# --- sluice convert --format orc ---------------------------------------------------------
+
+
+def convert_orc(tmp_path: Path, lines: list[str], *extra: str) -> Path:
+    schema = tmp_path / "s.toml"
+    schema.write_text('[[schema]]\nname = "id"\ntype = "bigint"\n[[schema]]\nname = "ts"\ntype = "timestamp"\n')
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(line + "\n" for line in lines))
+    out = tmp_path / "out.orc"
+    proc = run_sluice(["convert", str(src), "--schema", str(schema), "--format", "orc", "-o", str(out), *extra])
+    assert proc.returncode == 0, proc.stderr.decode()
+    return out
+
+
+@pytest.mark.parametrize("name, codec", [("gzip", "ZLIB"), ("ZLIB", "ZLIB"), ("uncompressed", "UNCOMPRESSED"), ("none", "UNCOMPRESSED"), ("zstd", "ZSTD")])
+def test_convert_orc_takes_the_parquet_codec_names(tmp_path: Path, sluice_bin, name: str, codec: str):
+    out = convert_orc(tmp_path, ['{"id":1}', '{"id":2}'], "--compression", name)
+    f = po.ORCFile(out)
+    assert f.compression == codec
+    assert f.read().column("id").to_pylist() == [1, 2]
+
+
+def test_daemon_config_takes_gzip_for_orc(tmp_path: Path, sluice_bin):
+    config = tmp_path / "s.toml"
+    config.write_text(
+        'name = "s"\n[source]\ntype = "direct_put"\n[destination]\ntype = "local"\npath = "data"\n'
+        '[destination.format]\ntype = "orc"\ncompression = "gzip"\n'
+        '[[destination.format.schema]]\nname = "id"\ntype = "bigint"\n'
+    )
+    proc = run_sluice(["validate", "--config", str(config)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_convert_orc_offset_timestamps_are_utc_instants(tmp_path: Path, sluice_bin, pyorc):
+    out = convert_orc(tmp_path, [
+        '{"id":1,"ts":"2026-01-02T03:04:05.5+02:00"}',
+        '{"id":2,"ts":"2026-01-01T19:34:05.5-05:30"}',
+        '{"id":3,"ts":"2026-01-02T01:04:05.5Z"}',
+    ])
+    want = datetime(2026, 1, 2, 1, 4, 5, 500000)
+    assert po.read_table(out).column("ts").to_pylist() == [want] * 3
+    with open(out, "rb") as f:
+        rows = list(pyorc_reader(pyorc, f))
+    instant_ns = int(datetime(2026, 1, 2, 1, 4, 5, tzinfo=timezone.utc).timestamp()) * 10**9 + 500_000_000
+    assert [r["ts"] for r in rows] == [instant_ns] * 3

@@ -1,12 +1,26 @@
 //! The `sluice convert` and `sluice schema discover` commands (argument
 //! types derive clap so `main.rs` only adds two variants).
 //!
-//! `sluice convert INPUT... --schema SCHEMA.toml -o OUT` reads JSON Lines
-//! (one record per line; blank lines skipped), writes one Parquet file, and
-//! writes each bad record to `OUT.errors.jsonl` as a Firehose error document
-//! (also reported on stderr with file and line). Bad records are not a
-//! failure: the exit code is 0 unless reading or writing failed (1) or the
-//! arguments, schema or options are invalid (2).
+//! `sluice convert INPUT... --schema FILE -o OUT` reads JSON Lines (one
+//! record per line; blank lines skipped), writes one Parquet or ORC file
+//! (`--format`), and writes each bad record to `OUT.errors.jsonl` as a
+//! Firehose error document (also reported on stderr with file and line).
+//!
+//! `--schema` takes either a schema file (`[[schema]]` tables, what
+//! `sluice schema discover` prints) or a daemon stream config (native TOML
+//! or Firehose JSON, validated as `sluice validate` does): then the columns
+//! *and the deserializer settings* come from the config's format section
+//! (`deserializer`, `case_insensitive`, `column_to_json_key_mappings`,
+//! `convert_dots_in_json_keys_to_underscores`, `timestamp_formats`), so a
+//! backfill reads records exactly as the daemon would. Deserializer flags
+//! add to the config's settings (`--map-key` overrides a column's mapping);
+//! a flag for the other deserializer is refused. The output format and its
+//! options always come from the flags.
+//!
+//! Exit codes: 0 when every record converted (or at most `--max-errors`
+//! failed); 1 when more records failed than that (the output still holds
+//! the good ones), or reading or writing failed; 2 when the arguments,
+//! schema, config or options are invalid.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
@@ -16,6 +30,65 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::discover::Discoverer;
 use super::{Deserializer, ParquetCompression, ParquetOptions, Schema, error_document};
 use crate::encode::{EncodeError, Encoder};
+use crate::error::{Classify, Fault};
+
+/// Why `sluice convert` stops or fails.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// An argument is invalid or contradicts the schema file.
+    #[error("{0}")]
+    Usage(String),
+    /// The `--schema` file cannot be used.
+    #[error("schema {path}: {message}")]
+    Schema {
+        /// The `--schema` argument.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The `--schema` file is a daemon config that does not validate.
+    #[error("schema {path}: {source}")]
+    Config {
+        /// The `--schema` argument.
+        path: PathBuf,
+        /// The config's own error, naming the option.
+        source: crate::config::ConfigError,
+    },
+    /// More records failed than `--max-errors` allows.
+    #[error(
+        "{failed} of {records} records failed, more than --max-errors {max_errors} allows (see {errors})"
+    )]
+    TooManyFailed {
+        /// Records that failed.
+        failed: u64,
+        /// Records read.
+        records: u64,
+        /// The allowed number.
+        max_errors: u64,
+        /// The error documents.
+        errors: String,
+    },
+}
+
+impl Classify for CliError {
+    fn is_retriable(&self) -> bool {
+        false
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            CliError::TooManyFailed { .. } => Fault::Data,
+            CliError::Config { source, .. } => source.fault(),
+            CliError::Usage(_) | CliError::Schema { .. } => Fault::Config,
+        }
+    }
+}
+
+impl CliError {
+    /// The process exit code: 2 for what the invocation got wrong, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.fault() == Fault::Config { 2 } else { 1 }
+    }
+}
 
 /// Arguments of `sluice convert`.
 #[derive(Debug, clap::Args)]
@@ -23,18 +96,24 @@ pub struct ConvertArgs {
     /// JSON Lines input files (`-` reads stdin), converted in order into one output.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Schema file: `[[schema]]` tables with `name` and `type` (Glue type strings).
+    /// Schema file (`[[schema]]` tables with `name` and `type`, as `schema discover`
+    /// prints), or a daemon stream config (TOML or Firehose JSON): then its columns and
+    /// deserializer settings (key mappings included) are used; flags add to them.
     #[arg(long)]
     pub schema: PathBuf,
     /// Output format: `parquet` or `orc`.
     #[arg(long, default_value = "parquet")]
     pub format: String,
-    /// Compression: snappy, gzip, zstd or uncompressed.
+    /// Compression, the same names for Parquet and ORC: snappy, gzip (= zlib), zstd,
+    /// uncompressed (= none).
     #[arg(long, default_value = "snappy")]
     pub compression: String,
-    /// JSON deserializer: `openx` or `hive`.
-    #[arg(long, default_value = "openx")]
-    pub deserializer: String,
+    /// JSON deserializer: `openx` or `hive` [default: openx, or the config's].
+    #[arg(long)]
+    pub deserializer: Option<String>,
+    /// Exit 0 although up to N records failed; with 0, any failed record exits 1.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_errors: u64,
     /// OpenX: match keys to column names case-sensitively (CaseInsensitive=false).
     #[arg(long)]
     pub case_sensitive: bool,
@@ -44,7 +123,9 @@ pub struct ConvertArgs {
     /// OpenX ConvertDotsInJsonKeysToUnderscores.
     #[arg(long)]
     pub dots_to_underscores: bool,
-    /// Hive TimestampFormats entry (a Joda pattern or `millis`); repeatable.
+    /// Hive TimestampFormats entry (a Joda pattern, `Z` for an offset, or `millis`);
+    /// repeatable. (OpenX takes none: it reads `yyyy-MM-ddTHH:mm:ss[.f]` with `Z` or
+    /// `±HH:MM`, `yyyy-MM-dd HH:mm:ss[.f]` and epoch numbers.)
     #[arg(long = "timestamp-format")]
     pub timestamp_formats: Vec<String>,
     /// Parquet row-group target in bytes (BlockSizeBytes).
@@ -59,7 +140,7 @@ pub struct ConvertArgs {
     /// Parquet writer version: V1 or V2.
     #[arg(long, default_value = "V1")]
     pub writer_version: String,
-    /// Output file.
+    /// Output file (Parquet or ORC); bad records go to OUT.errors.jsonl.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
 }
@@ -106,27 +187,106 @@ fn record_of(line: &[u8]) -> Option<&[u8]> {
     }
 }
 
-fn deserializer_of(args: &ConvertArgs) -> Result<Deserializer, String> {
-    match args.deserializer.to_ascii_lowercase().as_str() {
-        "openx" => {
-            let mut mappings = std::collections::BTreeMap::new();
+/// Reads `--schema`: a schema file, or a daemon config whose schema and
+/// deserializer are used (see the module docs).
+fn load_schema(path: &Path) -> Result<(Schema, Option<Deserializer>), CliError> {
+    let schema_err = |message: String| CliError::Schema {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| schema_err(e.to_string()))?;
+    // A schema file has top-level `schema` tables; a stream config has a
+    // `destination` (TOML) or is a JSON object (Firehose's shape).
+    let is_config = text.trim_start().starts_with('{')
+        || text
+            .parse::<toml::Table>()
+            .is_ok_and(|t| !t.contains_key("schema") && t.contains_key("destination"));
+    if !is_config {
+        return Schema::from_toml(&text)
+            .map(|s| (s, None))
+            .map_err(schema_err);
+    }
+    let cwd = std::env::current_dir().map_err(|e| schema_err(e.to_string()))?;
+    let config = crate::config::load(path, &cwd).map_err(|source| CliError::Config {
+        path: path.to_owned(),
+        source,
+    })?;
+    let Some(format) = config.destination.format.as_deref() else {
+        return Err(schema_err(
+            "the stream config has no format conversion (no columns to use)".into(),
+        ));
+    };
+    match &format.schema {
+        crate::config::SchemaSource::Inline(schema) => {
+            Ok((schema.clone(), Some(format.deserializer.clone())))
+        }
+        crate::config::SchemaSource::Glue(glue) => Err(schema_err(format!(
+            "the columns are in Glue table {}.{}, which convert does not read; \
+             put them in a schema file (`[[schema]]` tables)",
+            glue.database, glue.table
+        ))),
+    }
+}
+
+/// The deserializer: the config's (when `--schema` is a config) or the
+/// `--deserializer` one, with the flags' settings added.
+fn deserializer_of(
+    args: &ConvertArgs,
+    from_config: Option<Deserializer>,
+) -> Result<Deserializer, CliError> {
+    let usage = |m: String| Err(CliError::Usage(m));
+    let mut d = match (args.deserializer.as_deref(), from_config) {
+        (None, Some(d)) => d,
+        (named, config) => {
+            let name = named.unwrap_or("openx").to_ascii_lowercase();
+            let d = match name.as_str() {
+                "openx" => Deserializer::default(),
+                "hive" => Deserializer::Hive {
+                    timestamp_formats: Vec::new(),
+                },
+                other => return usage(format!("--deserializer `{other}`: expected openx or hive")),
+            };
+            match config {
+                Some(c) if std::mem::discriminant(&c) != std::mem::discriminant(&d) => {
+                    return usage(format!(
+                        "--deserializer {name} contradicts the config in --schema, which uses the other one"
+                    ));
+                }
+                Some(c) => c,
+                None => d,
+            }
+        }
+    };
+    match &mut d {
+        Deserializer::OpenX {
+            case_insensitive,
+            column_to_json_key_mappings,
+            convert_dots_in_json_keys_to_underscores,
+        } => {
+            if !args.timestamp_formats.is_empty() {
+                return usage("--timestamp-format applies to the hive deserializer only".into());
+            }
             for entry in &args.map_keys {
                 let Some((column, key)) = entry.split_once('=') else {
-                    return Err(format!("--map-key `{entry}`: expected COLUMN=KEY"));
+                    return usage(format!("--map-key `{entry}`: expected COLUMN=KEY"));
                 };
-                mappings.insert(column.to_owned(), key.to_owned());
+                column_to_json_key_mappings.insert(column.to_owned(), key.to_owned());
             }
-            Ok(Deserializer::OpenX {
-                case_insensitive: !args.case_sensitive,
-                column_to_json_key_mappings: mappings,
-                convert_dots_in_json_keys_to_underscores: args.dots_to_underscores,
-            })
+            *case_insensitive &= !args.case_sensitive;
+            *convert_dots_in_json_keys_to_underscores |= args.dots_to_underscores;
         }
-        "hive" => Ok(Deserializer::Hive {
-            timestamp_formats: args.timestamp_formats.clone(),
-        }),
-        other => Err(format!("--deserializer `{other}`: expected openx or hive")),
+        Deserializer::Hive { timestamp_formats } => {
+            if !args.map_keys.is_empty() || args.case_sensitive || args.dots_to_underscores {
+                return usage(
+                    "--map-key, --case-sensitive and --dots-to-underscores apply to the openx \
+                     deserializer only"
+                        .into(),
+                );
+            }
+            timestamp_formats.extend(args.timestamp_formats.iter().cloned());
+        }
     }
+    Ok(d)
 }
 
 /// Counts of one conversion.
@@ -145,21 +305,13 @@ const MAX_REPORTED: u64 = 100;
 
 /// Runs `sluice convert`; returns the process exit code (0, 1 or 2).
 pub fn convert(args: &ConvertArgs) -> u8 {
-    let schema = match std::fs::read_to_string(&args.schema)
-        .map_err(|e| e.to_string())
-        .and_then(|text| Schema::from_toml(&text))
+    let (schema, deserializer) = match load_schema(&args.schema)
+        .and_then(|(schema, from_config)| Ok((schema, deserializer_of(args, from_config)?)))
     {
-        Ok(schema) => schema,
-        Err(e) => {
-            eprintln!("error: schema {}: {e}", args.schema.display());
-            return 2;
-        }
-    };
-    let deserializer = match deserializer_of(args) {
-        Ok(d) => d,
+        Ok(pair) => pair,
         Err(e) => {
             eprintln!("error: {e}");
-            return 2;
+            return e.exit_code();
         }
     };
     let encoder: Box<dyn Encoder<BufWriter<File>>> = match args.format.to_ascii_lowercase().as_str()
@@ -250,6 +402,7 @@ pub fn convert(args: &ConvertArgs) -> u8 {
     };
     match run(args, encoder) {
         Ok(summary) => {
+            let errors = errors_path(&args.output);
             eprintln!(
                 "converted {} of {} records to {}; {} failed{}",
                 summary.converted,
@@ -257,12 +410,18 @@ pub fn convert(args: &ConvertArgs) -> u8 {
                 args.output.display(),
                 summary.failed,
                 if summary.failed > 0 {
-                    format!(" (see {})", errors_path(&args.output).display())
+                    format!(" (error documents in {})", errors.display())
                 } else {
                     String::new()
                 }
             );
-            0
+            match check_failures(&summary, args.max_errors, &errors) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
+            }
         }
         Err(e) => {
             let _ = std::fs::remove_file(&args.output);
@@ -270,6 +429,24 @@ pub fn convert(args: &ConvertArgs) -> u8 {
             1
         }
     }
+}
+
+/// A conversion with more failed records than `max_errors` is a failure
+/// (the output is kept: it holds every good record).
+fn check_failures(
+    summary: &ConvertSummary,
+    max_errors: u64,
+    errors: &Path,
+) -> Result<(), CliError> {
+    if summary.failed > max_errors {
+        return Err(CliError::TooManyFailed {
+            failed: summary.failed,
+            records: summary.records,
+            max_errors,
+            errors: errors.display().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// `OUT.errors.jsonl` next to `OUT`.
@@ -413,5 +590,95 @@ pub fn schema(command: &SchemaCommand) -> u8 {
             print!("{}", d.schema().to_toml());
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ConvertArgs,
+    }
+
+    fn args(extra: &[&str]) -> ConvertArgs {
+        let base = ["convert", "in.jsonl", "--schema", "s.toml", "-o", "out"];
+        Cli::parse_from(base.iter().chain(extra)).args
+    }
+
+    fn openx(mappings: &[(&str, &str)]) -> Deserializer {
+        Deserializer::OpenX {
+            case_insensitive: true,
+            column_to_json_key_mappings: mappings
+                .iter()
+                .map(|(c, k)| (c.to_string(), k.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            convert_dots_in_json_keys_to_underscores: false,
+        }
+    }
+
+    #[test]
+    fn flags_add_to_the_config_deserializer() {
+        let config = openx(&[("ts", "timestamp"), ("uid", "user")]);
+        let got = deserializer_of(&args(&["--map-key", "uid=u"]), Some(config.clone())).unwrap();
+        assert_eq!(got, openx(&[("ts", "timestamp"), ("uid", "u")]));
+        let got = deserializer_of(&args(&["--deserializer", "OpenX"]), Some(config)).unwrap();
+        assert_eq!(got, openx(&[("ts", "timestamp"), ("uid", "user")]));
+        let hive = Deserializer::Hive {
+            timestamp_formats: vec!["millis".into()],
+        };
+        let got = deserializer_of(&args(&["--timestamp-format", "yyyy"]), Some(hive)).unwrap();
+        assert_eq!(
+            got,
+            Deserializer::Hive {
+                timestamp_formats: vec!["millis".into(), "yyyy".into()]
+            }
+        );
+        assert_eq!(deserializer_of(&args(&[]), None).unwrap(), openx(&[]));
+    }
+
+    #[test]
+    fn contradicting_or_inapplicable_flags_are_usage_errors() {
+        for (extra, config) in [
+            (&["--deserializer", "hive"][..], Some(openx(&[]))),
+            (&["--timestamp-format", "millis"][..], Some(openx(&[]))),
+            (&["--timestamp-format", "millis"][..], None),
+            (&["--deserializer", "hive", "--map-key", "a=b"][..], None),
+            (&["--deserializer", "json"][..], None),
+            (&["--map-key", "no-equals"][..], None),
+        ] {
+            let e = deserializer_of(&args(extra), config).unwrap_err();
+            assert!(matches!(e, CliError::Usage(_)), "{extra:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn failed_records_fail_the_run_beyond_max_errors() {
+        let summary = ConvertSummary {
+            records: 10,
+            converted: 7,
+            failed: 3,
+        };
+        let errors = Path::new("out.errors.jsonl");
+        assert!(check_failures(&summary, 3, errors).is_ok());
+        let e = check_failures(&summary, 2, errors).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(e.fault(), Fault::Data);
+        assert_eq!(
+            e.to_string(),
+            "3 of 10 records failed, more than --max-errors 2 allows (see out.errors.jsonl)"
+        );
+        let clean = ConvertSummary {
+            failed: 0,
+            ..summary
+        };
+        assert!(check_failures(&clean, 0, errors).is_ok());
     }
 }

@@ -40,8 +40,14 @@
 //!
 //! Timestamps (stored as milliseconds, UTC wall clock; finer digits are
 //! truncated toward the past):
-//! - OpenX: `yyyy-MM-dd'T'HH:mm:ss[.f]'Z'` and `yyyy-[M]M-[d]d HH:mm:ss[.f]`
-//!   with up to 9 fraction digits; an integer (JSON number or digit string)
+//! - OpenX: `yyyy-MM-dd'T'HH:mm:ss[.f]` followed by `Z` or a `±HH:MM`
+//!   offset, and `yyyy-[M]M-[d]d HH:mm:ss[.f]` (no zone: taken as UTC),
+//!   with up to 9 fraction digits. An offset is normalised to UTC
+//!   (`03:04:05+02:00` is stored as `01:04:05`). Firehose documents only the
+//!   `Z` form; offsets are sluice's extension, because `schema discover`
+//!   and most producers (RFC 3339, `java.time`, Python's `isoformat()`)
+//!   emit them, and refusing an unambiguous instant loses data. A `T` form
+//!   without a zone stays refused, as in Firehose. An integer (JSON number or digit string)
 //!   is epoch **milliseconds when its magnitude is at least 10^11** and epoch
 //!   seconds below that. 10^11 s is the year 5138 and 10^11 ms is March
 //!   1973, so neither real seconds nor real millis fall on the wrong side in
@@ -49,8 +55,10 @@
 //! - Hive: each of `TimestampFormats` in order (Joda-Time patterns: `y M d H
 //!   h m s S a Z`, quoted literals and punctuation; the special value
 //!   `millis` takes an epoch-milliseconds integer); then, as Hive falls back,
-//!   `java.sql.Timestamp.valueOf`'s `yyyy-[M]M-[d]d HH:mm:ss[.f]`. A `Z`
-//!   offset in a pattern converts the time to UTC.
+//!   `java.sql.Timestamp.valueOf`'s `yyyy-[M]M-[d]d HH:mm:ss[.f]`, which
+//!   has no zone (Firehose's behaviour, kept). An offset is accepted only
+//!   through a pattern's `Z` (`Z`, `±HH:MM` or `±HHMM`), and converts the
+//!   time to UTC: e.g. `TimestampFormats = ["yyyy-MM-dd'T'HH:mm:ssZ"]`.
 //!
 //! Calendar fields are checked strictly (no February 30th, hours 0–23).
 
@@ -1183,6 +1191,27 @@ impl Text<'_> {
     fn done(&self) -> bool {
         self.pos == self.s.len()
     }
+    /// A UTC offset, as minutes east of UTC: `Z`, or `+HH:MM` / `-HH:MM`
+    /// (the colon optional unless `colon` is set). Hours 0..=23 and minutes
+    /// 0..=59, the range Joda-Time and `java.time` accept.
+    fn offset_minutes(&mut self, colon: bool) -> Option<i64> {
+        if self.eat(b'Z') {
+            return Some(0);
+        }
+        let sign = if self.eat(b'+') {
+            1
+        } else if self.eat(b'-') {
+            -1
+        } else {
+            return None;
+        };
+        let h = self.digits(2, 2)?;
+        if !self.eat(b':') && colon {
+            return None;
+        }
+        let m = self.digits(2, 2)?;
+        (h <= 23 && m <= 59).then_some(sign * (h * 60 + m))
+    }
     /// Optional `.f` with 1..=9 digits, as milliseconds (truncated).
     fn fraction_millis(&mut self) -> Option<i64> {
         if !self.eat(b'.') {
@@ -1207,8 +1236,18 @@ fn civil_millis(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, ms: i64) -> Op
     Some(days * MILLIS_PER_DAY + ((h * 60 + mi) * 60 + s) * 1000 + ms)
 }
 
-/// `yyyy-[M]M-[d]d`, followed by `sep` and `HH:mm:ss[.f]`, then `suffix`.
-fn parse_datetime(text: &[u8], sep: u8, flexible: bool, suffix: &[u8]) -> Option<i64> {
+/// What follows the time of day in [`parse_datetime`].
+#[derive(Debug, Clone, Copy)]
+enum Zone {
+    /// Nothing: a UTC wall-clock time.
+    Absent,
+    /// `Z` or `±HH:MM`; the result is normalised to UTC.
+    Required,
+}
+
+/// `yyyy-[M]M-[d]d`, followed by `sep`, `HH:mm:ss[.f]` and `zone`, as
+/// UTC milliseconds.
+fn parse_datetime(text: &[u8], sep: u8, flexible: bool, zone: Zone) -> Option<i64> {
     let mut t = Text { s: text, pos: 0 };
     let (dmin, dmax) = if flexible { (1, 2) } else { (2, 2) };
     let y = t.digits(4, 4)?;
@@ -1223,10 +1262,24 @@ fn parse_datetime(text: &[u8], sep: u8, flexible: bool, suffix: &[u8]) -> Option
     t.eat(b':').then_some(())?;
     let s = t.digits(2, 2)?;
     let ms = t.fraction_millis()?;
-    if !t.s[t.pos..].eq(suffix) {
+    let offset_min = match zone {
+        Zone::Absent => 0,
+        Zone::Required => t.offset_minutes(true)?,
+    };
+    if !t.done() {
         return None;
     }
-    civil_millis(y, mo, d, h, mi, s, ms)
+    Some(civil_millis(y, mo, d, h, mi, s, ms)? - offset_min * 60_000)
+}
+
+/// The OpenX timestamp strings other than epoch numbers:
+/// `yyyy-MM-dd'T'HH:mm:ss[.f]` with `Z` or `±HH:MM`, and
+/// `yyyy-[M]M-[d]d HH:mm:ss[.f]`. The one rule for both conversion and
+/// schema discovery ([`is_timestamp_text`]), so discovery never infers a
+/// `timestamp` column that conversion then refuses.
+fn openx_datetime(text: &[u8]) -> Option<i64> {
+    parse_datetime(text, b'T', false, Zone::Required)
+        .or_else(|| parse_datetime(text, b' ', true, Zone::Absent))
 }
 
 fn parse_date(text: &[u8]) -> R<i32> {
@@ -1284,9 +1337,7 @@ fn timestamp_from_number(text: &[u8], o: &Opts) -> R<i64> {
 
 fn timestamp_from_text(text: &[u8], o: &Opts) -> R<i64> {
     let parsed = if o.openx {
-        parse_datetime(text, b'T', false, b"Z")
-            .or_else(|| parse_datetime(text, b' ', true, b""))
-            .or_else(|| (looks_numeric(text)).then(|| openx_number(text)).flatten())
+        openx_datetime(text).or_else(|| looks_numeric(text).then(|| openx_number(text)).flatten())
     } else {
         hive_timestamp(text, o)
     };
@@ -1295,7 +1346,7 @@ fn timestamp_from_text(text: &[u8], o: &Opts) -> R<i64> {
 
 fn bad_timestamp<T>(text: &[u8], o: &Opts) -> R<T> {
     let forms = if o.openx {
-        "yyyy-MM-dd'T'HH:mm:ss[.S]'Z', yyyy-[M]M-[d]d HH:mm:ss[.S], or epoch seconds/millis"
+        "yyyy-MM-dd'T'HH:mm:ss[.S] with Z or ±HH:MM, yyyy-[M]M-[d]d HH:mm:ss[.S], or epoch seconds/millis"
     } else {
         "one of TimestampFormats or yyyy-[M]M-[d]d HH:mm:ss[.S]"
     };
@@ -1317,7 +1368,7 @@ fn hive_timestamp(text: &[u8], o: &Opts) -> Option<i64> {
             return parsed;
         }
     }
-    parse_datetime(text, b' ', true, b"")
+    parse_datetime(text, b' ', true, Zone::Absent)
 }
 
 /// One compiled entry of Hive's `TimestampFormats`.
@@ -1486,23 +1537,7 @@ fn parse_joda(tokens: &[Joda], text: &[u8]) -> Option<i64> {
                 });
                 t.pos += 2;
             }
-            Joda::Zone => {
-                if t.eat(b'Z') {
-                    offset_min = 0;
-                } else {
-                    let sign = if t.eat(b'+') {
-                        1
-                    } else if t.eat(b'-') {
-                        -1
-                    } else {
-                        return None;
-                    };
-                    let oh = t.digits(2, 2)?;
-                    t.eat(b':');
-                    let om = t.digits(2, 2)?;
-                    offset_min = sign * (oh * 60 + om);
-                }
-            }
+            Joda::Zone => offset_min = t.offset_minutes(false)?,
             Joda::Literal(lit) => {
                 if !t.s[t.pos..].starts_with(lit) {
                     return None;
@@ -2100,8 +2135,10 @@ fn json_kind_or_null(c: u8) -> &'static str {
 #[cfg(test)]
 mod tests;
 
-/// Whether `text` is an OpenX timestamp string (for schema discovery).
+/// Whether schema discovery may infer `timestamp` for the JSON string
+/// `text`: exactly when the OpenX deserializer reads it as a date-time
+/// ([`openx_datetime`]). Digit strings are left to be strings: OpenX would
+/// read them as epoch times, but nothing says they are times.
 pub(crate) fn is_timestamp_text(text: &[u8]) -> bool {
-    parse_datetime(text, b'T', false, b"Z").is_some()
-        || parse_datetime(text, b' ', true, b"").is_some()
+    openx_datetime(text).is_some()
 }

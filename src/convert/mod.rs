@@ -10,6 +10,7 @@
 //!   leaves the builder untouched), `len()`, `finish_batch() -> RecordBatch`.
 //!   Keep batches at 1k-4k rows: that is where it is fastest.
 //! - [`Deserializer`]: OpenX or Hive JSON SerDe with Firehose's options.
+//! - [`Codec`]: the compression names both formats accept (`GZIP` = `ZLIB`).
 //! - [`error_document`]: the `format-conversion-failed` error record.
 //! - [`parquet()`]: the streaming Parquet [`Encoder`]. A rejected record
 //!   surfaces as [`EncodeError::Record`]; the encoder stays usable.
@@ -103,6 +104,42 @@ pub fn parquet<W: Write + Send + 'static>(
     options: &ParquetOptions,
 ) -> Result<Box<dyn Encoder<W>>, ConvertError> {
     parquet::build(out, schema, deserializer, options)
+}
+
+/// A compression codec named the same way for Parquet and ORC, so one
+/// spelling works for `--compression`, `destination.format.compression` and
+/// Firehose's `ParquetSerDe`/`OrcSerDe` `Compression` alike.
+///
+/// Names are case-insensitive. Each format has exactly one deflate codec,
+/// so `GZIP` and `ZLIB` both name it: Parquet's `GZIP` (deflate in gzip
+/// framing, Firehose's Parquet name) and ORC's `ZLIB` (raw deflate chunks,
+/// Firehose's ORC name). `UNCOMPRESSED` and `NONE` both mean none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// `UNCOMPRESSED` or `NONE`.
+    None,
+    /// `SNAPPY`.
+    Snappy,
+    /// `GZIP` or `ZLIB`: the format's deflate codec.
+    Deflate,
+    /// `ZSTD` (not offered by Firehose; an extension).
+    Zstd,
+}
+
+/// The accepted codec names, for error messages.
+pub const CODEC_NAMES: &str = "SNAPPY, GZIP (= ZLIB), ZSTD or UNCOMPRESSED (= NONE)";
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Codec, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "UNCOMPRESSED" | "NONE" => Ok(Codec::None),
+            "SNAPPY" => Ok(Codec::Snappy),
+            "GZIP" | "ZLIB" => Ok(Codec::Deflate),
+            "ZSTD" => Ok(Codec::Zstd),
+            _ => Err(format!("unknown compression `{s}` ({CODEC_NAMES})")),
+        }
+    }
 }
 
 /// Rows per Arrow batch handed to a writer.
@@ -273,6 +310,39 @@ mod tests {
         assert_eq!(v["subSequenceNumber"], 7);
         assert_eq!(v.as_object().unwrap().len(), 8);
         assert_eq!(doc.last(), Some(&b'\n'));
+    }
+
+    #[test]
+    fn codec_names_are_shared_by_both_formats() {
+        use orc::OrcCompression;
+        for (name, parquet, orc) in [
+            ("snappy", ParquetCompression::Snappy, OrcCompression::Snappy),
+            ("GZIP", ParquetCompression::Gzip, OrcCompression::Zlib),
+            ("zlib", ParquetCompression::Gzip, OrcCompression::Zlib),
+            ("Zstd", ParquetCompression::Zstd, OrcCompression::Zstd),
+            (
+                "uncompressed",
+                ParquetCompression::Uncompressed,
+                OrcCompression::None,
+            ),
+            (
+                "NONE",
+                ParquetCompression::Uncompressed,
+                OrcCompression::None,
+            ),
+        ] {
+            assert_eq!(name.parse::<ParquetCompression>(), Ok(parquet), "{name}");
+            assert_eq!(name.parse::<OrcCompression>(), Ok(orc), "{name}");
+        }
+        for bad in ["lz4", "", "deflate", "gzip9"] {
+            let parquet = bad.parse::<ParquetCompression>().unwrap_err();
+            let orc = bad.parse::<OrcCompression>().unwrap_err();
+            assert!(
+                parquet.contains("Parquet") && parquet.contains(CODEC_NAMES),
+                "{parquet}"
+            );
+            assert!(orc.contains("ORC") && orc.contains(CODEC_NAMES), "{orc}");
+        }
     }
 
     #[test]

@@ -74,18 +74,19 @@ pub enum OrcCompression {
 
 impl std::str::FromStr for OrcCompression {
     type Err = String;
-    /// Firehose's names, case-insensitive: `NONE` (or `UNCOMPRESSED`),
-    /// `ZLIB`, `SNAPPY`, plus `ZSTD`.
+    /// The names shared with Parquet ([`super::Codec`]): `NONE` (or
+    /// `UNCOMPRESSED`), `ZLIB` (or `GZIP`: ORC's only deflate codec),
+    /// `SNAPPY`, `ZSTD`, case-insensitive.
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "NONE" | "UNCOMPRESSED" => Ok(OrcCompression::None),
-            "ZLIB" => Ok(OrcCompression::Zlib),
-            "SNAPPY" => Ok(OrcCompression::Snappy),
-            "ZSTD" => Ok(OrcCompression::Zstd),
-            _ => Err(format!(
-                "unknown ORC compression `{s}` (NONE, ZLIB, SNAPPY or ZSTD)"
-            )),
-        }
+        let codec = s
+            .parse::<super::Codec>()
+            .map_err(|_| format!("unknown ORC compression `{s}` ({})", super::CODEC_NAMES))?;
+        Ok(match codec {
+            super::Codec::None => OrcCompression::None,
+            super::Codec::Deflate => OrcCompression::Zlib,
+            super::Codec::Snappy => OrcCompression::Snappy,
+            super::Codec::Zstd => OrcCompression::Zstd,
+        })
     }
 }
 

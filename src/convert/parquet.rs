@@ -33,17 +33,18 @@ pub enum ParquetCompression {
 
 impl std::str::FromStr for ParquetCompression {
     type Err = String;
-    /// Firehose's names, case-insensitive: `SNAPPY`, `GZIP`, `ZSTD`, `UNCOMPRESSED`.
+    /// The names shared with ORC ([`super::Codec`]): `SNAPPY`, `GZIP` (or
+    /// `ZLIB`), `ZSTD`, `UNCOMPRESSED` (or `NONE`), case-insensitive.
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "SNAPPY" => Ok(ParquetCompression::Snappy),
-            "GZIP" => Ok(ParquetCompression::Gzip),
-            "ZSTD" => Ok(ParquetCompression::Zstd),
-            "UNCOMPRESSED" | "NONE" => Ok(ParquetCompression::Uncompressed),
-            _ => Err(format!(
-                "unknown Parquet compression `{s}` (SNAPPY, GZIP, ZSTD or UNCOMPRESSED)"
-            )),
-        }
+        let codec = s
+            .parse::<super::Codec>()
+            .map_err(|_| format!("unknown Parquet compression `{s}` ({})", super::CODEC_NAMES))?;
+        Ok(match codec {
+            super::Codec::Snappy => ParquetCompression::Snappy,
+            super::Codec::Deflate => ParquetCompression::Gzip,
+            super::Codec::Zstd => ParquetCompression::Zstd,
+            super::Codec::None => ParquetCompression::Uncompressed,
+        })
     }
 }
 

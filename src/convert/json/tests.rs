@@ -285,9 +285,22 @@ fn openx_timestamps() {
     assert_eq!(ts(&o, "100000000000"), Some(100_000_000_000)); // 10^11: millis
     assert_eq!(ts(&o, "-1"), Some(-1000));
     assert_eq!(ts(&o, "\"1969-12-31 23:59:59.999\""), Some(-1));
+    // Offsets (sluice's extension) are normalised to UTC.
+    assert_eq!(ts(&o, "\"2017-02-07T17:13:01+02:00\""), Some(T0));
+    assert_eq!(ts(&o, "\"2017-02-07T09:43:01.392-05:30\""), Some(T0 + 392));
+    assert_eq!(ts(&o, "\"2017-02-07T15:13:01+00:00\""), Some(T0));
+    assert_eq!(ts(&o, "\"2017-02-08T00:13:01+09:00\""), Some(T0)); // previous UTC day
+    assert_eq!(ts(&o, "\"1970-01-01T00:59:59.999+01:00\""), Some(-1));
     for bad in [
         "\"2017-02-07T15:13:01\"",
-        "\"2017-02-07T15:13:01+01:00\"",
+        "\"2017-02-07T15:13:01+0100\"",
+        "\"2017-02-07T15:13:01+1:00\"",
+        "\"2017-02-07T15:13:01+24:00\"",
+        "\"2017-02-07T15:13:01+01:60\"",
+        "\"2017-02-07T15:13:01Z+01:00\"",
+        "\"2017-02-07T15:13:01+01:00 \"",
+        "\"2017-02-07 15:13:01+01:00\"",
+        "\"2017-02-07 15:13:01Z\"",
         "\"2017-02-07T15:13:01.1234567890Z\"",
         "\"2017-02-30 15:13:01\"",
         "\"2017-02-07 24:00:00\"",
@@ -327,6 +340,13 @@ fn hive_timestamps() {
     assert_eq!(ts(&h, "\"02/07/2017 03:13 PM\""), Some(T0 - 1000));
     assert_eq!(ts(&h, "\"2017-02-07 15:13:01\""), Some(T0)); // falls back to valueOf
     assert_eq!(ts(&h, "\"07/Feb/2017\""), None);
+    // Timestamp.valueOf has no zone; an offset needs a `Z` pattern.
+    assert_eq!(ts(&hive(&[]), "\"2017-02-07 17:13:01+02:00\""), None);
+    let hz = hive(&["yyyy-MM-dd'T'HH:mm:ssZ"]);
+    assert_eq!(ts(&hz, "\"2017-02-07T17:13:01+02:00\""), Some(T0));
+    assert_eq!(ts(&hz, "\"2017-02-07T10:13:01-0500\""), Some(T0));
+    assert_eq!(ts(&hz, "\"2017-02-07T15:13:01Z\""), Some(T0));
+    assert_eq!(ts(&hz, "\"2017-02-07T15:13:01+25:00\""), None);
     assert!(matches!(
         RecordBatchBuilder::new(&schema(&[("a", "int")]), &hive(&["yyyy-MM-dd EEE"])),
         Err(ConvertError::Deserializer(_))
@@ -660,4 +680,25 @@ fn unsupported_and_empty_outputs() {
     .unwrap();
     assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
     assert_eq!(reader.schema().field(0).name(), "a");
+}
+
+#[test]
+fn discovery_infers_timestamp_exactly_for_strings_openx_reads_as_dates() {
+    for text in [
+        "2017-02-07T15:13:01Z",
+        "2017-02-07T17:13:01+02:00",
+        "2017-02-07T15:13:01.5-00:30",
+        "2017-2-7 15:13:01",
+        "2017-02-07T15:13:01",
+        "2017-02-07T15:13:01+0200",
+        "2017-02-07 15:13:01Z",
+        "2017-02-30T15:13:01Z",
+        "1486480381",
+        "yesterday",
+    ] {
+        let read = ts(&openx(), &format!("\"{text}\"")).is_some();
+        // Digit strings are epoch times to OpenX but nothing marks them as times.
+        let epoch = looks_numeric(text.as_bytes());
+        assert_eq!(is_timestamp_text(text.as_bytes()), read && !epoch, "{text}");
+    }
 }
