@@ -6,7 +6,7 @@
 //! The raw structs below name every field of `CreateDeliveryStreamInput` and of
 //! `ExtendedS3DestinationConfiguration` in the botocore service model
 //! (`firehose-2015-08-04`), with `deny_unknown_fields`: a misspelt field is a
-//! parse error naming it, while a real Firehose field sluice does not implement
+//! parse error naming it at its line and column, with the nearest valid field, while a real Firehose field sluice does not implement
 //! is kept as raw JSON and reported. Validation then runs in two passes:
 //!
 //! 1. every present (non-null) field sluice does not implement is collected,
@@ -24,9 +24,9 @@
 //!
 //! sluice extension: `BucketARN` `file://<directory>` selects a local directory
 //! (`file://./data` relative to the working directory, `file:///srv/data`
-//! absolute). Firehose only takes `arn:aws:s3:::<bucket>`, which sluice
-//! refuses as unsupported until the S3 target exists. `config/example.toml`
-//! says the same for users; `config/firehose-example.json` is its equivalent.
+//! absolute); `arn:aws:s3:::<bucket>` selects S3, as in Firehose.
+//! `config/example.toml` says the same for users; `config/firehose-example.json`
+//! is its equivalent.
 
 use std::path::Path;
 

@@ -6,9 +6,12 @@
 //!   --cli-input-json` takes, so a Firehose user migrates by exporting a config.
 //!
 //! Both shapes are parsed into raw serde structs, then validated into the typed
-//! values below. Nothing downstream ever sees a raw config. Validation errors
-//! name the offending option ([`ConfigError`]); the rules both shapes share
-//! (ranges, patterns, defaults) live once, in `validate`. Runtime knobs (listen address,
+//! values below. Nothing downstream ever sees a raw config. Errors name the
+//! offending option ([`ConfigError`]) and, as [`FileError`], the file and the
+//! line and column of the key where the shape can tell (`suggest` computes
+//! positions and the "did you mean" of an unknown key); [`load_all`] returns
+//! the errors of every file at once ([`ConfigErrors`]). The rules both shapes
+//! share (ranges, patterns, defaults) live once, in `validate`. Runtime knobs (listen address,
 //! state directory, log level) are command-line flags, not config.
 
 pub mod firehose;
@@ -139,8 +142,9 @@ pub struct DestinationConfig {
     /// Record format conversion (Firehose `DataFormatConversionConfiguration`).
     pub format: Option<std::sync::Arc<FormatConfig>>,
     /// Source-record backup (Firehose `S3BackupMode` Enabled): every source
-    /// record is also written, untransformed, below the backup prefix of the
-    /// same bucket or directory.
+    /// record is also written, before any processor, below the backup prefix
+    /// of the same bucket or directory, followed by `\n` when
+    /// `append_delimiter` is set (so a backup object splits back into records).
     pub backup: Option<BackupConfig>,
 }
 

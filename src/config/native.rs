@@ -302,8 +302,7 @@ use Kind::{Bool, Count, Int, Number, Str, StrArray, StrTable};
 /// "did you mean" suggestions and the example-file test all use. serde derive
 /// has no reflection to build it from the `Raw*` structs, so it is written out
 /// and tests hold it to them (`options_table_is_what_serde_accepts` provokes
-/// serde's own "expected one of" list for every table and compares;
-/// `every_option_of_the_table_parses` sets each one) and to
+/// serde's own "expected one of" list for every table and compares) and to
 /// `config/example.toml` (`example_toml_documents_every_option`). The
 /// `type` keys of tagged tables are checked apart ([`TAGGED`]).
 pub(super) const OPTIONS: &[NativeOption] = &[
@@ -1032,7 +1031,7 @@ mod tests {
     }
 
     #[test]
-    fn example_toml_parses_with_every_option() {
+    fn example_toml_parses_as_it_stands() {
         let config = crate::config::load(&config_file("example.toml"), Path::new(CWD)).unwrap();
         assert_eq!(config.name, "clickstream");
         let SourceConfig::DirectPut(direct_put) = &config.source else {
@@ -1052,6 +1051,322 @@ mod tests {
         assert_eq!(d.extension(), ".json.gz");
         assert_eq!(d.time_zone, jiff::tz::TimeZone::UTC);
         assert!(d.append_delimiter);
+        let backup = d.backup.as_ref().expect("backup");
+        assert_eq!(backup.compression, Compression::Gzip);
+    }
+
+    /// The option paths `config/example.toml` mentions, set or commented out:
+    /// each line, with its leading `#`s removed, that is a table
+    /// header or parses as one TOML `key = value`. A commented-out header
+    /// applies to the commented-out keys after it until the next real header;
+    /// real keys always belong to the last real header, as TOML reads them.
+    fn example_mentions() -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(config_file("example.toml")).unwrap();
+        let (mut real, mut commented) = (String::new(), None::<String>);
+        let mut found = Vec::new();
+        for line in text.lines() {
+            // Commented-out blocks comment their own alternatives once more (`# # ...`).
+            let body = line.trim_start_matches(|c: char| c == '#' || c.is_whitespace());
+            let is_comment = line.trim_start().starts_with('#');
+            let header = body
+                .strip_prefix("[[")
+                .and_then(|h| h.split_once("]]"))
+                .or_else(|| body.strip_prefix('[').and_then(|h| h.split_once(']')))
+                .map(|(h, _)| h.trim());
+            if let Some(h) = header.filter(|h| {
+                !h.is_empty()
+                    && h.split('.').all(|p| {
+                        !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    })
+            }) {
+                if is_comment {
+                    commented = Some(h.to_owned());
+                } else {
+                    (real, commented) = (h.to_owned(), None);
+                }
+                continue;
+            }
+            let Ok(table) = toml::from_str::<toml::Table>(body) else {
+                continue;
+            };
+            let Some((key, value)) = table.iter().next().filter(|_| table.len() == 1) else {
+                continue;
+            };
+            let parent = if is_comment {
+                commented.as_deref().unwrap_or(&real)
+            } else {
+                &real
+            };
+            found.push((
+                join(parent, key),
+                value.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        found
+    }
+
+    /// The file README calls the list of every option keeps being one: it
+    /// mentions every option of [`OPTIONS`] and every type of the tagged
+    /// tables, and nothing that is not an option.
+    #[test]
+    fn example_toml_documents_every_option() {
+        let mentions = example_mentions();
+        let paths: Vec<&str> = mentions.iter().map(|(p, _)| p.as_str()).collect();
+        for option in OPTIONS {
+            assert!(
+                paths.contains(&option.path),
+                "config/example.toml does not mention `{}`",
+                option.path
+            );
+        }
+        for (table, types) in TAGGED {
+            for kind in types {
+                let path = join(table, "type");
+                assert!(
+                    mentions.iter().any(|(p, v)| *p == path && v == kind),
+                    "config/example.toml does not show {path} = {kind:?}"
+                );
+            }
+        }
+        for path in paths {
+            let tagged_type = TAGGED.iter().any(|(t, _)| path == join(t, "type"));
+            assert!(
+                tagged_type || OPTIONS.iter().any(|o| o.path == path),
+                "config/example.toml mentions `{path}`, which is not an option"
+            );
+        }
+    }
+
+    /// The table paths of [`OPTIONS`], each with the tagged-table type it
+    /// needs (for `source` and `destination` themselves, once per type).
+    fn tables() -> Vec<(String, Option<&'static str>)> {
+        let mut out: Vec<(String, Option<&'static str>)> = vec![(String::new(), None)];
+        for (table, types) in TAGGED {
+            out.extend(types.iter().map(|t| (table.to_owned(), Some(*t))));
+        }
+        for o in OPTIONS {
+            let mut path = o.path;
+            while let Some((parent, _)) = path.rsplit_once('.') {
+                if !TAGGED.iter().any(|(t, _)| *t == parent)
+                    && !out.iter().any(|(p, _)| p == parent)
+                {
+                    out.push((parent.to_owned(), None));
+                }
+                path = parent;
+            }
+        }
+        out
+    }
+
+    /// [`OPTIONS`] is exactly what serde accepts: for every table (and every
+    /// type of a tagged one), an unknown key given straight to serde (past
+    /// the key check) makes it list the table's fields, which must be the
+    /// table's children in [`OPTIONS`]. A field added to a `Raw*` struct and
+    /// not to the table (or the reverse) fails here.
+    #[test]
+    fn options_table_is_what_serde_accepts() {
+        for (table, kind) in tables() {
+            let mut doc: toml::Table = toml::from_str(MINIMAL).unwrap();
+            let source_kind = if table == "source" {
+                kind.unwrap_or("direct_put")
+            } else {
+                "direct_put"
+            };
+            let destination_kind = if table == "destination" {
+                kind.unwrap_or("local")
+            } else {
+                "local"
+            };
+            doc["source"]["type"] = source_kind.into();
+            doc["destination"]["type"] = destination_kind.into();
+            if destination_kind != "local" {
+                doc["destination"].as_table_mut().unwrap().remove("path");
+            }
+            // Walk down to the table, creating it (an array of tables gets one element).
+            let mut t = &mut doc;
+            let mut path = String::new();
+            for part in table.split('.').filter(|p| !p.is_empty()) {
+                path = join(&path, part);
+                if ARRAYS_OF_TABLES.contains(&path.as_str()) {
+                    let array = t
+                        .entry(part)
+                        .or_insert_with(|| toml::Value::Array(vec![toml::Table::new().into()]));
+                    t = array.as_array_mut().unwrap()[0].as_table_mut().unwrap();
+                } else {
+                    let next = t.entry(part).or_insert_with(|| toml::Table::new().into());
+                    t = next.as_table_mut().unwrap();
+                }
+            }
+            t.insert("zz_not_an_option".into(), 0.into());
+            let text = toml::to_string(&doc).unwrap();
+            let err = toml::from_str::<RawStream>(&text).expect_err(&text);
+            let message = err.message();
+            assert!(
+                message.starts_with("unknown field `zz_not_an_option`"),
+                "{table}: {message}"
+            );
+            let mut serde_fields: Vec<&str> = message
+                .split_once("expected")
+                .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+                .unwrap_or_default();
+            if kind.is_some() {
+                // The tag is taken out by serde before the variant's fields.
+                serde_fields.push("type");
+            }
+            serde_fields.sort_unstable();
+            let mut ours: Vec<&str> = children(&table, kind).map(|(n, _)| n).collect();
+            if kind.is_some() {
+                ours.push("type");
+            }
+            ours.sort_unstable();
+            ours.dedup();
+            assert_eq!(ours, serde_fields, "table [{table}] (type {kind:?})");
+        }
+    }
+
+    fn errors_of(text: &str) -> Vec<String> {
+        match parse(text, Path::new("bad.toml"), Path::new(CWD)) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported_at_their_own_line_with_a_suggestion() {
+        let text = "name = \"s\"\n\
+                    [source]\n\
+                    type = \"direct_put\"\n\
+                    max_wal_byte = 5\n\
+                    [destination]\n\
+                    type = \"local\"\n\
+                    path = \"out\"\n\
+                    colour = \"blue\"\n\
+                    bucket = \"b\"\n\
+                    [destination.buffering]\n\
+                    \x20 interval_sec = 5\n";
+        assert_eq!(
+            errors_of(text),
+            [
+                "bad.toml:4:1: unknown option `source.max_wal_byte`: did you mean `max_wal_bytes`?",
+                "bad.toml:8:1: unknown option `destination.colour`: config/example.toml lists every option",
+                "bad.toml:9:1: unknown option `destination.bucket`: only for `type = \"s3\"` in [destination]",
+                "bad.toml:11:3: unknown option `destination.buffering.interval_sec`: did you mean `interval_secs`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn type_and_validation_errors_point_at_their_key() {
+        let text = "name = \"has space\"\n\
+                    [source]\n\
+                    type = \"direct_put\"\n\
+                    max_wal_bytes = 5\n\
+                    [destination]\n\
+                    type = \"local\"\n\
+                    path = \"out\"\n\
+                    append_delimiter = \"yes\"\n";
+        let errors = errors_of(text);
+        // The wrong type from the key check; the stream name and the
+        // write-ahead log cap from validation, whose parts run independently.
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("bad.toml:1:1: invalid option `name`: may only contain"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].starts_with(
+                "bad.toml:4:1: invalid option `source.max_wal_bytes`: must be at least"
+            ),
+            "{errors:#?}"
+        );
+        assert_eq!(
+            errors[2],
+            "bad.toml:8:1: invalid option `destination.append_delimiter`: must be true or false, got \"yes\""
+        );
+        // The format options are plain serde types, which serde would report
+        // at [destination]; the key check reports them at the key.
+        let text =
+            format!("{MINIMAL}\n[destination.format]\ntype = \"parquet\"\ncase_insensitive = 1\n");
+        assert_eq!(
+            errors_of(&text),
+            [
+                "bad.toml:11:1: invalid option `destination.format.case_insensitive`: must be true or false, got 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_options_and_bad_types_point_at_their_table() {
+        let text = "name = \"s\"\n[source]\ntype = \"kinesys\"\n[destination]\ntype = \"s3\"\n";
+        // An unknown type stops serde, so validation (the bucket) is not reached.
+        assert_eq!(
+            errors_of(text),
+            [
+                "bad.toml:3:1: invalid option `source.type`: must be one of direct_put, kinesis, got \"kinesys\"; did you mean \"kinesis\"?",
+            ]
+        );
+        let text = "name = \"s\"\n[source]\ntype = \"direct_put\"\n[destination]\ntype = \"s3\"\n";
+        assert_eq!(
+            errors_of(text),
+            [
+                "bad.toml:4:2: invalid option `destination.bucket`: required for an s3 destination (or `bucket_arn`)",
+            ]
+        );
+        let text = "name = \"s\"\n[source]\n[destination]\ntype = \"local\"\n";
+        assert_eq!(
+            errors_of(text),
+            [
+                "bad.toml:2:2: invalid option `source.type`: required: one of direct_put, kinesis",
+                "bad.toml:3:2: invalid option `destination.path`: required, and missing here",
+            ]
+        );
+        let errors = errors_of("name = \"s\"\n[destination\n");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("bad.toml:2:13: "), "{errors:?}");
+    }
+
+    #[test]
+    fn load_all_reports_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let typo = write(
+            "a.toml",
+            &MINIMAL.replacen("path = \"out\"", "path = \"out\"\n        pth = 1", 1),
+        );
+        let good = write("b.toml", MINIMAL);
+        let again = write("c.toml", MINIMAL);
+        let json = write("d.json", "{\"DeliveryStreamName\": \"d\",\n \"Tgas\": []}");
+        let missing = dir.path().join("e.toml");
+        let err = crate::config::load_all(&[typo, good, again, json, missing], Path::new(CWD))
+            .unwrap_err();
+        let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        let d = dir.path().display();
+        assert_eq!(
+            lines[0],
+            format!("{d}/a.toml:8:9: unknown option `destination.pth`: did you mean `path`?")
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "{d}/c.toml: delivery stream `s` is already defined in {d}/b.toml"
+            )),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            lines[2],
+            format!("{d}/d.json:2:2: unknown field `Tgas`: did you mean `Tags`?")
+        );
+        assert!(
+            lines[3].starts_with(&format!("{d}/e.toml: cannot read the file")),
+            "{}",
+            lines[3]
+        );
+        assert_eq!(err.to_string(), lines.join("\n"));
     }
 
     #[test]

@@ -41,24 +41,29 @@ impl std::fmt::Display for Position {
     }
 }
 
-/// Levenshtein distance over characters, case-insensitive: `Interval_Secs`
-/// and `interval_secs` are the same name to a reader.
+/// Edit distance over characters (Levenshtein, with a swap of two adjacent
+/// characters counted as one edit: the commonest typo), case-insensitive:
+/// `Interval_Secs` and `interval_secs` are the same name to a reader.
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
     let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(above + 1);
-            diagonal = above;
+    // Three rows of the dynamic-programming table: two back, one back, this one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (previous[j - 1] + cost)
+                .min(previous[j] + 1)
+                .min(row[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
         }
+        before = std::mem::replace(&mut previous, row);
     }
-    row[b.len()]
+    previous[b.len()]
 }
 
 /// The candidate closest to `word`, if it is close: at most one edit per
@@ -123,6 +128,7 @@ mod tests {
         for (typo, want) in [
             ("interval_sec", Some("interval_secs")),
             ("intreval_secs", Some("interval_secs")),
+            ("szie_bytes", Some("size_bytes")),
             ("Interval_Secs", Some("interval_secs")),
             ("size_byte", Some("size_bytes")),
             ("size_mb", None),
@@ -131,6 +137,8 @@ mod tests {
         ] {
             assert_eq!(nearest(typo, options), want, "{typo}");
         }
+        // A swap is one edit: a short name still finds its match.
+        assert_eq!(nearest("Tgas", ["Tags", "RoleARN"]), Some("Tags"));
         // The closest wins, not the first close one.
         assert_eq!(nearest("prefixx", ["prefixes", "prefix"]), Some("prefix"));
     }
