@@ -131,6 +131,13 @@ fn init_logging() {
         .init();
 }
 
+/// Every config error, one per line (`error: <file>:<line>:<column>: ...`).
+fn print_config_errors(errors: &sluice::config::ConfigErrors) {
+    for e in &errors.0 {
+        eprintln!("error: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -145,8 +152,8 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
+            Err(errors) => {
+                print_config_errors(&errors);
                 ExitCode::from(2)
             }
         },
@@ -197,8 +204,8 @@ fn main() -> ExitCode {
             };
             let streams = match loaded {
                 Ok(streams) => streams,
-                Err(e) => {
-                    eprintln!("error: {e}");
+                Err(errors) => {
+                    print_config_errors(&errors);
                     return ExitCode::from(2);
                 }
             };

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -196,3 +197,51 @@ def test_shipped_configs_validate(sluice_bin, name):
     assert path.exists(), f"{name} is missing from the repository"
     p = run_sluice(["validate", "--config", str(path)], timeout=30, cwd=REPO)
     assert p.returncode == 0, f"{name} does not validate:\n{p.stderr.decode('utf-8', 'replace')}"
+
+
+def test_errors_name_file_line_column_and_suggestion(tmp_path, sluice_bin):
+    """An unknown key is reported at its own line:column with the nearest option, a
+    mistyped value at its key, and every such error of the file at once."""
+    path = tmp_path / "typo.toml"
+    path.write_text(
+        'name = "v"\n'
+        "[source]\n"
+        'type = "direct_put"\n'
+        "[destination]\n"
+        'type = "local"\n'
+        f"path = {json.dumps(str(tmp_path / 'out'))}\n"
+        'append_delimiter = "yes"\n'
+        "[destination.buffering]\n"
+        "size_bytes = 5242880\n"
+        "  interval_sec = 60\n"
+    )
+    rc, err = validate(path)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert lines == [
+        f"error: {path}:7:1: invalid option `destination.append_delimiter`: must be true or false, got \"yes\"",
+        f"error: {path}:10:3: unknown option `destination.buffering.interval_sec`: did you mean `interval_secs`?",
+    ], err
+
+
+def test_every_error_of_every_file_in_one_run(tmp_path, sluice_bin):
+    """Two bad files (TOML and Firehose JSON) and a good one: both errors, one per line,
+    for `validate` and for `run`, which refuses to start."""
+    good = write_config(tmp_path / "good.toml", nat(tmp_path))
+    bad_toml = write_config(tmp_path / "bad.toml", with_(nat(tmp_path), "destination.buffering.intreval_secs", 5))
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text(json.dumps(fh_dest(tmp_path, "Prefx", "p/"), indent=2))
+    args = ["--config", str(bad_toml), "--config", str(good), "--config", str(bad_json)]
+    for command in (["validate"], ["run", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "state")]):
+        p = run_sluice([*command, *args], timeout=30)
+        err = p.stderr.decode("utf-8", "replace")
+        assert p.returncode == 2, err
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 2, err
+        assert re.fullmatch(
+            rf"error: {re.escape(str(bad_toml))}:\d+:1: unknown option `destination\.buffering\.intreval_secs`: did you mean `interval_secs`\?",
+            lines[0],
+        ), lines[0]
+        assert re.fullmatch(
+            rf"error: {re.escape(str(bad_json))}:\d+:\d+: unknown field `Prefx`: did you mean `Prefix`\?", lines[1]
+        ), lines[1]

@@ -6,7 +6,7 @@
 //! The raw structs below name every field of `CreateDeliveryStreamInput` and of
 //! `ExtendedS3DestinationConfiguration` in the botocore service model
 //! (`firehose-2015-08-04`), with `deny_unknown_fields`: a misspelt field is a
-//! parse error naming it, while a real Firehose field sluice does not implement
+//! parse error naming it at its line and column, with the nearest valid field, while a real Firehose field sluice does not implement
 //! is kept as raw JSON and reported. Validation then runs in two passes:
 //!
 //! 1. every present (non-null) field sluice does not implement is collected,
@@ -24,18 +24,19 @@
 //!
 //! sluice extension: `BucketARN` `file://<directory>` selects a local directory
 //! (`file://./data` relative to the working directory, `file:///srv/data`
-//! absolute). Firehose only takes `arn:aws:s3:::<bucket>`, which sluice
-//! refuses as unsupported until the S3 target exists. `config/example.toml`
-//! says the same for users; `config/firehose-example.json` is its equivalent.
+//! absolute); `arn:aws:s3:::<bucket>` selects S3, as in Firehose.
+//! `config/example.toml` says the same for users; `config/firehose-example.json`
+//! is its equivalent.
 
 use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::suggest::{self, Position};
 use super::validate::{self, Checked, opt};
 use super::{
-    BackupConfig, Buffering, Compression, ConfigError, DEFAULT_ATTEMPT_TIMEOUT,
+    BackupConfig, Buffering, Compression, ConfigError, ConfigErrors, DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_PARTS, DEFAULT_MAX_WAL_BYTES, DEFAULT_PART_SIZE_BYTES,
     DestinationConfig, DirectPutConfig, Encryption, KinesisConfig, S3Target, SourceConfig,
     StreamConfig, Target,
@@ -242,32 +243,72 @@ struct ProcessorParameter {
     parameter_value: Value,
 }
 
-/// Parses and validates a Firehose-shaped stream config. `path` is only used
-/// in error messages; a relative `file://` directory resolves against `cwd`.
+/// Parses and validates a Firehose-shaped stream config. `path` names the
+/// file in errors; a relative `file://` directory resolves against `cwd`.
 ///
 /// # Errors
-/// [`ConfigError::Parse`] for malformed JSON and misspelt or missing fields
-/// (the message names the field); [`ConfigError::Unsupported`] listing every
-/// Firehose feature present that sluice does not implement;
-/// [`ConfigError::Invalid`] naming the option by its dotted path for a value
-/// of the wrong type or outside its rules.
-pub fn parse(text: &str, path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigError> {
-    let input: CreateDeliveryStreamInput =
-        serde_json::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+/// One error, with the file: [`ConfigError::Parse`] for malformed JSON and
+/// misspelt or missing fields, at serde_json's line and column (a misspelt
+/// field at its key, with the nearest valid name); else
+/// [`ConfigError::Unsupported`] listing every Firehose feature present that
+/// sluice does not implement; else [`ConfigError::Invalid`] naming the first
+/// bad option by its dotted path (serde_json keeps no positions of values, so
+/// these have none).
+pub fn parse(text: &str, path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigErrors> {
+    let input: CreateDeliveryStreamInput = serde_json::from_str(text).map_err(|e| {
+        let (message, position) = json_error(text, &e);
+        ConfigErrors::one(path, position, ConfigError::Parse(message))
+    })?;
     let unsupported = unsupported_options(&input);
     if !unsupported.is_empty() {
-        return Err(ConfigError::Unsupported {
-            options: unsupported,
-        });
+        return Err(ConfigErrors::one(
+            path,
+            None,
+            ConfigError::Unsupported {
+                options: unsupported,
+            },
+        ));
     }
-    let config = validate_input(&input, cwd)?;
+    let config = validate_input(&input, cwd).map_err(|e| ConfigErrors::one(path, None, e))?;
     for (option, why) in ignored_options(&input) {
         tracing::info!(stream = %config.name, option, "Firehose option accepted but ignored: {why}");
     }
     Ok(config)
+}
+
+/// serde_json's message without its " at line L column C" (the position is
+/// reported apart), an unknown field's list of every valid field replaced by
+/// the nearest one, and the position: for an unknown field, its key's opening
+/// quote, not the place after it where serde_json noticed.
+fn json_error(text: &str, e: &serde_json::Error) -> (String, Option<Position>) {
+    let full = e.to_string();
+    let message = full
+        .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+        .unwrap_or(&full);
+    let message = suggest::unknown_field(
+        message,
+        "config/firehose-example.json and Firehose's CreateDeliveryStream reference",
+    );
+    if e.line() == 0 {
+        return (message, None);
+    }
+    // serde_json counts the column in bytes, 1 = the line's first byte.
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(e.line() - 1)
+        .map(str::len)
+        .sum();
+    let mut offset = (line_start + e.column().saturating_sub(1)).min(text.len());
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+        && let Some(start) = text
+            .get(..(offset + 1).min(text.len()))
+            .and_then(|before| before.rfind(&format!("\"{field}\"")))
+    {
+        offset = start;
+    }
+    (message, Some(Position::of(text, offset)))
 }
 
 /// What a processor `Type` means to sluice.
@@ -834,6 +875,7 @@ mod tests {
 
     fn parse_json(doc: &Value) -> Result<StreamConfig, ConfigError> {
         parse(&doc.to_string(), Path::new("test.json"), Path::new(CWD))
+            .map_err(|mut e| e.0.remove(0).error)
     }
 
     fn native(text: &str) -> StreamConfig {
@@ -1551,7 +1593,7 @@ mod tests {
             let doc = with(base(), &at, Some(json!(1)));
             let err = parse_json(&doc).unwrap_err();
             assert!(
-                matches!(&err, ConfigError::Parse { message, .. } if message.contains(field)),
+                matches!(&err, ConfigError::Parse(message) if message.contains(field)),
                 "{at}: {err}"
             );
         }
@@ -1705,7 +1747,10 @@ mod tests {
                 }
             }
             let err = super::super::native::parse(&toml, Path::new("t.toml"), Path::new(CWD))
-                .unwrap_err();
+                .unwrap_err()
+                .0
+                .remove(0)
+                .error;
             assert!(
                 matches!(&err, ConfigError::Invalid { option, .. } if option == native_option),
                 "{toml}: {err}"

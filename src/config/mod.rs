@@ -6,15 +6,21 @@
 //!   --cli-input-json` takes, so a Firehose user migrates by exporting a config.
 //!
 //! Both shapes are parsed into raw serde structs, then validated into the typed
-//! values below. Nothing downstream ever sees a raw config. Validation errors
-//! name the offending option ([`ConfigError`]); the rules both shapes share
-//! (ranges, patterns, defaults) live once, in `validate`. Runtime knobs (listen address,
+//! values below. Nothing downstream ever sees a raw config. Errors name the
+//! offending option ([`ConfigError`]) and, as [`FileError`], the file and the
+//! line and column of the key where the shape can tell (`suggest` computes
+//! positions and the "did you mean" of an unknown key); [`load_all`] returns
+//! the errors of every file at once ([`ConfigErrors`]). The rules both shapes
+//! share (ranges, patterns, defaults) live once, in `validate`. Runtime knobs (listen address,
 //! state directory, log level) are command-line flags, not config.
 
 pub mod firehose;
 mod format;
 pub mod native;
+mod suggest;
 mod validate;
+
+pub use suggest::Position;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -136,8 +142,9 @@ pub struct DestinationConfig {
     /// Record format conversion (Firehose `DataFormatConversionConfiguration`).
     pub format: Option<std::sync::Arc<FormatConfig>>,
     /// Source-record backup (Firehose `S3BackupMode` Enabled): every source
-    /// record is also written, untransformed, below the backup prefix of the
-    /// same bucket or directory.
+    /// record is also written, before any processor, below the backup prefix
+    /// of the same bucket or directory, followed by `\n` when
+    /// `append_delimiter` is set (so a backup object splits back into records).
     pub backup: Option<BackupConfig>,
 }
 
@@ -328,24 +335,24 @@ impl Compression {
     }
 }
 
-/// A configuration that cannot be used. Every variant names the option.
+/// A configuration that cannot be used. Every variant names the option; the
+/// file and the place in it are added by [`FileError`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML/JSON of the expected shape.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// Parser message (names the field for unknown or mistyped options).
-        message: String,
+    #[error("cannot read the file: {0}")]
+    Read(#[source] std::io::Error),
+    /// The file is not valid TOML/JSON of the expected shape (syntax, a missing
+    /// field, a value serde itself refused).
+    #[error("{0}")]
+    Parse(String),
+    /// A key that is not an option where it stands.
+    #[error("unknown option `{option}`: {hint}")]
+    Unknown {
+        /// The key, as a dotted path (`destination.buffering.interval_sec`).
+        option: String,
+        /// "did you mean `...`?", or where the valid options are listed.
+        hint: String,
     },
     /// An option has an invalid value.
     #[error("invalid option `{option}`: {reason}")]
@@ -363,8 +370,13 @@ pub enum ConfigError {
         options: Vec<String>,
     },
     /// Two config files define the same stream name.
-    #[error("delivery stream `{0}` is defined twice")]
-    DuplicateStream(String),
+    #[error("delivery stream `{name}` is already defined in {}", .first.display())]
+    DuplicateStream {
+        /// The stream name.
+        name: String,
+        /// The file that defined it first.
+        first: PathBuf,
+    },
 }
 
 impl ConfigError {
@@ -386,17 +398,74 @@ impl Classify for ConfigError {
     }
 }
 
+/// A [`ConfigError`] with the file it is in and, when known, where in it:
+/// the key's own line and column for unknown keys, mistyped and invalid
+/// values (native TOML), or serde_json's position (Firehose JSON).
+/// Displayed as `<file>:<line>:<column>: <error>`, as compilers do, so
+/// editors and terminals can jump to it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {error}", .path.display(), .position.map(|p| format!(":{p}")).unwrap_or_default())]
+pub struct FileError {
+    /// The config file.
+    pub path: PathBuf,
+    /// Where in it; `None` when the error belongs to the file as a whole or
+    /// the shape cannot say (Firehose validation errors name the option).
+    pub position: Option<Position>,
+    /// What is wrong.
+    #[source]
+    pub error: ConfigError,
+}
+
+/// Every error found in a set of config files, in file order and, within a
+/// file, in the order found (native TOML: by position). Not empty.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<FileError>);
+
+impl ConfigErrors {
+    /// One error of one file.
+    pub(crate) fn one(path: &Path, position: Option<Position>, error: ConfigError) -> Self {
+        ConfigErrors(vec![FileError {
+            path: path.to_owned(),
+            position,
+            error,
+        }])
+    }
+}
+
+/// One error per line, so a caller that prints it shows every one.
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Classify for ConfigErrors {
+    fn is_retriable(&self) -> bool {
+        false
+    }
+    fn fault(&self) -> Fault {
+        Fault::Config
+    }
+}
+
 /// Reads one config file, choosing the shape by content: a JSON object is the
 /// Firehose shape, anything else is native TOML. Relative paths inside resolve
 /// against `cwd`.
 ///
 /// # Errors
-/// [`ConfigError`] naming the file or option.
-pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+/// Every [`FileError`] found in the file (see [`native::parse`] and
+/// [`firehose::parse`] for how many each shape can find at once).
+pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one(path, None, ConfigError::Read(e)))?;
     if text.trim_start().starts_with('{') {
         firehose::parse(&text, path, cwd)
     } else {
@@ -407,15 +476,33 @@ pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigError> {
 /// Loads every file and checks stream names are unique.
 ///
 /// # Errors
-/// The first [`ConfigError`] found.
-pub fn load_all(paths: &[PathBuf], cwd: &Path) -> Result<Vec<StreamConfig>, ConfigError> {
-    let mut streams: Vec<StreamConfig> = Vec::new();
+/// The errors of every file, not only the first bad one: a user fixing
+/// several files (or `sluice validate` in CI) sees everything in one run.
+pub fn load_all(paths: &[PathBuf], cwd: &Path) -> Result<Vec<StreamConfig>, ConfigErrors> {
+    let mut streams: Vec<(StreamConfig, &Path)> = Vec::new();
+    let mut errors = Vec::new();
     for path in paths {
-        let stream = load(path, cwd)?;
-        if streams.iter().any(|s| s.name == stream.name) {
-            return Err(ConfigError::DuplicateStream(stream.name));
+        match load(path, cwd) {
+            Ok(stream) => {
+                if let Some((_, first)) = streams.iter().find(|(s, _)| s.name == stream.name) {
+                    errors.push(FileError {
+                        path: path.clone(),
+                        position: None,
+                        error: ConfigError::DuplicateStream {
+                            name: stream.name,
+                            first: first.to_path_buf(),
+                        },
+                    });
+                } else {
+                    streams.push((stream, path));
+                }
+            }
+            Err(ConfigErrors(file_errors)) => errors.extend(file_errors),
         }
-        streams.push(stream);
     }
-    Ok(streams)
+    if errors.is_empty() {
+        Ok(streams.into_iter().map(|(s, _)| s).collect())
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
