@@ -47,12 +47,12 @@ pub enum CliError {
         message: String,
     },
     /// The `--schema` file is a daemon config that does not validate.
-    #[error("schema {path}: {source}")]
+    #[error("--schema {path} is a stream config that does not validate:\n{source}")]
     Config {
         /// The `--schema` argument.
         path: PathBuf,
-        /// The config's own error, naming the option.
-        source: crate::config::ConfigError,
+        /// The config's own errors, each naming its file, place and option.
+        source: crate::config::ConfigErrors,
     },
     /// More records failed than `--max-errors` allows.
     #[error(
