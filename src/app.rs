@@ -500,9 +500,9 @@ fn instance_id(state_dir: &Path) -> Result<String, AppError> {
             .map(|id| id.to_string())
             .map_err(|e| {
                 err(format!(
-                    "{} is not an instance id ({e}); it names this instance in its S3 claims, \
-                     so it is not replaced silently: restore it, or delete it and release \
-                     this instance's claim markers",
+                    "{} is not an instance id ({e}); it names this instance in its claims \
+                     on output locations, so it is not replaced silently: restore it, or \
+                     delete it and release this instance's claims (S3 markers, claim files)",
                     path.display()
                 ))
             }),
@@ -528,8 +528,10 @@ async fn open_stream(
     };
     let dir = state_dir.join(&config.name);
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
-    let store: Arc<dyn CheckpointStore> =
-        Arc::new(FileCheckpointStore::new(dir.join("checkpoint.json")));
+    let store: Arc<dyn CheckpointStore> = Arc::new(
+        FileCheckpointStore::new(dir.join("checkpoint.json"))
+            .accepting_lost(options.reset_positions),
+    );
     let checkpoint = store
         .load()
         .await
@@ -564,9 +566,10 @@ async fn open_stream(
     };
     let destination = &config.destination;
     let sink: Arc<dyn ObjectSink> = match &destination.target {
-        Target::Local { path } => {
-            Arc::new(LocalSink::new(path, &config.name).map_err(|e: SinkError| err(e.to_string()))?)
-        }
+        Target::Local { path } => Arc::new(
+            LocalSink::new(path, &config.name, &instance_id(state_dir)?)
+                .map_err(|e: SinkError| err(e.to_string()))?,
+        ),
         Target::S3(target) => {
             let sdk = sdk.ok_or_else(|| err("AWS configuration was not loaded".into()))?;
             let options = S3Options {

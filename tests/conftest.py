@@ -462,7 +462,7 @@ def list_objects(out_dir: Path) -> list[str]:
 
 
 def staged_files(out_dir: Path) -> list[str]:
-    """Staged temp files, `<stream>/<file>` below the staging dir (the `<stream>.lock`
+    """Staged temp files, `<stream>/<file>` below the staging dir (the `<stream>@claim`
     claim files beside the per-stream directories are not staged objects)."""
     staging = Path(out_dir) / STAGING_DIR
     if not staging.exists():

@@ -224,7 +224,8 @@ def test_second_instance_on_one_output_dir_is_refused(tmp_path, start_daemon):
     """Two instances (own state dirs, own ports) delivering one stream name into one
     directory would delete each other's staged files at start: the second fails to start,
     naming the directory, the stream and the holder, and the first keeps delivering. The
-    lock dies with its process, so once the first has stopped the directory is free."""
+    claim outlives the first's process (its log could still hold records): a stranger is
+    refused until the claim file is deleted, while the first's own restart takes it again."""
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "shared.toml", native_config("shared", out))
     first = start_daemon(cfg, state_dir=tmp_path / "state1", log_name="first")
@@ -250,5 +251,15 @@ def test_second_instance_on_one_output_dir_is_refused(tmp_path, start_daemon):
     assert_exactly_once(got.records, before + after)
     assert not staged_files(out)
 
+    p = run_sluice(
+        ["run", "--config", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(tmp_path / "state2")],
+        timeout=30,
+    )
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode != 0, f"a stranger took a stopped instance's claim:\n{err[-3000:]}"
+    assert "gone for good, delete" in err, err[-3000:]
+    again = start_daemon(cfg, state_dir=tmp_path / "state1", log_name="first-again")
+    again.stop_ok()
+    (out / ".sluice-staging" / "shared@claim").unlink()
     second = start_daemon(cfg, state_dir=tmp_path / "state2", log_name="second")
     second.stop_ok()

@@ -36,6 +36,10 @@ def wait_for(pred, timeout=20.0):
 def test_ingest_and_delivery_are_counted(start_daemon, tmp_path):
     config = write_config(tmp_path / "m.toml", native_config("m", tmp_path / "out", interval_secs=1))
     daemon = start_daemon(config)
+    # Every per-stream family is there at zero before the first record.
+    text = metrics(daemon.port)
+    for family in ("sluice_incoming_records_total", "sluice_delivered_records_total", "sluice_pipeline_restarts_total"):
+        assert value(text, family, stream="m") == 0, f"{family} missing at start:\n{text}"
     records = [f"record-{i}".encode() for i in range(25)]
     put_batch_ok(daemon.client(), "m", records)
     assert wait_for(lambda: value(metrics(daemon.port), "sluice_delivered_records_total", stream="m") == 25)

@@ -68,3 +68,19 @@ def test_put_unknown_stream_fails(tmp_path, start_daemon):
     assert "ResourceNotFoundException" in err or "nope" in err, err
     d.stop_ok()
     assert read_delivered(out).keys == []
+
+
+def test_put_says_what_it_sent_and_wants_a_url(tmp_path, start_daemon):
+    d, out = start(tmp_path, start_daemon)
+    p = put(d, "cli", "-", input=b"only one\n")
+    assert "sent 1 record to `cli`" in p.stderr.decode(), p.stderr
+    bare = d.endpoint.removeprefix("http://")
+    p = run_sluice(["put", "--endpoint", bare, "--stream", "cli", "-"], input=b"x\n", timeout=60)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode != 0 and "must be a URL with a scheme" in err and f"http://{bare}" in err, err
+    d.stop_ok()
+    log = d.log_path.read_text()
+    # One start-up summary per stream and one line per delivered object.
+    assert "Stream configured. stream=cli source=Direct PUT" in log, log[-2000:]
+    assert "Delivered an object. stream=cli key=" in log and "records=1 " in log, log[-2000:]
+    assert "Positions {" not in log, "an internal struct was logged"

@@ -609,7 +609,7 @@ mod tests {
             processors: Processors::default(),
             format: None,
         };
-        let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s").unwrap());
+        let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s", "test").unwrap());
         let stage = BufferStage {
             namer: ObjectNamer::new("s", 1, &destination),
             sink,

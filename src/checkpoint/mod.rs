@@ -51,12 +51,25 @@ pub enum CheckpointError {
         source: std::io::Error,
     },
     /// The stored checkpoint is not valid; refuse to guess a position.
-    #[error("checkpoint {path} is corrupt: {message}")]
+    #[error(
+        "checkpoint {path} is corrupt: {message}. Restore it from a backup; or move it aside and start with --reset-positions, which resumes after what the write-ahead log records it delivered (a Kinesis stream resumes at its configured start position and may deliver records again)"
+    )]
     Corrupt {
         /// The checkpoint file.
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// The stream committed before, but its checkpoint is gone: starting over
+    /// would deliver everything again (or skip records), so refuse to guess.
+    #[error(
+        "there is no checkpoint {path}, but this stream has committed before ({marker} exists): the checkpoint was deleted or lost, and starting over would deliver records again. Restore it from a backup, or start with --reset-positions (Direct PUT then resumes after what its write-ahead log records it delivered; a Kinesis stream resumes at its configured start position)"
+    )]
+    Lost {
+        /// The missing checkpoint file.
+        path: PathBuf,
+        /// The file that shows an earlier commit.
+        marker: PathBuf,
     },
 }
 
@@ -68,6 +81,7 @@ impl Classify for CheckpointError {
         match self {
             CheckpointError::Io { .. } => Fault::Remote,
             CheckpointError::Corrupt { .. } => Fault::Bug,
+            CheckpointError::Lost { .. } => Fault::Config,
         }
     }
 }
@@ -86,16 +100,36 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<(), CheckpointError>>;
 }
 
-/// Checkpoints in one JSON file, replaced atomically.
+/// Checkpoints in one JSON file, replaced atomically, and a marker file made
+/// at the first commit (`<checkpoint>.committed`) so that a lost checkpoint is
+/// told from a new stream.
 #[derive(Debug, Clone)]
 pub struct FileCheckpointStore {
     path: PathBuf,
+    /// Treat a lost checkpoint as a new stream (`--reset-positions`).
+    accept_lost: bool,
 }
 
 impl FileCheckpointStore {
     /// A store keeping its checkpoint at `path` (the directory must exist).
     pub fn new(path: PathBuf) -> Self {
-        FileCheckpointStore { path }
+        FileCheckpointStore {
+            path,
+            accept_lost: false,
+        }
+    }
+
+    /// The same store, starting over (with a warning) where the checkpoint
+    /// was lost, instead of refusing.
+    pub fn accepting_lost(mut self, accept: bool) -> Self {
+        self.accept_lost = accept;
+        self
+    }
+
+    fn marker(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(".committed");
+        self.path.with_file_name(name)
     }
 }
 
@@ -104,7 +138,20 @@ impl CheckpointStore for FileCheckpointStore {
         Box::pin(async move {
             let bytes = match tokio::fs::read(&self.path).await {
                 Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let marker = self.marker();
+                    if !marker.exists() {
+                        return Ok(None);
+                    }
+                    if self.accept_lost {
+                        tracing::warn!(checkpoint = %self.path.display(), "--reset-positions: the checkpoint is lost; starting without it.");
+                        return Ok(None);
+                    }
+                    return Err(CheckpointError::Lost {
+                        path: self.path.clone(),
+                        marker,
+                    });
+                }
                 Err(source) => {
                     return Err(CheckpointError::Io {
                         path: self.path.clone(),
@@ -132,16 +179,23 @@ impl CheckpointStore for FileCheckpointStore {
                     message: e.to_string(),
                 })?;
             let path = self.path.clone();
-            tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &bytes))
-                .await
-                .map_err(|e| CheckpointError::Io {
-                    path: self.path.clone(),
-                    source: std::io::Error::other(e),
-                })?
-                .map_err(|source| CheckpointError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
+            let marker = self.marker();
+            tokio::task::spawn_blocking(move || {
+                crate::fsutil::write_atomic(&path, &bytes)?;
+                if !marker.exists() {
+                    crate::fsutil::write_atomic(&marker, b"")?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| CheckpointError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| CheckpointError::Io {
+                path: self.path.clone(),
+                source,
+            })
         })
     }
 }
@@ -191,12 +245,35 @@ mod tests {
         };
         store.commit(&second).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(second));
-        // Only the checkpoint itself is left: the temp file was renamed away.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        // Only the checkpoint and the first-commit marker are left: the temp
+        // file was renamed away.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("checkpoint.json")]);
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                std::ffi::OsString::from("checkpoint.json"),
+                std::ffi::OsString::from("checkpoint.json.committed")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_checkpoint_is_refused_unless_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        let store = FileCheckpointStore::new(path.clone());
+        store.commit(&Checkpoint::default()).await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let err = store.load().await.unwrap_err();
+        assert!(matches!(err, CheckpointError::Lost { .. }), "{err}");
+        assert!(err.to_string().contains("--reset-positions"), "{err}");
+        assert_eq!(err.fault(), Fault::Config);
+        let accepting = FileCheckpointStore::new(path).accepting_lost(true);
+        assert_eq!(accepting.load().await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -6,15 +6,19 @@
 //! fsynced before its handle is committed, and the destination directory is
 //! fsynced after the rename.
 //!
-//! Claim: the sink holds an exclusive `flock` on
-//! `<root>/.sluice-staging/<stream>.lock` for its whole life, so a second
-//! process delivering the same stream name into the same directory fails to
-//! start instead of deleting this one's staged files at its recovery. The
-//! lock file sits beside the stream's staging directory, not in it, because
-//! recovery deletes every file in there that no checkpoint lists. The kernel
-//! drops the lock when the process dies (kill -9 included), so a restart
-//! takes it again; it only excludes instances running at the same time. Keys
-//! are checked before they are joined to the root ([`SinkError::UnsafeKey`]).
+//! Claim: the sink holds an exclusive `flock` on the claim file
+//! `<root>/.sluice-staging/<stream>@claim` for its whole life, and the file
+//! names the instance (the id kept in its state directory). A second process
+//! delivering the same stream name into the same directory fails to start
+//! instead of deleting this one's staged files at its recovery: while the
+//! holder runs, by the lock; after it stopped or crashed, by the id, because
+//! its log may still hold records and its committed staged files must be
+//! completed by it, not aborted by a stranger. The same instance restarting
+//! (same state directory) takes its claim again. The file sits beside the
+//! stream's staging directory, not in it, because recovery deletes every file
+//! in there that no checkpoint lists; `@` cannot occur in a stream name, so no
+//! stream's staging directory can collide with another's claim file. Keys are
+//! checked before they are joined to the root ([`SinkError::UnsafeKey`]).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, Write};
@@ -38,16 +42,16 @@ pub struct LocalSink {
 
 impl LocalSink {
     /// A sink writing below `root`, staging in a directory private to `stream`,
-    /// holding the stream's claim on `root`.
+    /// holding the stream's claim on `root` for the instance `instance_id`.
     ///
     /// # Errors
-    /// [`SinkError::Claimed`] when another process holds the claim;
-    /// [`SinkError::Io`] when the directories or the lock file cannot be created.
-    pub fn new(root: &Path, stream: &str) -> Result<Self, SinkError> {
+    /// [`SinkError::Claimed`] when another process or instance holds the claim;
+    /// [`SinkError::Io`] when the directories or the claim file cannot be created.
+    pub fn new(root: &Path, stream: &str, instance_id: &str) -> Result<Self, SinkError> {
         let staging = root.join(STAGING_DIR).join(stream);
         fs::create_dir_all(&staging)
             .map_err(|e| SinkError::io(staging.display().to_string(), e))?;
-        let claim = claim(root, stream)?;
+        let claim = claim(root, stream, instance_id)?;
         Ok(LocalSink {
             root: root.to_owned(),
             staging,
@@ -161,9 +165,19 @@ impl ObjectSink for LocalSink {
 }
 
 /// Takes the stream's lock on `root`, or says who holds it.
-fn claim(root: &Path, stream: &str) -> Result<File, SinkError> {
-    let path = root.join(STAGING_DIR).join(format!("{stream}.lock"));
+/// First line of the claim file: the holding instance.
+const INSTANCE_LINE: &str = "instance ";
+
+fn claim(root: &Path, stream: &str, instance_id: &str) -> Result<File, SinkError> {
+    let path = root.join(STAGING_DIR).join(format!("{stream}@claim"));
     let io_err = |e| SinkError::io(path.display().to_string(), e);
+    let location = || {
+        format!(
+            "output directory {} (claim file {})",
+            root.display(),
+            path.display()
+        )
+    };
     // Not truncated on open: the holder's note must survive for the refused one to read.
     let mut file = fs::OpenOptions::new()
         .read(true)
@@ -172,20 +186,15 @@ fn claim(root: &Path, stream: &str) -> Result<File, SinkError> {
         .truncate(false)
         .open(&path)
         .map_err(io_err)?;
+    let mut note = String::new();
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
-            let mut note = String::new();
             let _ = file.read_to_string(&mut note);
-            let note = note.trim();
             return Err(SinkError::Claimed {
                 stream: stream.to_owned(),
-                location: format!("output directory {} (lock file {})", root.display(), path.display()),
-                holder: if note.is_empty() {
-                    "it holds the lock file".to_owned()
-                } else {
-                    note.to_owned()
-                },
+                location: location(),
+                holder: describe_holder(&note).unwrap_or_else(|| "a running process holds its lock".to_owned()),
                 remedy: "two instances delivering one stream into one directory would delete each \
                          other's staged files; stop the other instance, or give this stream another \
                          output directory or name"
@@ -194,19 +203,50 @@ fn claim(root: &Path, stream: &str) -> Result<File, SinkError> {
         }
         Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
     }
-    // Who holds the lock, for the message of the instance that gets refused.
-    // Best effort: the lock itself is the claim, the note only explains it.
+    file.read_to_string(&mut note).map_err(io_err)?;
+    if let Some(holder) = note
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(INSTANCE_LINE))
+        .map(str::trim)
+        .filter(|id| *id != instance_id)
+    {
+        return Err(SinkError::Claimed {
+            stream: stream.to_owned(),
+            location: location(),
+            holder: describe_holder(&note).unwrap_or_else(|| format!("instance {holder}")),
+            remedy: format!(
+                "that instance is not running, but its write-ahead log may still hold records for \
+                 this stream and only it may complete its staged files; restart it with its own \
+                 state directory, or, if it is gone for good, delete {} to hand the stream over",
+                path.display()
+            ),
+        });
+    }
+    // Who holds the claim: the instance (the claim itself, with the lock)
+    // and, for the message of a refused one, where it runs.
     let note = format!(
-        "pid {} on host {}, since {}\n",
+        "{INSTANCE_LINE}{instance_id}\npid {} on host {}, since {}\n",
         std::process::id(),
         super::host_name(),
         jiff::Timestamp::now()
     );
-    let _ = file
-        .set_len(0)
+    file.set_len(0)
         .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(note.as_bytes()));
+        .and_then(|()| file.write_all(note.as_bytes()))
+        .and_then(|()| file.sync_all())
+        .map_err(io_err)?;
     Ok(file)
+}
+
+/// "instance X (pid P on host H, since T)" from a claim file's text.
+fn describe_holder(note: &str) -> Option<String> {
+    let mut lines = note.lines();
+    let id = lines.next()?.strip_prefix(INSTANCE_LINE)?.trim().to_owned();
+    Some(match lines.next() {
+        Some(rest) => format!("instance {id} ({})", rest.trim()),
+        None => format!("instance {id}"),
+    })
 }
 
 /// Refuses a key that would leave the root or land in the staging area, before
@@ -316,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn staged_objects_are_invisible_until_completed_and_completion_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = LocalSink::new(dir.path(), "s").unwrap();
+        let sink = LocalSink::new(dir.path(), "s", "me").unwrap();
         let mut writer = sink.stage("2026/01/02/03/s-1-x").await.unwrap();
         writer.write_all(b"hello\n").unwrap();
         let staged = writer.finish().await.unwrap();
@@ -339,7 +379,7 @@ mod tests {
     #[tokio::test]
     async fn abort_removes_only_uncommitted_staged_objects() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = LocalSink::new(dir.path(), "s").unwrap();
+        let sink = LocalSink::new(dir.path(), "s", "me").unwrap();
         let keep = sink.stage("a").await.unwrap().finish().await.unwrap();
         let _drop = sink.stage("b").await.unwrap().finish().await.unwrap();
         assert_eq!(
@@ -355,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn completing_a_vanished_object_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = LocalSink::new(dir.path(), "s").unwrap();
+        let sink = LocalSink::new(dir.path(), "s", "me").unwrap();
         let staged = sink.stage("a").await.unwrap().finish().await.unwrap();
         sink.abort_uncommitted(&[]).await.unwrap();
         assert!(matches!(
@@ -367,7 +407,7 @@ mod tests {
     #[tokio::test]
     async fn keys_that_leave_the_root_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = LocalSink::new(&dir.path().join("out"), "s").unwrap();
+        let sink = LocalSink::new(&dir.path().join("out"), "s", "me").unwrap();
         for bad in [
             "/etc/passwd",
             "../x",
@@ -407,8 +447,8 @@ mod tests {
     #[test]
     fn one_stream_directory_is_claimed_by_one_sink_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let first = LocalSink::new(dir.path(), "s").unwrap();
-        let err = LocalSink::new(dir.path(), "s").unwrap_err();
+        let first = LocalSink::new(dir.path(), "s", "me").unwrap();
+        let err = LocalSink::new(dir.path(), "s", "me").unwrap_err();
         assert!(matches!(err, SinkError::Claimed { .. }), "{err}");
         assert_eq!((err.is_retriable(), err.fault()), (false, Fault::Config));
         let message = err.to_string();
@@ -424,16 +464,32 @@ mod tests {
         );
         assert!(message.contains("stop the other instance"), "{message}");
         // Other streams, and other directories, are independent.
-        let _other_stream = LocalSink::new(dir.path(), "t").unwrap();
-        let _other_dir = LocalSink::new(&dir.path().join("sub"), "s").unwrap();
+        let _other_stream = LocalSink::new(dir.path(), "t", "me").unwrap();
+        let _other_dir = LocalSink::new(&dir.path().join("sub"), "s", "me").unwrap();
         // The claim lasts while any clone lives, and ends with the last.
         let clone = first.clone();
         drop(first);
-        assert!(LocalSink::new(dir.path(), "s").is_err());
+        assert!(LocalSink::new(dir.path(), "s", "me").is_err());
         drop(clone);
-        let _again = LocalSink::new(dir.path(), "s").unwrap();
-        // Recovery's abort leaves the lock file alone (it is not in the staging dir).
-        let lock = dir.path().join(STAGING_DIR).join("s.lock");
-        assert!(lock.is_file());
+        let _again = LocalSink::new(dir.path(), "s", "me").unwrap();
+        // Recovery's abort leaves the claim file alone (it is not in the staging dir).
+        let claim = dir.path().join(STAGING_DIR).join("s@claim");
+        assert!(claim.is_file());
+    }
+
+    #[test]
+    fn a_stopped_instances_claim_refuses_another_instance_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalSink::new(dir.path(), "s", "first").unwrap());
+        // The first instance is not running, but its claim stands.
+        let err = LocalSink::new(dir.path(), "s", "second").unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, SinkError::Claimed { .. }), "{message}");
+        assert!(message.contains("instance first"), "{message}");
+        assert!(message.contains("gone for good, delete"), "{message}");
+        // Its own restart takes it again; deleting the file hands it over.
+        drop(LocalSink::new(dir.path(), "s", "first").unwrap());
+        std::fs::remove_file(dir.path().join(STAGING_DIR).join("s@claim")).unwrap();
+        let _second = LocalSink::new(dir.path(), "s", "second").unwrap();
     }
 }
