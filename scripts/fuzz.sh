@@ -3,6 +3,7 @@
 #   wal_frames  write-ahead log scanner, frame reader, header and mark decoders
 #   kpl         KPL de-aggregation of Kinesis record data
 #   prefix      prefix expression parser and evaluator (no evaluated key escapes)
+#   api_request the Firehose API request decoding, every operation
 # Uses cargo-fuzz (libFuzzer) on rustup's nightly toolchain; installs cargo-fuzz from
 # crates.io when missing. Not part of scripts/test.sh: run it before touching a parser.
 #
@@ -14,7 +15,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 SECS="${FUZZ_SECS:-60}"
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(wal_frames kpl prefix)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(wal_frames kpl prefix api_request)
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 for target in "${TARGETS[@]}"; do

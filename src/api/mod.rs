@@ -308,18 +308,54 @@ async fn append(
     }
 }
 
-async fn put_record(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
+/// Decodes a request body as `operation`'s input with every check that needs
+/// no stream (shape, base64, Firehose's limits) and returns how many records
+/// it carries. The handlers run the same code; this entry exists for the
+/// fuzz target (`fuzz/fuzz_targets/api_request.rs`).
+///
+/// # Errors
+/// The message of the error a client would get.
+pub fn decode_request(operation: &str, body: &Bytes) -> Result<usize, String> {
+    let message = |e: ApiError| format!("{}: {}", e.kind, e.message);
+    match operation {
+        "PutRecord" => decode_put_record(body).map(|_| 1).map_err(message),
+        "PutRecordBatch" => decode_put_record_batch(body)
+            .map(|(_, records)| records.len())
+            .map_err(message),
+        "DescribeDeliveryStream" => parse::<DescribeIn>(body).map(|_| 0).map_err(message),
+        "ListDeliveryStreams" => parse::<ListIn>(body).map(|_| 0).map_err(message),
+        _ => Err(format!("UnknownOperationException: {operation}")),
+    }
+}
+
+fn decode_put_record(body: &Bytes) -> Result<(Option<String>, Bytes), ApiError> {
     let input: PutRecordIn = parse(body)?;
-    let stream = stream(state, input.stream.as_deref())?;
     let record = input.record.ok_or_else(|| ApiError::missing("record"))?;
-    let data = decode(record, "record")?;
+    Ok((input.stream, decode(record, "record")?))
+}
+
+async fn put_record(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
+    let (name, data) = decode_put_record(body)?;
+    let stream = stream(state, name.as_deref())?;
     let ids = append(state, stream, vec![data]).await?;
     Ok(ok(json!({"RecordId": ids[0], "Encrypted": false})))
 }
 
 async fn put_record_batch(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
+    let (name, data) = decode_put_record_batch(body)?;
+    let stream = stream(state, name.as_deref())?;
+    let ids = append(state, stream, data).await?;
+    let responses: Vec<Value> = ids.into_iter().map(|id| json!({"RecordId": id})).collect();
+    Ok(ok(
+        json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}),
+    ))
+}
+
+fn decode_put_record_batch(body: &Bytes) -> Result<(Option<String>, Vec<Bytes>), ApiError> {
     let input: PutRecordBatchIn = parse(body)?;
-    let stream = stream(state, input.stream.as_deref())?;
+    if input.stream.is_none() {
+        return Err(ApiError::missing("deliveryStreamName"));
+    }
     let records = input.records.ok_or_else(|| ApiError::missing("records"))?;
     if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::invalid(format!(
@@ -339,11 +375,7 @@ async fn put_record_batch(state: &ApiState, body: &Bytes) -> Result<Response, Ap
             "PutRecordBatch carries {total} bytes of data; the limit is {MAX_BATCH_BYTES} bytes (4 MiB)"
         )));
     }
-    let ids = append(state, stream, data).await?;
-    let responses: Vec<Value> = ids.into_iter().map(|id| json!({"RecordId": id})).collect();
-    Ok(ok(
-        json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}),
-    ))
+    Ok((input.stream, data))
 }
 
 #[derive(Deserialize)]
