@@ -290,18 +290,16 @@ impl S3Sink {
                     retriable,
                     ..
                 }) => {
-                    let wait = if retriable {
-                        jitter(backoff)
-                    } else {
-                        SLOW_RETRY
+                    let failure = Failure {
+                        operation: "claim",
+                        key: &self.filter.claim_key(),
+                        code: code.as_deref(),
+                        message: &message,
+                        fault,
+                        retriable,
+                        attempt: 0,
                     };
-                    if retriable {
-                        tracing::warn!(stream = %self.filter.stream, code = code.as_deref().unwrap_or("-"), error = %message, retry_in_ms = wait.as_millis() as u64, "Cannot claim the stream's S3 prefix; retrying.");
-                    } else {
-                        tracing::error!(stream = %self.filter.stream, code = code.as_deref().unwrap_or("-"), %fault, error = %message, retry_in_ms = wait.as_millis() as u64, "Cannot claim the stream's S3 prefix and this needs an operator; retrying slowly, nothing is dropped.");
-                    }
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    failure.wait(&mut backoff).await;
                 }
                 Err(other) => return Err(other),
             }
@@ -1028,21 +1026,70 @@ where
                 ..
             }) => {
                 count(operation, code.as_deref(), fault);
-                let wait = if retriable {
-                    jitter(backoff)
-                } else {
-                    SLOW_RETRY
+                let failure = Failure {
+                    operation,
+                    key,
+                    code: code.as_deref(),
+                    message: &message,
+                    fault,
+                    retriable,
+                    attempt,
                 };
-                if retriable {
-                    tracing::warn!(operation, key, code = code.as_deref().unwrap_or("-"), attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "S3 request failed; retrying.");
-                } else {
-                    tracing::error!(operation, key, code = code.as_deref().unwrap_or("-"), %fault, attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "S3 request failed and needs an operator; retrying slowly, nothing is dropped.");
-                }
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                failure.wait(&mut backoff).await;
             }
             Err(other) => return Err(other),
         }
+    }
+}
+
+/// One failed S3 request that will be tried again.
+struct Failure<'a> {
+    operation: &'static str,
+    key: &'a str,
+    code: Option<&'a str>,
+    message: &'a str,
+    fault: Fault,
+    retriable: bool,
+    attempt: u32,
+}
+
+impl Failure<'_> {
+    /// Logs the failure and sleeps until the next attempt: soon (growing
+    /// `backoff`) when retrying can fix it, [`SLOW_RETRY`] when an operator
+    /// must (bucket missing, access denied): nothing is dropped meanwhile.
+    async fn wait(&self, backoff: &mut Duration) {
+        let wait = if self.retriable {
+            jitter(*backoff)
+        } else {
+            SLOW_RETRY
+        };
+        let (operation, key, code) = (self.operation, self.key, self.code.unwrap_or("-"));
+        let (attempt, error, retry_in_ms) = (self.attempt, self.message, wait.as_millis() as u64);
+        if self.retriable {
+            tracing::warn!(
+                operation,
+                key,
+                code,
+                attempt,
+                error,
+                retry_in_ms,
+                "S3 request failed; retrying."
+            );
+        } else {
+            let fault = self.fault.to_string();
+            tracing::error!(
+                operation,
+                key,
+                code,
+                fault,
+                attempt,
+                error,
+                retry_in_ms,
+                "S3 request failed and needs an operator; retrying slowly, nothing is dropped."
+            );
+        }
+        tokio::time::sleep(wait).await;
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -420,16 +420,16 @@ async fn a_checkpoint_ahead_of_the_log_refuses_and_reset_writes_above_it() {
         reopen(dir.path(), Some(checkpoint), false).await,
         "log behind",
     );
-    // With --reset-positions new records land after the checkpoint and are read.
-    let wal = Wal::open(
-        dir.path(),
-        Some(checkpoint),
-        WalOptions {
-            reset_positions: true,
-            ..small(1 << 30)
-        },
-    )
-    .unwrap();
+    assert_reset_writes_above(dir.path(), checkpoint).await;
+}
+
+/// With --reset-positions, a new record lands after `checkpoint` and is read.
+async fn assert_reset_writes_above(dir: &Path, checkpoint: WalPosition) {
+    let options = WalOptions {
+        reset_positions: true,
+        ..small(1 << 30)
+    };
+    let wal = Wal::open(dir, Some(checkpoint), options).unwrap();
     let id = wal
         .append(vec![Bytes::from_static(b"new")], 1)
         .await
@@ -450,23 +450,7 @@ async fn a_missing_log_with_a_checkpoint_refuses_and_reset_starts_above_it() {
         reopen(dir.path(), Some(checkpoint), false).await,
         "log gone",
     );
-    let wal = Wal::open(
-        dir.path(),
-        Some(checkpoint),
-        WalOptions {
-            reset_positions: true,
-            ..small(1 << 30)
-        },
-    )
-    .unwrap();
-    let id = wal
-        .append(vec![Bytes::from_static(b"new")], 1)
-        .await
-        .unwrap()[0];
-    assert!(id > checkpoint);
-    let mut reader = wal.reader(Some(checkpoint));
-    wal.close().await;
-    assert_eq!(read_all(&mut reader).await, vec!["new"]);
+    assert_reset_writes_above(dir.path(), checkpoint).await;
 }
 
 #[tokio::test]
