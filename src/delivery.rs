@@ -185,6 +185,16 @@ impl Delivery {
         }
         if !gone.is_empty() {
             checkpoint = self.rebuild(checkpoint, gone).await?;
+        } else if !checkpoint.staged.is_empty() {
+            // Every committed object is visible now: record it before the
+            // source forgets the records, as `deliver` does, so a later start
+            // checks the log against this checkpoint, not the epoch's start.
+            checkpoint = Checkpoint {
+                staged: Vec::new(),
+                replay_from: None,
+                ..checkpoint
+            };
+            self.store.commit(&checkpoint).await?;
         }
         let aborted = self.sink.abort_uncommitted(&checkpoint.staged).await?;
         if aborted > 0 {
@@ -322,5 +332,139 @@ impl Delivery {
             "Delivered."
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::checkpoint::FileCheckpointStore;
+    use crate::record::WalPosition;
+    use crate::sink::{LocalSink, StagedHandle};
+
+    /// Remembers every position the source was told about.
+    #[derive(Debug, Default)]
+    struct Told(Mutex<Vec<Positions>>);
+
+    impl SourceProgress for Told {
+        fn committed(&self, positions: &Positions) {
+            self.0.lock().unwrap().push(positions.clone());
+        }
+    }
+
+    fn at(offset: u64) -> Positions {
+        Positions {
+            wal: Some(WalPosition { segment: 1, offset }),
+            ..Default::default()
+        }
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        sink: Arc<LocalSink>,
+        store: Arc<FileCheckpointStore>,
+        told: Arc<Told>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s", "test").unwrap());
+        let store = Arc::new(FileCheckpointStore::new(dir.path().join("checkpoint.json")));
+        Fixture {
+            dir,
+            sink,
+            store,
+            told: Arc::default(),
+        }
+    }
+
+    impl Fixture {
+        fn delivery(&self) -> Delivery {
+            Delivery::new(
+                "s",
+                self.sink.clone(),
+                self.store.clone(),
+                self.told.clone(),
+            )
+        }
+
+        /// A committed epoch (from 10 to 20) whose objects are staged, as a
+        /// crash right after the commit leaves it.
+        async fn committed_epoch(&self, keys: &[&str]) -> Checkpoint {
+            let mut staged = Vec::new();
+            for key in keys {
+                let mut writer = self.sink.stage(key).await.unwrap();
+                writer.write_all(key.as_bytes()).unwrap();
+                staged.push(writer.finish().await.unwrap());
+            }
+            let checkpoint = Checkpoint {
+                epoch: 3,
+                positions: at(20),
+                staged,
+                replay_from: Some(at(10)),
+            };
+            self.store.commit(&checkpoint).await.unwrap();
+            checkpoint
+        }
+
+        fn visible(&self, key: &str) -> bool {
+            self.dir.path().join("out").join(key).is_file()
+        }
+    }
+
+    #[tokio::test]
+    async fn recovery_completes_committed_objects_and_records_the_epoch_complete() {
+        let f = fixture();
+        f.committed_epoch(&["a/1", "a/2"]).await;
+        let resume = f.delivery().recover().await.unwrap();
+        assert_eq!(resume, at(20));
+        assert!(f.visible("a/1") && f.visible("a/2"));
+        let after = f.store.load().await.unwrap().unwrap();
+        assert!(
+            after.staged.is_empty() && after.replay_from.is_none(),
+            "{after:?}"
+        );
+        assert_eq!(f.told.0.lock().unwrap().last(), Some(&at(20)));
+        // Recovery again changes nothing and stays idempotent.
+        assert_eq!(f.delivery().recover().await.unwrap(), at(20));
+    }
+
+    #[tokio::test]
+    async fn committed_objects_gone_before_completion_are_rebuilt_from_where_the_epoch_started() {
+        let f = fixture();
+        f.committed_epoch(&["b/1", "b/2"]).await;
+        std::fs::remove_dir_all(f.dir.path().join("out/.sluice-staging/s")).unwrap();
+        std::fs::create_dir(f.dir.path().join("out/.sluice-staging/s")).unwrap();
+        let resume = f.delivery().recover().await.unwrap();
+        assert_eq!(resume, at(10), "the epoch is replayed from its start");
+        let after = f.store.load().await.unwrap().unwrap();
+        assert_eq!((after.positions, after.epoch), (at(10), 4));
+        assert!(!f.visible("b/1"));
+    }
+
+    #[tokio::test]
+    async fn a_partly_visible_epoch_with_an_object_gone_is_reported_as_lost_not_assumed() {
+        let f = fixture();
+        let checkpoint = f.committed_epoch(&["c/1", "c/2"]).await;
+        // The first object was completed (and is visible), the second's staged
+        // file vanished.
+        f.sink.complete(&checkpoint.staged[0]).await.unwrap();
+        let StagedHandle::LocalFile { temp } = &checkpoint.staged[1].handle else {
+            panic!("local handle expected")
+        };
+        std::fs::remove_file(f.dir.path().join("out/.sluice-staging/s").join(temp)).unwrap();
+        let err = f.delivery().recover().await.unwrap_err();
+        assert!(matches!(err, DeliveryError::Lost { .. }), "{err}");
+        assert!(!err.is_retriable());
+        let message = err.to_string();
+        assert!(
+            message.contains("c/2") && message.contains("log 1:10") && message.contains("log 1:20"),
+            "{message}"
+        );
+        // Nothing was moved on: the checkpoint still says what to look at.
+        assert_eq!(f.store.load().await.unwrap().unwrap(), checkpoint);
     }
 }

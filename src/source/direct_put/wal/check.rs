@@ -558,22 +558,45 @@ pub(super) fn prepare(
 ) -> Result<Layout, WalError> {
     fs::create_dir_all(dir).map_err(|e| io_err("creating log directory", e))?;
     let report = inspect(dir, committed)?;
+    let problems = report.problems();
+    let inconsistent: Vec<String> = problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::Inconsistent(message) => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    let corrupt = problems.iter().find_map(|p| match p {
+        Problem::Corrupt { position, message } => Some(WalError::Corrupt {
+            position: *position,
+            message: format!("{message}. {REPAIR_HINT}"),
+        }),
+        _ => None,
+    });
+    // Refusals come before any change, so the operator finds the log as it was.
+    if let Some(err) = corrupt {
+        return Err(err);
+    }
+    if !inconsistent.is_empty() && !reset {
+        return Err(WalError::Inconsistent {
+            message: format!(
+                "{}. Nothing was changed. If this is expected (e.g. state restored from a backup), start with --reset-positions: sluice then resumes after the checkpoint and the log's own record of what it delivered, and writes new records after both.",
+                inconsistent.join("; ")
+            ),
+        });
+    }
+    for message in &inconsistent {
+        tracing::warn!(dir = %dir.display(), "--reset-positions: {message}. Proceeding as asked.");
+    }
     for n in &report.strays {
         let path = segment_path(dir, *n);
         tracing::warn!(segment = %path.display(), "Setting aside an empty segment file past the end of the log.");
         fs::rename(&path, path.with_extension("wal.stray"))
             .map_err(|e| io_err("setting a stray segment aside", e))?;
     }
-    let mut inconsistent = Vec::new();
-    for problem in report.problems() {
+    for problem in problems {
         match problem {
-            Problem::Corrupt { position, message } => {
-                return Err(WalError::Corrupt {
-                    position,
-                    message: format!("{message}. {REPAIR_HINT}"),
-                });
-            }
-            Problem::Inconsistent(message) => inconsistent.push(message),
+            Problem::Corrupt { .. } | Problem::Inconsistent(_) => {}
             Problem::TornTail { at, bytes } => {
                 tracing::warn!(position = %at, bytes, "Cutting a torn write-ahead log tail: a write interrupted before its fsync, never acknowledged.");
                 let file = OpenOptions::new()
@@ -597,19 +620,6 @@ pub(super) fn prepare(
     let mut segments = scan_dir(dir)?;
     segments.retain(|n, _| !report.strays.contains(n));
     let released = report.mark.map(|m| m.released);
-    if !inconsistent.is_empty() {
-        if !reset {
-            return Err(WalError::Inconsistent {
-                message: format!(
-                    "{}. Nothing was changed. If this is expected (e.g. state restored from a backup), start with --reset-positions: sluice then resumes after the checkpoint and the log's own record of what it delivered, and writes new records after both.",
-                    inconsistent.join("; ")
-                ),
-            });
-        }
-        for message in &inconsistent {
-            tracing::warn!(dir = %dir.display(), "--reset-positions: {message}. Proceeding as asked.");
-        }
-    }
     // A checkpoint (or the log's own delivered mark) ahead of the log's end,
     // or a log that is gone: set what is left aside and start a new log
     // numbered after every position ever recorded, so new records land above
