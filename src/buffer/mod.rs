@@ -28,7 +28,7 @@ use crate::delivery::{Epoch, EpochObject, ObjectEncoder};
 use crate::encode::{self, EncodeError};
 use crate::error::{Classify, Fault};
 use crate::partition::{Prefix, PrefixContext, PrefixError};
-use crate::process::{self, Processors};
+use crate::process::{self, BatchOutcomes, Outcome, Processors};
 use crate::record::{Positions, Record};
 use crate::sink::{ObjectSink, SinkError};
 use crate::source::{Source, SourceError};
@@ -284,38 +284,39 @@ impl BufferStage {
     /// Appends a batch, closing and opening objects as the size trigger fires.
     async fn append(
         &self,
-        mut records: Vec<Record>,
+        records: Vec<Record>,
         open: &mut Option<OpenObject>,
         epochs: &mpsc::Sender<Epoch>,
     ) -> Result<(), BufferError> {
         let limit = self.buffering.size_bytes;
         let delimiter = u64::from(self.delimiter);
+        // Processing and encoding are CPU work: run them off the reactor,
+        // moving the records and their outcomes there and back, not copying.
+        // The chain sees the whole batch (transforms are called per batch)
+        // before any of it is encoded.
+        let processors = self.processors.clone();
+        let mut batch = tokio::task::spawn_blocking(move || {
+            let outcomes = processors.run(&records);
+            Processing { records, outcomes }
+        })
+        .await
+        .map_err(|e| BufferError::Task(e.to_string()))?;
         let mut next = 0;
-        while next < records.len() {
+        while next < batch.records.len() {
             let mut object = match open.take() {
                 Some(object) => object,
-                None => self.open(records[next].arrival_ms).await?,
+                None => self.open(batch.records[next].arrival_ms).await?,
             };
-            // Processing and encoding are CPU work: run them off the reactor,
-            // moving the object and the records there and back, not copying.
-            let processors = self.processors.clone();
-            let (object_back, records_back, reached, result) =
+            let (object_back, batch_back, reached, result) =
                 tokio::task::spawn_blocking(move || {
                     let mut i = next;
-                    let result = append_records(
-                        &mut object,
-                        &records,
-                        &mut i,
-                        limit,
-                        delimiter,
-                        &processors,
-                    );
-                    (object, records, i, result)
+                    let result = append_records(&mut object, &batch, &mut i, limit, delimiter);
+                    (object, batch, i, result)
                 })
                 .await
                 .map_err(|e| BufferError::Task(e.to_string()))?;
             result?;
-            records = records_back;
+            batch = batch_back;
             next = reached;
             let mut object_back = object_back;
             if !object_back.pending.is_empty() {
@@ -417,47 +418,42 @@ impl BufferStage {
 
 /// Processes and encodes records from `*i` until the size limit, a failure
 /// that needs a new error object, or the end of the batch (blocking).
+/// A batch of source records and what the processor chain made of them.
+struct Processing {
+    records: Vec<Record>,
+    outcomes: BatchOutcomes,
+}
+
+/// Encodes records from `*i` until the size limit, a failure that needs a new
+/// error object, or the end of the batch (blocking).
 fn append_records(
     object: &mut OpenObject,
-    records: &[Record],
+    batch: &Processing,
     i: &mut usize,
     limit: u64,
     delimiter: u64,
-    processors: &Processors,
 ) -> Result<(), EncodeError> {
     let pending = std::mem::take(&mut object.pending);
     write_errors(object, pending)?;
-    let mut subs = Vec::new();
-    while *i < records.len() && object.bytes < limit {
-        let record = &records[*i];
-        subs.clear();
-        let outcome = match &record.damaged {
-            // Salvaged log bytes are no record anyone sent: straight to the
-            // error output, with the repair's explanation.
-            Some(message) => Err(process::Failure {
-                code: "WriteAheadLogDamaged",
-                message: message.to_string(),
-            }),
-            None => processors.apply(&record.data, &mut subs),
-        };
-        match outcome {
-            Err(failure) => object.pending.push((
-                PROCESSING_FAILED,
-                process::error_document(&record.data, record.arrival_ms, &failure),
-            )),
-            Ok(()) => {
-                for sub in &subs {
-                    match object.encoder.append(sub) {
-                        Ok(()) => object.data_records += 1,
-                        Err(EncodeError::Record { code, message }) => {
-                            object.pending.push((
-                                FORMAT_CONVERSION_FAILED,
-                                conversion_error(record, sub, code, &message),
-                            ));
-                        }
-                        Err(e) => return Err(e),
+    while *i < batch.records.len() && object.bytes < limit {
+        let record = &batch.records[*i];
+        for outcome in batch.outcomes.of(*i) {
+            match outcome {
+                Outcome::Ok(processed) => match object.encoder.append(&processed.data) {
+                    Ok(()) => object.data_records += 1,
+                    Err(EncodeError::Record { code, message }) => {
+                        object.pending.push((
+                            FORMAT_CONVERSION_FAILED,
+                            conversion_error(record, &processed.data, code, &message),
+                        ));
                     }
-                }
+                    Err(e) => return Err(e),
+                },
+                Outcome::Dropped => {}
+                Outcome::Failed { raw, failure } => object.pending.push((
+                    PROCESSING_FAILED,
+                    process::error_document(raw, record.arrival_ms, failure),
+                )),
             }
         }
         if let Some(backup) = &mut object.backup

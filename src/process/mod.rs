@@ -1,13 +1,18 @@
-//! Processors: what happens to a record between its source and its buffer.
+//! Processors: what happens to records between their source and their buffer.
 //!
 //! Firehose's order is de-aggregation -> transform (Lambda; WASM plugins
-//! here, later) -> partition keys. Neighbours: the [`crate::buffer`] stage
-//! calls [`Processors::apply`] on every source record, inside the same
-//! blocking task that encodes it, and appends all resulting sub-records to
-//! the same object, so an object never ends in the middle of a source record
-//! (the committed source position always covers whole records). A record
-//! that fails goes to the `processing-failed` error output with Firehose's
-//! error document ([`error_document`]); the other records go on.
+//! here, to come) -> partition keys -> delimiter. The chain works on a whole
+//! source batch at once ([`Processors::run`]), because transforms are called
+//! once per batch, and answers with an [`Outcome`] per resulting record:
+//! kept (new data and partition keys), dropped on purpose, or failed to the
+//! `processing-failed` error output with Firehose's error document
+//! ([`error_document`]); one record's failure never stops the others.
+//!
+//! Neighbours: the [`crate::buffer`] stage runs the chain off the async
+//! reactor on each batch it reads, then appends each source record's outcomes
+//! to one object, so an object never ends in the middle of a source record
+//! (the committed source position always covers whole records, dropped and
+//! failed ones included).
 //!
 //! KPL de-aggregation is not here: it belongs to the Kinesis source, because
 //! its sub-records have their own positions (sub-sequence numbers).
@@ -16,6 +21,8 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
+
+use crate::record::Record;
 
 /// Firehose's `RecordDeAggregation` processor: one record holding several.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,17 +55,109 @@ pub struct Failure {
     pub message: String,
 }
 
+/// A record the chain hands on to the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    /// The data to encode.
+    pub data: Bytes,
+    /// Keys a transform gave it, for `!{partitionKeyFromLambda:KEY}`.
+    pub partition_keys: Vec<(String, String)>,
+}
+
+/// What became of one record (a source record, or one of its sub-records
+/// after de-aggregation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered as this.
+    Ok(Processed),
+    /// Dropped on purpose (a transform's `dropped`): not delivered, and its
+    /// source position is committed with the rest.
+    Dropped,
+    /// To the `processing-failed` error output.
+    Failed {
+        /// The bytes that failed (the sub-record, or the source record).
+        raw: Bytes,
+        /// Why.
+        failure: Failure,
+    },
+}
+
+/// The chain's answer for one batch: the outcomes of source record `i` are
+/// `outcomes[starts[i]..starts[i + 1]]`, in order. Flat, so a batch costs two
+/// allocations, not one per record.
+#[derive(Debug, Default)]
+pub struct BatchOutcomes {
+    outcomes: Vec<Outcome>,
+    starts: Vec<usize>,
+}
+
+impl BatchOutcomes {
+    /// The outcomes of source record `i`.
+    pub fn of(&self, i: usize) -> &[Outcome] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&start), Some(&end)) => &self.outcomes[start..end],
+            _ => &[],
+        }
+    }
+
+    fn push_record(&mut self, outcomes: impl IntoIterator<Item = Outcome>) {
+        if self.starts.is_empty() {
+            self.starts.push(0);
+        }
+        self.outcomes.extend(outcomes);
+        self.starts.push(self.outcomes.len());
+    }
+}
+
 impl Processors {
     /// Whether records pass through unchanged.
     pub fn is_empty(&self) -> bool {
         self.deaggregation.is_none()
     }
 
-    /// Runs the chain on one record, appending its resulting records to `out`.
+    /// Runs the chain on a batch of source records (blocking: call it off the
+    /// async reactor).
+    pub fn run(&self, records: &[Record]) -> BatchOutcomes {
+        let mut out = BatchOutcomes {
+            outcomes: Vec::with_capacity(records.len()),
+            starts: Vec::with_capacity(records.len() + 1),
+        };
+        let mut subs = Vec::new();
+        for record in records {
+            if let Some(message) = &record.damaged {
+                // Salvaged log bytes are no record anyone sent: straight to
+                // the error output, with the repair's explanation.
+                out.push_record([Outcome::Failed {
+                    raw: record.data.clone(),
+                    failure: Failure {
+                        code: "WriteAheadLogDamaged",
+                        message: message.to_string(),
+                    },
+                }]);
+                continue;
+            }
+            subs.clear();
+            match self.apply(&record.data, &mut subs) {
+                Ok(()) => out.push_record(subs.drain(..).map(|data| {
+                    Outcome::Ok(Processed {
+                        data,
+                        partition_keys: Vec::new(),
+                    })
+                })),
+                Err(failure) => out.push_record([Outcome::Failed {
+                    raw: record.data.clone(),
+                    failure,
+                }]),
+            }
+        }
+        out
+    }
+
+    /// De-aggregates one record, appending its resulting records to `out`.
     ///
     /// # Errors
     /// [`Failure`] when the record cannot be processed; nothing was appended.
-    pub fn apply(&self, data: &Bytes, out: &mut Vec<Bytes>) -> Result<(), Failure> {
+    fn apply(&self, data: &Bytes, out: &mut Vec<Bytes>) -> Result<(), Failure> {
         let start = out.len();
         let result = match &self.deaggregation {
             None => {
@@ -159,6 +258,55 @@ mod tests {
         let mut out = Vec::new();
         p.apply(&Bytes::from_static(data), &mut out)?;
         Ok(out.iter().map(|b| b.to_vec()).collect())
+    }
+
+    fn record(data: &'static [u8]) -> Record {
+        Record {
+            data: Bytes::from_static(data),
+            arrival_ms: 7,
+            position: crate::record::Position::Wal(crate::record::WalPosition::START),
+            kinesis: None,
+            damaged: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_gets_each_records_outcomes_in_order() {
+        let p = Processors {
+            deaggregation: Some(Deaggregation::Json),
+        };
+        let mut damaged = record(b"\x00\x01");
+        damaged.damaged = Some("bytes 28..30 of segment 1".into());
+        let batch = [
+            record(b"{\"a\":1}{\"a\":2}"),
+            record(b"not json"),
+            damaged,
+            record(b"{}"),
+        ];
+        let out = p.run(&batch);
+        let kept = |i: usize| -> Vec<Vec<u8>> {
+            out.of(i)
+                .iter()
+                .filter_map(|o| match o {
+                    Outcome::Ok(p) => Some(p.data.to_vec()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(kept(0), vec![b"{\"a\":1}".to_vec(), b"{\"a\":2}".to_vec()]);
+        match out.of(1) {
+            [Outcome::Failed { raw, failure }] => {
+                assert_eq!(&raw[..], b"not json");
+                assert_eq!(failure.code, "RecordDeAggregation.InvalidJson");
+            }
+            other => panic!("{other:?}"),
+        }
+        match out.of(2) {
+            [Outcome::Failed { failure, .. }] => assert_eq!(failure.code, "WriteAheadLogDamaged"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(kept(3), vec![b"{}".to_vec()]);
+        assert!(out.of(4).is_empty());
     }
 
     #[test]
