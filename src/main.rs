@@ -216,7 +216,12 @@ fn main() -> ExitCode {
                     cwd.join("data").display()
                 );
             }
-            let state_dir = cwd.join(state_dir);
+            // `./state` reads better in logs as `<cwd>/state`.
+            let state_dir: PathBuf = cwd
+                .join(state_dir)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect();
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
