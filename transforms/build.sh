@@ -26,7 +26,7 @@ WIT="$HERE/wit"
 COMPONENTIZE_PY_VERSION=0.25.1
 COMPONENTIZE_JS_VERSION=0.23.0
 
-log() { printf '==> transforms: %s\n' "$*" >&2; }
+log() { printf "==> transforms [%3ds]: %s\n" "$((SECONDS - start))" "$*" >&2; }
 start=$SECONDS
 
 # --- 1. toolchains -------------------------------------------------------------------------

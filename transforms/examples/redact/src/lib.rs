@@ -1,10 +1,11 @@
 //! `redact`: hides and renames fields of JSON records before they are stored.
 //!
-//! Options (all optional, each a comma-separated list):
+//! Options (all optional; `redact` and `rename` are comma-separated lists):
 //! - `redact=password,card.number`: replace each field's value with the mask
 //!   (a dotted path walks into nested objects; an absent field is left alone);
 //! - `rename=ip:client_ip,user.name:login`: rename a field within its object
-//!   (the old name may be a dotted path; the new one is a plain key);
+//!   (the old name may be a dotted path; the new one is a plain key, and
+//!   replaces a field already called that);
 //! - `mask=***`: the replacement value, a string (default `[REDACTED]`).
 //!
 //! Redaction runs before renaming, so both options name fields as they arrive.
@@ -59,10 +60,10 @@ impl Transform for Redact {
             }
             for (old, new) in &self.rename {
                 let Some((last, parents)) = old.split_last() else { continue };
-                if let Some(parent) = object_mut(obj, parents) {
-                    if let Some(v) = parent.remove(last) {
-                        parent.insert(new.clone(), v);
-                    }
+                if let Some(parent) = object_mut(obj, parents)
+                    && let Some(v) = parent.remove(last)
+                {
+                    parent.insert(new.clone(), v);
                 }
             }
             let mut out = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialise the record: {e}"))?;
