@@ -19,6 +19,7 @@ export function transform(ctx, records) {
   let failed = 0;
   const out = records.map((r) => {
     try {
+      if (options === undefined) throw 'transform called before a successful init';
       return { recordId: r.recordId, outcome: { tag: 'ok' }, data: tag(options, r.data), partitionKeys: [] };
     } catch (reason) {
       // Fail this record only; an uncaught exception would trap the batch.

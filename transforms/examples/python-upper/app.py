@@ -29,6 +29,8 @@ class WitWorld(wit_world.WitWorld):
         out = []
         for r in records:
             try:
+                if _field is None:
+                    raise ValueError("transform called before a successful init")
                 data = upper.upper(_field, r.data)
                 out.append(types.OutputRecord(r.record_id, types.Outcome_Ok(), data, []))
             except ValueError as e:
