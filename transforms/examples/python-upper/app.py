@@ -37,6 +37,8 @@ class WitWorld(wit_world.WitWorld):
                 # Fail this record only; an uncaught exception would trap and
                 # fail the whole batch after retries.
                 out.append(types.OutputRecord(r.record_id, types.Outcome_ProcessingFailed(str(e)), b"", []))
-        if any(isinstance(o.outcome, types.Outcome_ProcessingFailed) for o in out):
-            wit_world.log(types.Level.WARN, f"{ctx.invocation_id}: some records failed")
+        failed = sum(isinstance(o.outcome, types.Outcome_ProcessingFailed) for o in out)
+        if failed:
+            # One line per batch; each record's message goes with it to processing-failed.
+            wit_world.log(types.Level.WARN, f"{ctx.invocation_id}: {failed} record(s) failed")
         return out

@@ -168,7 +168,10 @@ pub trait Transform {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mapped {
     /// Keep the record with new data and optional partition keys.
-    Ok { data: Vec<u8>, partition_keys: Vec<(String, String)> },
+    Ok {
+        data: Vec<u8>,
+        partition_keys: Vec<(String, String)>,
+    },
     /// Drop the record on purpose.
     Dropped,
 }
@@ -176,7 +179,10 @@ pub enum Mapped {
 impl Mapped {
     /// Keep the record with `data` and no partition keys.
     pub fn ok(data: impl Into<Vec<u8>>) -> Self {
-        Mapped::Ok { data: data.into(), partition_keys: Vec::new() }
+        Mapped::Ok {
+            data: data.into(),
+            partition_keys: Vec::new(),
+        }
     }
 
     /// Add a partition key; no effect on [`Mapped::Dropped`].
@@ -202,7 +208,10 @@ where
             // The id is cloned, not moved, so `f` still sees it (for log lines).
             let id = record.record_id.clone();
             match f(record) {
-                Ok(Mapped::Ok { data, partition_keys }) => OutputRecord {
+                Ok(Mapped::Ok {
+                    data,
+                    partition_keys,
+                }) => OutputRecord {
                     record_id: id,
                     outcome: Outcome::Ok,
                     data,
@@ -220,13 +229,22 @@ pub mod config {
     /// The last value given for `key` (later pairs override earlier ones, as
     /// in a TOML table merged over defaults).
     pub fn get<'a>(config: &'a [(String, String)], key: &str) -> Option<&'a str> {
-        config.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        config
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Splits a comma-separated list, trimming blanks and dropping empty items,
     /// so `"a, b,"` is `["a", "b"]`.
     pub fn list(value: &str) -> Vec<String> {
-        value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     /// Fails with a message naming the unknown keys, so a typo in the stream's
@@ -239,6 +257,8 @@ pub mod config {
             .collect();
         if unknown.is_empty() {
             Ok(())
+        } else if known.is_empty() {
+            Err(format!("takes no options, got {}", unknown.join(", ")))
         } else {
             Err(format!(
                 "unknown option(s) {}; known options: {}",
@@ -305,7 +325,10 @@ mod tests {
         check_answer(&records, &out).unwrap();
         let ids: Vec<&str> = out.iter().map(|o| o.record_id.as_str()).collect();
         assert_eq!(ids, ["0", "1", "2", "3"]);
-        assert_eq!(out[0], OutputRecord::ok("0", "A").with_partition_key("k", "v"));
+        assert_eq!(
+            out[0],
+            OutputRecord::ok("0", "A").with_partition_key("k", "v")
+        );
         assert_eq!(out[1], OutputRecord::dropped("1"));
         assert_eq!(out[2], OutputRecord::failed("2", "bad record"));
         assert_eq!(out[3].data, b"B");
@@ -313,7 +336,10 @@ mod tests {
 
     #[test]
     fn dropped_ignores_partition_keys() {
-        assert_eq!(Mapped::Dropped.with_partition_key("k", "v"), Mapped::Dropped);
+        assert_eq!(
+            Mapped::Dropped.with_partition_key("k", "v"),
+            Mapped::Dropped
+        );
     }
 
     #[test]
@@ -329,6 +355,10 @@ mod tests {
         let err = config::reject_unknown(&cfg, &["keys"]).unwrap_err();
         assert!(err.contains("typo"), "{err}");
         assert!(config::reject_unknown(&cfg[..2], &["keys"]).is_ok());
+        assert_eq!(
+            config::reject_unknown(&cfg[2..], &[]).unwrap_err(),
+            "takes no options, got typo"
+        );
     }
 
     #[test]
@@ -338,7 +368,11 @@ mod tests {
             fn init(_: &[(String, String)]) -> Result<Self, String> {
                 Ok(Count(0))
             }
-            fn transform(&mut self, _: &BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
+            fn transform(
+                &mut self,
+                _: &BatchContext,
+                records: Vec<InputRecord>,
+            ) -> Vec<OutputRecord> {
                 self.0 += records.len();
                 let n = self.0;
                 map_records(records, |_| Ok(Mapped::ok(n.to_string())))

@@ -85,6 +85,12 @@ mod tests {
             log(Level::Warn, "one");
             log(Level::Error, "two");
         });
-        assert_eq!(lines, [(Level::Warn, "one".to_string()), (Level::Error, "two".to_string())]);
+        assert_eq!(
+            lines,
+            [
+                (Level::Warn, "one".to_string()),
+                (Level::Error, "two".to_string())
+            ]
+        );
     }
 }

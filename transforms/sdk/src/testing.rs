@@ -43,7 +43,8 @@ pub fn with_kinesis(mut record: InputRecord, shard_id: &str, partition_key: &str
 pub fn context() -> BatchContext {
     BatchContext {
         invocation_id: "test-invocation".to_string(),
-        delivery_stream_arn: "arn:aws:firehose:us-east-1:123456789012:deliverystream/test".to_string(),
+        delivery_stream_arn: "arn:aws:firehose:us-east-1:123456789012:deliverystream/test"
+            .to_string(),
         region: "us-east-1".to_string(),
         source_kinesis_stream_arn: None,
     }
@@ -51,7 +52,10 @@ pub fn context() -> BatchContext {
 
 /// Pairs from `key=value` strings, for `Transform::init` in tests.
 pub fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// `Err` with the reason sluice would fail the whole batch for, if the answer
@@ -66,11 +70,17 @@ pub fn check_answer(input: &[InputRecord], output: &[OutputRecord]) -> Result<()
             return Err(format!("unknown record id {:?} in the answer", o.record_id));
         }
         if !seen.insert(o.record_id.as_str()) {
-            return Err(format!("record id {:?} answered twice (DuplicatedRecordId)", o.record_id));
+            return Err(format!(
+                "record id {:?} answered twice (DuplicatedRecordId)",
+                o.record_id
+            ));
         }
     }
     if let Some(missing) = input.iter().find(|r| !seen.contains(r.record_id.as_str())) {
-        return Err(format!("record id {:?} not answered (MissingRecordId)", missing.record_id));
+        return Err(format!(
+            "record id {:?} not answered (MissingRecordId)",
+            missing.record_id
+        ));
     }
     Ok(())
 }
@@ -87,8 +97,20 @@ mod tests {
         let dup = [OutputRecord::dropped("0"), OutputRecord::dropped("0")];
         assert!(check_answer(&input, &dup).unwrap_err().contains("twice"));
         let missing = [OutputRecord::dropped("0")];
-        assert!(check_answer(&input, &missing).unwrap_err().contains("\"1\" not answered"));
-        let unknown = [OutputRecord::dropped("0"), OutputRecord::dropped("1"), OutputRecord::dropped("9")];
-        assert!(check_answer(&input, &unknown).unwrap_err().contains("unknown"));
+        assert!(
+            check_answer(&input, &missing)
+                .unwrap_err()
+                .contains("\"1\" not answered")
+        );
+        let unknown = [
+            OutputRecord::dropped("0"),
+            OutputRecord::dropped("1"),
+            OutputRecord::dropped("9"),
+        ];
+        assert!(
+            check_answer(&input, &unknown)
+                .unwrap_err()
+                .contains("unknown")
+        );
     }
 }

@@ -44,7 +44,10 @@ type Slot<T> = LocalKey<RefCell<Option<T>>>;
 
 /// The `init` export: builds the plugin from its config. Called again (the
 /// host re-initialising an instance), it replaces the previous value.
-pub fn init<T: Transform>(slot: &'static Slot<T>, config: Vec<(String, String)>) -> Result<(), String> {
+pub fn init<T: Transform>(
+    slot: &'static Slot<T>,
+    config: Vec<(String, String)>,
+) -> Result<(), String> {
     let t = T::init(&config)?;
     slot.with(|s| *s.borrow_mut() = Some(t));
     Ok(())
@@ -102,5 +105,10 @@ fn output_to(o: OutputRecord) -> b::OutputRecord {
         Outcome::Dropped => (b::Outcome::Dropped, Vec::new()),
         Outcome::ProcessingFailed(m) => (b::Outcome::ProcessingFailed(m), Vec::new()),
     };
-    b::OutputRecord { record_id: o.record_id, outcome, data, partition_keys: o.partition_keys }
+    b::OutputRecord {
+        record_id: o.record_id,
+        outcome,
+        data,
+        partition_keys: o.partition_keys,
+    }
 }

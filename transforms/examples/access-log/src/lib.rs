@@ -11,11 +11,15 @@
 //!
 //! The "common" format (no referrer and agent) is accepted too, with those two
 //! `null`. Anything else fails that record to `processing-failed` with what was
-//! wrong and where. No options. Written by hand rather than with a regex crate
-//! to keep the component small; the format is simple enough.
+//! wrong and where, and a batch with such lines logs one warning. No options.
+//! Written by hand rather than with a regex crate to keep the component small;
+//! the format is simple enough.
 
 use serde_json::{Value, json};
-use sluice_transform::{BatchContext, InputRecord, Mapped, OutputRecord, Transform, config, map_records};
+use sluice_transform::{
+    BatchContext, InputRecord, Level, Mapped, Outcome, OutputRecord, Transform, config, log,
+    map_records,
+};
 
 pub struct AccessLog;
 
@@ -25,17 +29,36 @@ impl Transform for AccessLog {
         Ok(AccessLog)
     }
 
-    fn transform(&mut self, _ctx: &BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
-        map_records(records, |r| {
-            let line = std::str::from_utf8(&r.data).map_err(|e| format!("line is not UTF-8: {e}"))?;
+    fn transform(&mut self, ctx: &BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
+        let out = map_records(records, |r| {
+            let line =
+                std::str::from_utf8(&r.data).map_err(|e| format!("line is not UTF-8: {e}"))?;
             let line = line.trim_end_matches(['\r', '\n']);
             let entry = parse(line).map_err(|e| format!("not a combined access-log line: {e}"))?;
-            let mut out = serde_json::to_vec(&entry).map_err(|e| format!("cannot serialise: {e}"))?;
+            let mut out =
+                serde_json::to_vec(&entry).map_err(|e| format!("cannot serialise: {e}"))?;
             if r.data.ends_with(b"\n") {
                 out.push(b'\n');
             }
             Ok(Mapped::ok(out))
-        })
+        });
+        // One line per batch, not per record: the messages themselves go to the
+        // processing-failed output with each record.
+        let failed = out
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::ProcessingFailed(_)))
+            .count();
+        if failed > 0 {
+            log(
+                Level::Warn,
+                &format!(
+                    "{}: {failed} of {} lines unparsable",
+                    ctx.invocation_id,
+                    out.len()
+                ),
+            );
+        }
+        out
     }
 }
 
@@ -89,7 +112,11 @@ impl<'a> Fields<'a> {
 }
 
 fn dash_is_null(s: String) -> Value {
-    if s == "-" { Value::Null } else { Value::String(s) }
+    if s == "-" {
+        Value::Null
+    } else {
+        Value::String(s)
+    }
 }
 
 fn parse(line: &str) -> Result<Value, String> {
@@ -100,7 +127,9 @@ fn parse(line: &str) -> Result<Value, String> {
     let time = rfc3339(&f.delimited('[', ']', "time")?)?;
     let request = f.delimited('"', '"', "request")?;
     let mut parts = request.split(' ').filter(|p| !p.is_empty());
-    let (Some(method), Some(path), protocol, None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(path), protocol, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(format!("request {request:?} is not METHOD PATH PROTOCOL"));
     };
     let status_text = f.word("status")?;
@@ -112,7 +141,9 @@ fn parse(line: &str) -> Result<Value, String> {
     let bytes_text = f.word("byte count")?;
     let bytes: u64 = match bytes_text {
         "-" => 0,
-        b => b.parse().map_err(|_| format!("byte count {b:?} is not a number"))?,
+        b => b
+            .parse()
+            .map_err(|_| format!("byte count {b:?} is not a number"))?,
     };
     // Common format ends here; combined adds the quoted referrer and agent.
     let (referrer, agent) = if f.rest.is_empty() {
@@ -136,7 +167,9 @@ fn parse(line: &str) -> Result<Value, String> {
     }))
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// `10/Oct/2024:13:55:36 -0700` (Apache's `%t`, nginx's `$time_local`) as
 /// RFC 3339 in UTC: `2024-10-10T20:55:36Z`.
@@ -148,16 +181,34 @@ fn rfc3339(t: &str) -> Result<String, String> {
     }
     let (local, zone) = t.split_once(' ').ok_or_else(bad)?;
     let b = local.as_bytes();
-    if b.len() != 20 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' {
+    if b.len() != 20
+        || b[2] != b'/'
+        || b[6] != b'/'
+        || b[11] != b':'
+        || b[14] != b':'
+        || b[17] != b':'
+    {
         return Err(bad());
     }
     let num = |s: &str| -> Result<i64, String> {
-        if s.bytes().all(|c| c.is_ascii_digit()) { s.parse().map_err(|_| bad()) } else { Err(bad()) }
+        if s.bytes().all(|c| c.is_ascii_digit()) {
+            s.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
     };
     let day = num(&local[0..2])?;
-    let month = MONTHS.iter().position(|m| *m == &local[3..6]).ok_or_else(bad)? as i64 + 1;
+    let month = MONTHS
+        .iter()
+        .position(|m| *m == &local[3..6])
+        .ok_or_else(bad)? as i64
+        + 1;
     let year = num(&local[7..11])?;
-    let (hour, min, sec) = (num(&local[12..14])?, num(&local[15..17])?, num(&local[18..20])?);
+    let (hour, min, sec) = (
+        num(&local[12..14])?,
+        num(&local[15..17])?,
+        num(&local[18..20])?,
+    );
     // 60 allows a leap second, as RFC 3339 does.
     if !(1..=days_in_month(year, month)).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return Err(bad());
@@ -174,7 +225,12 @@ fn rfc3339(t: &str) -> Result<String, String> {
     let utc = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset;
     let (days, secs) = (utc.div_euclid(86_400), utc.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    Ok(format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60))
+    Ok(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ))
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -212,12 +268,13 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_transform::Outcome;
     use sluice_transform::testing::{batch, check_answer, context};
 
     fn run(lines: &[&[u8]]) -> Vec<OutputRecord> {
         let input = batch(lines);
-        let out = AccessLog::init(&[]).unwrap().transform(&context(), input.clone());
+        let out = AccessLog::init(&[])
+            .unwrap()
+            .transform(&context(), input.clone());
         check_answer(&input, &out).unwrap();
         out
     }
@@ -247,13 +304,26 @@ mod tests {
 
     #[test]
     fn dashes_and_common_format() {
-        let out = run(&[b"::1 - - [01/Jan/2024:00:30:00 +0100] \"HEAD / HTTP/1.0\" 304 - \"-\" \"-\"", b"10.1.2.3 - - [29/Feb/2024:23:59:59 +0000] \"GET /x HTTP/2.0\" 404 12"]);
+        let out = run(&[
+            b"::1 - - [01/Jan/2024:00:30:00 +0100] \"HEAD / HTTP/1.0\" 304 - \"-\" \"-\"",
+            b"10.1.2.3 - - [29/Feb/2024:23:59:59 +0000] \"GET /x HTTP/2.0\" 404 12",
+        ]);
         let a: Value = serde_json::from_slice(&out[0].data).unwrap();
         assert_eq!(a["time"], "2023-12-31T23:30:00Z");
-        assert_eq!((a["user"].is_null(), a["referrer"].is_null(), a["agent"].is_null()), (true, true, true));
+        assert_eq!(
+            (
+                a["user"].is_null(),
+                a["referrer"].is_null(),
+                a["agent"].is_null()
+            ),
+            (true, true, true)
+        );
         assert_eq!(a["bytes"], 0);
         let b: Value = serde_json::from_slice(&out[1].data).unwrap();
-        assert_eq!((b["status"].as_u64(), b["agent"].is_null()), (Some(404), true));
+        assert_eq!(
+            (b["status"].as_u64(), b["agent"].is_null()),
+            (Some(404), true)
+        );
     }
 
     #[test]
@@ -278,6 +348,22 @@ mod tests {
         assert!(failed(&out[6]).contains("referrer has no closing"));
         assert!(failed(&out[7]).contains("not UTF-8"));
         assert!(failed(&out[8]).contains("is not DD/Mon/YYYY"));
+    }
+
+    #[test]
+    fn logs_one_line_per_batch_with_failures() {
+        let (_, lines) = sluice_transform::log::capture(|| run(&[b"x", b"y"]));
+        assert_eq!(
+            lines,
+            [(
+                Level::Warn,
+                "test-invocation: 2 of 2 lines unparsable".to_string()
+            )]
+        );
+        let ((), lines) = sluice_transform::log::capture(|| {
+            run(&[b"1.2.3.4 - - [10/Oct/2024:13:55:36 +0000] \"GET / HTTP/1.1\" 200 1"]);
+        });
+        assert!(lines.is_empty());
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! not place it under a prefix anyway).
 
 use serde_json::Value;
-use sluice_transform::{BatchContext, InputRecord, Mapped, OutputRecord, Transform, config, map_records};
+use sluice_transform::{
+    BatchContext, InputRecord, Mapped, OutputRecord, Transform, config, map_records,
+};
 
 pub struct Enrich {
     /// (key name as configured, its path)
@@ -36,7 +38,8 @@ impl Transform for Enrich {
 
     fn transform(&mut self, _ctx: &BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
         map_records(records, |r| {
-            let doc: Value = serde_json::from_slice(&r.data).map_err(|e| format!("record is not JSON: {e}"))?;
+            let doc: Value =
+                serde_json::from_slice(&r.data).map_err(|e| format!("record is not JSON: {e}"))?;
             let mut keys = Vec::with_capacity(self.keys.len());
             for (name, path) in &self.keys {
                 let value = path
@@ -48,11 +51,18 @@ impl Transform for Enrich {
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
                     Value::Null => return Err(format!("partition key field {name:?} is null")),
-                    _ => return Err(format!("partition key field {name:?} is an object or array, not a value")),
+                    _ => {
+                        return Err(format!(
+                            "partition key field {name:?} is an object or array, not a value"
+                        ));
+                    }
                 };
                 keys.push((name.clone(), text));
             }
-            Ok(Mapped::Ok { data: r.data, partition_keys: keys })
+            Ok(Mapped::Ok {
+                data: r.data,
+                partition_keys: keys,
+            })
         })
     }
 }
@@ -67,14 +77,17 @@ mod tests {
 
     fn run(keys: &str, data: &[&[u8]]) -> Vec<OutputRecord> {
         let input = batch(data);
-        let out = Enrich::init(&config(&[("keys", keys)])).unwrap().transform(&context(), input.clone());
+        let out = Enrich::init(&config(&[("keys", keys)]))
+            .unwrap()
+            .transform(&context(), input.clone());
         check_answer(&input, &out).unwrap();
         out
     }
 
     #[test]
     fn adds_keys_and_keeps_the_data_byte_for_byte() {
-        let data = b"{ \"customer_id\": \"c-42\", \"region\": \"eu\", \"n\": 7, \"d\": {\"ok\": true} }\n";
+        let data =
+            b"{ \"customer_id\": \"c-42\", \"region\": \"eu\", \"n\": 7, \"d\": {\"ok\": true} }\n";
         let out = run("customer_id, region,n,d.ok", &[data]);
         assert_eq!(
             out[0],
@@ -90,12 +103,28 @@ mod tests {
     fn fails_records_naming_the_missing_field() {
         let out = run(
             "customer_id,region",
-            &[br#"{"customer_id":"c"}"#, br#"{"customer_id":null,"region":"x"}"#, br#"{"customer_id":{},"region":"x"}"#, b"nope", br#"{"customer_id":"c","region":"r"}"#],
+            &[
+                br#"{"customer_id":"c"}"#,
+                br#"{"customer_id":null,"region":"x"}"#,
+                br#"{"customer_id":{},"region":"x"}"#,
+                b"nope",
+                br#"{"customer_id":"c","region":"r"}"#,
+            ],
         );
-        assert_eq!(out[0].outcome, Outcome::ProcessingFailed("partition key field \"region\" is missing".into()));
-        assert_eq!(out[1].outcome, Outcome::ProcessingFailed("partition key field \"customer_id\" is null".into()));
-        assert!(matches!(&out[2].outcome, Outcome::ProcessingFailed(m) if m.contains("object or array")));
-        assert!(matches!(&out[3].outcome, Outcome::ProcessingFailed(m) if m.starts_with("record is not JSON")));
+        assert_eq!(
+            out[0].outcome,
+            Outcome::ProcessingFailed("partition key field \"region\" is missing".into())
+        );
+        assert_eq!(
+            out[1].outcome,
+            Outcome::ProcessingFailed("partition key field \"customer_id\" is null".into())
+        );
+        assert!(
+            matches!(&out[2].outcome, Outcome::ProcessingFailed(m) if m.contains("object or array"))
+        );
+        assert!(
+            matches!(&out[3].outcome, Outcome::ProcessingFailed(m) if m.starts_with("record is not JSON"))
+        );
         assert!(out[0].partition_keys.is_empty());
         assert_eq!(out[4].partition_keys.len(), 2);
     }

@@ -9,7 +9,9 @@
 //! the filter cannot tell whether it should have been dropped.
 
 use serde_json::Value;
-use sluice_transform::{BatchContext, InputRecord, Mapped, OutputRecord, Transform, config, map_records};
+use sluice_transform::{
+    BatchContext, InputRecord, Mapped, OutputRecord, Transform, config, map_records,
+};
 
 pub struct Filter {
     path: Vec<String>,
@@ -22,20 +24,33 @@ impl Transform for Filter {
         let field = config::get(cfg, "drop_if_field")
             .filter(|f| !f.is_empty())
             .ok_or("drop_if_field: required, the JSON field to test (e.g. drop_if_field=level)")?;
-        let equals = config::get(cfg, "equals").ok_or("equals: required, the value that drops a record")?;
-        Ok(Filter { path: field.split('.').map(String::from).collect(), equals: equals.to_string() })
+        let equals =
+            config::get(cfg, "equals").ok_or("equals: required, the value that drops a record")?;
+        Ok(Filter {
+            path: field.split('.').map(String::from).collect(),
+            equals: equals.to_string(),
+        })
     }
 
     fn transform(&mut self, _ctx: &BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
         map_records(records, |r| {
-            let doc: Value = serde_json::from_slice(&r.data).map_err(|e| format!("record is not JSON: {e}"))?;
-            let hit = match self.path.iter().try_fold(&doc, |v, k| v.as_object()?.get(k)) {
+            let doc: Value =
+                serde_json::from_slice(&r.data).map_err(|e| format!("record is not JSON: {e}"))?;
+            let hit = match self
+                .path
+                .iter()
+                .try_fold(&doc, |v, k| v.as_object()?.get(k))
+            {
                 Some(Value::String(s)) => *s == self.equals,
                 Some(Value::Number(n)) => n.to_string() == self.equals,
                 Some(Value::Bool(b)) => b.to_string() == self.equals,
                 _ => false,
             };
-            Ok(if hit { Mapped::Dropped } else { Mapped::ok(r.data) })
+            Ok(if hit {
+                Mapped::Dropped
+            } else {
+                Mapped::ok(r.data)
+            })
         })
     }
 }
@@ -51,7 +66,9 @@ mod tests {
     fn run(field: &str, equals: &str, data: &[&[u8]]) -> Vec<Outcome> {
         let input = batch(data);
         let cfg = config(&[("drop_if_field", field), ("equals", equals)]);
-        let out = Filter::init(&cfg).unwrap().transform(&context(), input.clone());
+        let out = Filter::init(&cfg)
+            .unwrap()
+            .transform(&context(), input.clone());
         check_answer(&input, &out).unwrap();
         for (i, o) in input.iter().zip(&out) {
             if o.outcome == Outcome::Ok {
@@ -66,21 +83,51 @@ mod tests {
         let got = run(
             "level",
             "debug",
-            &[br#"{"level":"debug"}"#, br#"{"level":"info"}"#, br#"{"msg":"no level"}"#, br#"{"level":"DEBUG"}"#],
+            &[
+                br#"{"level":"debug"}"#,
+                br#"{"level":"info"}"#,
+                br#"{"msg":"no level"}"#,
+                br#"{"level":"DEBUG"}"#,
+            ],
         );
-        assert_eq!(got, [Outcome::Dropped, Outcome::Ok, Outcome::Ok, Outcome::Ok]);
+        assert_eq!(
+            got,
+            [Outcome::Dropped, Outcome::Ok, Outcome::Ok, Outcome::Ok]
+        );
     }
 
     #[test]
     fn nested_fields_numbers_and_booleans() {
-        assert_eq!(run("a.b", "0", &[br#"{"a":{"b":0}}"#, br#"{"a":{"b":"0"}}"#, br#"{"a":1}"#]), [Outcome::Dropped, Outcome::Dropped, Outcome::Ok]);
-        assert_eq!(run("x", "true", &[br#"{"x":true}"#, br#"{"x":false}"#]), [Outcome::Dropped, Outcome::Ok]);
+        assert_eq!(
+            run(
+                "a.b",
+                "0",
+                &[br#"{"a":{"b":0}}"#, br#"{"a":{"b":"0"}}"#, br#"{"a":1}"#]
+            ),
+            [Outcome::Dropped, Outcome::Dropped, Outcome::Ok]
+        );
+        assert_eq!(
+            run("x", "true", &[br#"{"x":true}"#, br#"{"x":false}"#]),
+            [Outcome::Dropped, Outcome::Ok]
+        );
     }
 
     #[test]
     fn non_json_fails_and_options_are_required() {
-        assert!(matches!(&run("level", "debug", &[b"plain text"])[0], Outcome::ProcessingFailed(m) if m.starts_with("record is not JSON")));
-        assert!(Filter::init(&config(&[("equals", "x")])).err().unwrap().starts_with("drop_if_field"));
-        assert!(Filter::init(&config(&[("drop_if_field", "x")])).err().unwrap().starts_with("equals"));
+        assert!(
+            matches!(&run("level", "debug", &[b"plain text"])[0], Outcome::ProcessingFailed(m) if m.starts_with("record is not JSON"))
+        );
+        assert!(
+            Filter::init(&config(&[("equals", "x")]))
+                .err()
+                .unwrap()
+                .starts_with("drop_if_field")
+        );
+        assert!(
+            Filter::init(&config(&[("drop_if_field", "x")]))
+                .err()
+                .unwrap()
+                .starts_with("equals")
+        );
     }
 }

@@ -13,7 +13,9 @@
 //! parser's message; the others keep a trailing newline if they had one.
 
 use serde_json::{Map, Value};
-use sluice_transform::{BatchContext, InputRecord, Mapped, OutputRecord, Transform, config, map_records};
+use sluice_transform::{
+    BatchContext, InputRecord, Mapped, OutputRecord, Transform, config, map_records,
+};
 
 pub struct Redact {
     redact: Vec<Vec<String>>,
@@ -28,7 +30,10 @@ fn path(spec: &str) -> Vec<String> {
 impl Transform for Redact {
     fn init(cfg: &[(String, String)]) -> Result<Self, String> {
         config::reject_unknown(cfg, &["redact", "rename", "mask"])?;
-        let redact = config::list(config::get(cfg, "redact").unwrap_or("")).iter().map(|s| path(s)).collect();
+        let redact = config::list(config::get(cfg, "redact").unwrap_or(""))
+            .iter()
+            .map(|s| path(s))
+            .collect();
         let mut rename = Vec::new();
         for pair in config::list(config::get(cfg, "rename").unwrap_or("")) {
             match pair.split_once(':') {
@@ -43,7 +48,11 @@ impl Transform for Redact {
             }
         }
         let mask = config::get(cfg, "mask").unwrap_or("[REDACTED]").to_string();
-        Ok(Redact { redact, rename, mask })
+        Ok(Redact {
+            redact,
+            rename,
+            mask,
+        })
     }
 
     fn transform(&mut self, _ctx: &BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
@@ -59,14 +68,17 @@ impl Transform for Redact {
                 }
             }
             for (old, new) in &self.rename {
-                let Some((last, parents)) = old.split_last() else { continue };
+                let Some((last, parents)) = old.split_last() else {
+                    continue;
+                };
                 if let Some(parent) = object_mut(obj, parents)
                     && let Some(v) = parent.remove(last)
                 {
                     parent.insert(new.clone(), v);
                 }
             }
-            let mut out = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialise the record: {e}"))?;
+            let mut out = serde_json::to_vec(&doc)
+                .map_err(|e| format!("cannot serialise the record: {e}"))?;
             if r.data.ends_with(b"\n") {
                 out.push(b'\n');
             }
@@ -76,7 +88,10 @@ impl Transform for Redact {
 }
 
 /// The object at `path` under `obj` (`obj` itself for an empty path).
-fn object_mut<'a>(obj: &'a mut Map<String, Value>, path: &[String]) -> Option<&'a mut Map<String, Value>> {
+fn object_mut<'a>(
+    obj: &'a mut Map<String, Value>,
+    path: &[String],
+) -> Option<&'a mut Map<String, Value>> {
     let mut cur = obj;
     for key in path {
         cur = cur.get_mut(key)?.as_object_mut()?;
@@ -100,7 +115,9 @@ mod tests {
 
     fn run(cfg: &[(&str, &str)], data: &[&[u8]]) -> Vec<OutputRecord> {
         let input = batch(data);
-        let out = Redact::init(&config(cfg)).unwrap().transform(&context(), input.clone());
+        let out = Redact::init(&config(cfg))
+            .unwrap()
+            .transform(&context(), input.clone());
         check_answer(&input, &out).unwrap();
         out
     }
@@ -125,10 +142,17 @@ mod tests {
     #[test]
     fn renames_after_redacting_with_custom_mask() {
         let out = run(
-            &[("redact", "ip"), ("rename", "ip:client_ip,user.name:login"), ("mask", "***")],
+            &[
+                ("redact", "ip"),
+                ("rename", "ip:client_ip,user.name:login"),
+                ("mask", "***"),
+            ],
             &[br#"{"ip":"10.0.0.1","user":{"name":"ann"}}"#],
         );
-        assert_eq!(json(&out[0]), serde_json::json!({"client_ip":"***","user":{"login":"ann"}}));
+        assert_eq!(
+            json(&out[0]),
+            serde_json::json!({"client_ip":"***","user":{"login":"ann"}})
+        );
     }
 
     #[test]
@@ -144,7 +168,10 @@ mod tests {
             Outcome::ProcessingFailed(m) => assert!(m.starts_with("record is not JSON: "), "{m}"),
             o => panic!("{o:?}"),
         }
-        assert_eq!(out[1].outcome, Outcome::ProcessingFailed("record is JSON but not an object".into()));
+        assert_eq!(
+            out[1].outcome,
+            Outcome::ProcessingFailed("record is JSON but not an object".into())
+        );
         assert_eq!(out[2].outcome, Outcome::Ok);
     }
 
