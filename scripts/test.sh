@@ -4,12 +4,15 @@
 # On a fresh Debian machine (or a developer's) it installs what the tests need, then runs:
 #   1. cargo build --locked        (the binary the end-to-end tests drive: target/debug/sluice)
 #   2. cargo test --locked         (Rust unit and integration tests)
-#   3. pytest tests/               (end-to-end tests against the real binary, with real
+#   3. transforms/build.sh         (WASM guest side: SDK and example plugins' native tests,
+#                                   their components built and checked; own cargo workspace)
+#   4. pytest tests/               (end-to-end tests against the real binary, with real
 #                                   AWS SDK clients and independent output readers)
 # Runnable from any directory, idempotent, exits non-zero if anything fails.
 #
 # Environment:
 #   SLUICE_SKIP_CARGO=1   skip steps 1-2 (iterate on the Python suite only)
+#   SLUICE_SKIP_GUEST=1   skip step 3
 #   PYTEST_ARGS="..."     extra pytest arguments (e.g. "-k crash -x")
 set -euo pipefail
 
@@ -82,6 +85,14 @@ if [[ "${SLUICE_SKIP_CARGO:-0}" != 1 ]]; then
     cargo build --locked
     log "cargo test --locked"
     cargo test --locked
+fi
+
+# --- WASM transform guests (transforms/, its own cargo workspace) -----------------------------
+# Before pytest so end-to-end tests can load the example components from
+# transforms/target/components/. Warm, it takes a second or two.
+if [[ "${SLUICE_SKIP_GUEST:-0}" != 1 ]]; then
+    log "transforms/build.sh"
+    "$REPO/transforms/build.sh"
 fi
 
 export SLUICE_BIN="${SLUICE_BIN:-$REPO/target/debug/sluice}"
