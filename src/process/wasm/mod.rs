@@ -214,7 +214,7 @@ pub enum TransformError {
     Trap {
         /// The module's name.
         module: String,
-        /// The trap and its wasm backtrace.
+        /// The trap and the guest's last stderr (the wasm backtrace is logged at debug).
         message: String,
     },
     /// The call ran past [`Limits::deadline`].
@@ -566,6 +566,15 @@ impl ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
     }
 
     fn instances(&self) -> usize {
@@ -921,11 +930,18 @@ impl TransformHost {
                 detail: "stopped while copying the answer out of the guest".into(),
             };
         }
-        let message = if stderr.is_empty() {
-            message
-        } else {
-            format!("{message} (guest stderr: {stderr})")
+        // The wasm backtrace is long and, for stripped guests, only addresses: it goes to
+        // the debug log; the error (and so each record's errorMessage) keeps the trap
+        // itself and what the guest wrote to stderr (a Rust panic message).
+        tracing::debug!(module = %module, "WASM trap: {message}");
+        let mut message = match err.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => trap.to_string(),
+            None => message,
         };
+        if !stderr.is_empty() {
+            let stderr = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+            message = format!("{message} (guest stderr: {stderr})");
+        }
         TransformError::Trap { module, message }
     }
 
