@@ -83,6 +83,12 @@ fi
 if [[ "${SLUICE_SKIP_CARGO:-0}" != 1 ]]; then
     log "cargo build --locked"
     cargo build --locked
+    # The WASM host's tests (src/process/wasm) run a real guest component: build it for
+    # wasm32-wasip2 first (idempotent). build.sh prints nothing, loudly, only when the
+    # target cannot be installed; the tests then skip instead of failing.
+    log "building the WASM test guest (tests/wasm-fixtures)"
+    SLUICE_WASM_FIXTURE="$(tests/wasm-fixtures/build.sh)"
+    export SLUICE_WASM_FIXTURE
     log "cargo test --locked"
     cargo test --locked
 fi

@@ -19,6 +19,8 @@
 //! `AppendDelimiterToRecord` is applied by the raw encoder, which writes the
 //! delimiter without copying the record.
 
+pub mod wasm;
+
 use base64::Engine as _;
 use bytes::Bytes;
 

@@ -1,0 +1,397 @@
+//! Tests of the WASM host against a real component: `tests/wasm-fixtures`, one guest
+//! whose behaviour `init`'s `mode` or a `!MODE` first record picks.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// The fixture component: `SLUICE_WASM_FIXTURE`, else built by
+/// `tests/wasm-fixtures/build.sh` (a no-op when up to date). `None` only when the
+/// wasm32-wasip2 target cannot be installed; the tests then skip, loudly.
+fn fixture() -> Option<&'static [u8]> {
+    static WASM: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let path = match std::env::var_os("SLUICE_WASM_FIXTURE") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => {
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wasm-fixtures/build.sh");
+                let out = std::process::Command::new("bash")
+                    .arg(script)
+                    .output()
+                    .expect("run tests/wasm-fixtures/build.sh");
+                assert!(
+                    out.status.success(),
+                    "tests/wasm-fixtures/build.sh failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if printed.is_empty() {
+                    eprintln!(
+                        "\n*** SKIPPING WASM host tests: wasm32-wasip2 cannot be installed ***\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    return None;
+                }
+                PathBuf::from(printed)
+            }
+        };
+        Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    })
+    .as_deref()
+}
+
+/// One cache directory for the test process: the fixture is compiled once (seconds in a
+/// debug build, where cranelift itself is unoptimized), the other loads deserialize it.
+fn shared_cache() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(wasm) = fixture() {
+            // Compile once, before the tests that share the directory race to do it.
+            TransformHost::load("warm-up", wasm, Some(dir.path()), vec![], limits())
+                .expect("load fixture");
+        }
+        dir
+    })
+    .path()
+}
+
+fn limits() -> Limits {
+    Limits {
+        deadline: Duration::from_millis(200),
+        memory_bytes: 32 << 20,
+        max_output_bytes: 1 << 20,
+        instances: 1,
+    }
+}
+
+fn host(mode: &str, limits: Limits) -> Option<TransformHost> {
+    let wasm = fixture()?;
+    let cache = shared_cache();
+    Some(
+        TransformHost::load(
+            &format!("fixture-{mode}"),
+            wasm,
+            Some(cache),
+            vec![("mode".into(), mode.into())],
+            limits,
+        )
+        .expect("load fixture"),
+    )
+}
+
+fn batch(data: &[&str]) -> Vec<Record> {
+    data.iter()
+        .enumerate()
+        .map(|(i, d)| Record {
+            id: format!("r{i}"),
+            arrival_ms: 1_700_000_000_000 + i as i64,
+            data: Bytes::copy_from_slice(d.as_bytes()),
+            kinesis: (i == 0).then(|| KinesisMetadata {
+                shard_id: "shardId-000000000000".into(),
+                partition_key: "pk".into(),
+                sequence_number: "495".into(),
+                subsequence_number: Some(1),
+                arrival_ms: 1_700_000_000_000,
+            }),
+        })
+        .collect()
+}
+
+fn ok_data(outcomes: &[Outcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Ok { data, .. } => String::from_utf8_lossy(data).into_owned(),
+            other => panic!("expected Ok, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn well_behaved_guests_answer_in_input_order() {
+    let Some(upper) = host("upper", limits()) else {
+        return;
+    };
+    let ctx = BatchContext::default();
+    let out = upper.call(&ctx, &batch(&["a", "bc", "{\"x\":1}"])).unwrap();
+    assert_eq!(ok_data(&out), ["A", "BC", "{\"X\":1}"]);
+    let Outcome::Ok { partition_keys, .. } = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(partition_keys, &[("case".to_string(), "upper".to_string())]);
+
+    let mixed = host("drop-odd", limits()).unwrap();
+    let out = mixed.call(&ctx, &batch(&["a", "b", "c"])).unwrap();
+    assert_eq!(out[1], Outcome::Dropped);
+    assert_eq!(
+        out[2],
+        Outcome::Failed(Failure {
+            code: PROCESSING_FAILED,
+            message: "not wanted".into()
+        })
+    );
+    // An empty batch is a valid call with an empty answer.
+    assert_eq!(mixed.call(&ctx, &[]).unwrap(), []);
+}
+
+/// Every hostile batch fails as a whole with a clear, classified error; after the last
+/// retry each record carries the code and message; and the same host then serves a
+/// good batch on a fresh instance (the batch counter restarts).
+#[test]
+fn hostile_batches_fail_their_records_and_the_host_keeps_serving() {
+    let Some(host) = host("count", limits()) else {
+        return;
+    };
+    let ctx = BatchContext::default();
+    let good = batch(&["x", "y"]);
+    assert_eq!(ok_data(&host.call(&ctx, &good).unwrap()), ["1", "1"]);
+    assert_eq!(ok_data(&host.call(&ctx, &good).unwrap()), ["2", "2"]);
+
+    // (first record, code, retriable, words the message must hold, fresh instance after)
+    let cases: &[(&str, &str, bool, &str, bool)] = &[
+        ("!loop", "Lambda.Timeout", true, "deadline of 200 ms", true),
+        (
+            "!alloc",
+            "Lambda.OutOfMemory",
+            true,
+            "memory limit of 33554432",
+            true,
+        ),
+        ("!panic", "Lambda.FunctionError", true, "trapped", true),
+        (
+            "!huge",
+            "Lambda.ResponseSizeTooLarge",
+            false,
+            "more than 1048576 bytes",
+            true,
+        ),
+        (
+            "!dup",
+            "Lambda.DuplicatedRecordId",
+            false,
+            "\"r0\" more than once",
+            false,
+        ),
+        (
+            "!missing",
+            "Lambda.MissingRecordId",
+            false,
+            "1 of 3 records",
+            false,
+        ),
+        (
+            "!unknown",
+            "Lambda.UnknownRecordId",
+            false,
+            "\"no-such-id\"",
+            false,
+        ),
+    ];
+    let mut batches_on_instance = 2;
+    for &(first, code, retriable, words, fresh) in cases {
+        let records = batch(&[first, "b", "c"]);
+        let started = Instant::now();
+        let err = host.call(&ctx, &records).unwrap_err();
+        let took = started.elapsed();
+        eprintln!("{first} ({took:?}): {err}");
+        assert_eq!(err.code(), code, "{first}: {err}");
+        assert_eq!(err.is_retriable(), retriable, "{first}: {err}");
+        assert!(err.to_string().contains(words), "{first}: {err}");
+        assert!(err.to_string().contains("fixture-count"), "{first}: {err}");
+        assert!(took < Duration::from_secs(5), "{first} took {took:?}");
+        if first == "!panic" {
+            assert!(err.to_string().contains("panic mode"), "{err}");
+        }
+
+        let outcomes = host.call_with_retries(&ctx, &records, 1);
+        assert_eq!(outcomes.len(), 3);
+        for o in &outcomes {
+            let Outcome::Failed(f) = o else {
+                panic!("{first}: expected Failed, got {o:?}")
+            };
+            assert_eq!(f.code, code);
+            assert!(f.message.contains(words), "{first}: {}", f.message);
+        }
+
+        // The next good batch works; a trapped instance was replaced by a fresh one.
+        batches_on_instance = if fresh { 1 } else { batches_on_instance + 3 };
+        let expect = batches_on_instance.to_string();
+        assert_eq!(
+            ok_data(&host.call(&ctx, &good).unwrap()),
+            [expect.as_str(), expect.as_str()],
+            "after {first}"
+        );
+    }
+}
+
+#[test]
+fn init_failure_is_a_config_error_for_every_record() {
+    let Some(host) = host("init-fail", limits()) else {
+        return;
+    };
+    let err = host.check_init().unwrap_err();
+    assert_eq!(err.code(), "Lambda.InitError");
+    assert_eq!(err.fault(), Fault::Config);
+    assert!(!err.is_retriable());
+    assert!(err.to_string().contains("refusing to start"), "{err}");
+    let outcomes = host.call_with_retries(&BatchContext::default(), &batch(&["a", "b"]), 3);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Failed(f) if f.code == "Lambda.InitError"))
+    );
+}
+
+#[test]
+fn the_sandbox_gives_no_files_network_or_environment() {
+    let Some(file) = host("file", limits()) else {
+        return;
+    };
+    let ctx = BatchContext::default();
+    let seen = ok_data(&file.call(&ctx, &batch(&["a"])).unwrap());
+    assert_eq!(seen, ["read=false write=false list=false"]);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let socket = TransformHost::load(
+        "fixture-socket",
+        fixture().unwrap(),
+        Some(shared_cache()),
+        vec![("mode".into(), "socket".into()), ("addr".into(), addr)],
+        limits(),
+    )
+    .unwrap();
+    let seen = ok_data(&socket.call(&ctx, &batch(&["a"])).unwrap());
+    assert!(seen[0].starts_with("denied"), "{seen:?}");
+    assert!(
+        listener.accept().is_err(),
+        "the guest reached a host socket"
+    );
+
+    let env = host("env", limits()).unwrap();
+    let seen = ok_data(&env.call(&ctx, &batch(&["a"])).unwrap());
+    assert_eq!(seen, ["vars=0 args=0 cwd=Some(\"/\")"]);
+
+    // stdout/stderr and 1,000 log lines are absorbed (discarded, rate-limited).
+    let chatty = host(
+        "chatty",
+        Limits {
+            deadline: Duration::from_secs(10),
+            ..limits()
+        },
+    )
+    .unwrap();
+    assert_eq!(ok_data(&chatty.call(&ctx, &batch(&["a"])).unwrap()), ["a"]);
+}
+
+/// The second load of the same bytes comes from the cache and is faster; a damaged entry
+/// or an untrusted directory is never deserialized, the module is compiled instead.
+#[test]
+fn the_disk_cache_serves_restarts_and_rejects_damage() {
+    let Some(wasm) = fixture() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let load = || {
+        let host = TransformHost::load("cached", wasm, Some(&cache), vec![], limits()).unwrap();
+        let out = host.call(&BatchContext::default(), &batch(&["a"])).unwrap();
+        assert_eq!(ok_data(&out), ["a"]);
+        host.load_info()
+    };
+    let (first, compile) = load();
+    let (second, cached) = load();
+    eprintln!("component load: compile {compile:?}, from cache {cached:?}");
+    assert_eq!(first, ModuleSource::Compiled);
+    assert_eq!(second, ModuleSource::Cache);
+    assert!(cached < compile, "cache {cached:?} vs compile {compile:?}");
+
+    // Damage the payload: checksum mismatch -> recompiled, entry rewritten.
+    let engine_entry = {
+        let host =
+            TransformHost::load("probe", wasm, Some(shared_cache()), vec![], limits()).unwrap();
+        cache::CacheEntry::new(&cache, &host.engine, wasm).unwrap()
+    };
+    let path = engine_entry.path().to_path_buf();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(load().0, ModuleSource::Compiled);
+    assert_eq!(load().0, ModuleSource::Cache);
+
+    // Truncated to the header, or not ours to trust: never read (no recompile needed to
+    // show it, the load path is the one above).
+    std::fs::write(&path, &bytes[..20]).unwrap();
+    assert!(engine_entry.read().is_none());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let host = TransformHost::load("probe", wasm, Some(shared_cache()), vec![], limits()).unwrap();
+    let why = cache::CacheEntry::new(&cache, &host.engine, wasm)
+        .err()
+        .unwrap_or_default();
+    assert!(why.contains("writable by group or others"), "{why}");
+}
+
+/// Per-batch cost of the identity guest on 500-record batches of 200 bytes: the whole
+/// path (copy in, call, copy out, id matching). Prints the numbers; the bound is loose
+/// so a slow shared machine does not fail it.
+#[test]
+fn identity_overhead_per_500_record_batch() {
+    let Some(host) = host("identity", Limits::default()) else {
+        return;
+    };
+    let payload = "x".repeat(200);
+    let records = batch(&vec![payload.as_str(); 500]);
+    let ctx = BatchContext::default();
+    host.call(&ctx, &records).unwrap(); // instance creation and init
+    let rounds = 50;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let out = host.call(&ctx, &records).unwrap();
+        assert_eq!(out.len(), 500);
+    }
+    let per_batch = started.elapsed() / rounds;
+    eprintln!(
+        "identity guest: {per_batch:?} per 500-record batch ({:?} per record)",
+        per_batch / 500
+    );
+    assert!(per_batch < Duration::from_millis(500), "{per_batch:?}");
+}
+
+/// The intended use: shared between threads, called from `spawn_blocking` (WASI's sync
+/// bindings must not run on the async reactor itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_concurrent_callers_from_spawn_blocking() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<TransformHost>();
+    let Some(host) = host(
+        "chatty",
+        Limits {
+            deadline: Duration::from_secs(10),
+            instances: 2,
+            ..limits()
+        },
+    ) else {
+        return;
+    };
+    let host = Arc::new(host);
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let host = host.clone();
+            tokio::task::spawn_blocking(move || {
+                let data = format!("call {i}");
+                host.call(&BatchContext::default(), &batch(&[data.as_str()]))
+            })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let out = call.await.unwrap().unwrap();
+        assert_eq!(ok_data(&out), [format!("call {i}")]);
+    }
+    assert!(host.lock_pool().live <= 2);
+}

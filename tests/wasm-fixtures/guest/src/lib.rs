@@ -1,0 +1,211 @@
+//! The test guest of sluice's WASM host (src/process/wasm.rs).
+//!
+//! One component for every host test, so CI builds one crate. The behaviour is `init`'s
+//! `mode` entry, or, when the batch's first record is `!MODE`, that mode for this batch
+//! only: one instance can then serve a hostile batch and then a good one.
+//! Well-behaved modes: `identity` (the default), `upper`, `drop-odd`, `count` (answers
+//! how many batches this instance has seen). Hostile modes try what a buggy or malicious
+//! transform would: `loop`, `alloc`, `panic`, `huge`, `dup`, `missing`, `unknown`,
+//! `init-fail` (init only), `file`, `socket` (connects to `addr`), `env`, `chatty`.
+//! The sandbox probes (`file`, `socket`, `env`) answer with what they saw as record data,
+//! so the host test can check the guest saw nothing.
+
+// The generated export glue takes one argument per flattened field.
+#![allow(clippy::too_many_arguments)]
+
+wit_bindgen::generate!({
+    world: "transformer",
+    path: "../../../transforms/wit",
+});
+
+use std::cell::{Cell, RefCell};
+
+use sluice::transform::types::Outcome;
+
+struct Fixture;
+
+thread_local! {
+    /// Set by `init`: the mode and the whole configuration.
+    static CONFIG: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    /// Batches this instance has transformed.
+    static BATCHES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn get(key: &str) -> Option<String> {
+    CONFIG.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+fn ok(id: String, data: Vec<u8>) -> OutputRecord {
+    OutputRecord {
+        record_id: id,
+        outcome: Outcome::Ok,
+        data,
+        partition_keys: Vec::new(),
+    }
+}
+
+impl Guest for Fixture {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        CONFIG.with(|c| *c.borrow_mut() = config);
+        match get("mode").as_deref() {
+            Some("init-fail") => Err("init-fail mode: refusing to start".into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn transform(_ctx: BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
+        BATCHES.with(|b| b.set(b.get() + 1));
+        let mode = records
+            .first()
+            .and_then(|r| r.data.strip_prefix(b"!"))
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .or_else(|| get("mode"))
+            .unwrap_or_else(|| "identity".into());
+        match mode.as_str() {
+            "count" => {
+                let seen = BATCHES.with(|b| b.get()).to_string();
+                records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, seen.clone().into_bytes()))
+                    .collect()
+            }
+            "upper" => records
+                .into_iter()
+                .map(|r| OutputRecord {
+                    record_id: r.record_id,
+                    outcome: Outcome::Ok,
+                    data: r.data.to_ascii_uppercase(),
+                    partition_keys: vec![("case".into(), "upper".into())],
+                })
+                .collect(),
+            "drop-odd" => records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| match i % 3 {
+                    0 => ok(r.record_id, r.data),
+                    1 => OutputRecord {
+                        record_id: r.record_id,
+                        outcome: Outcome::Dropped,
+                        data: Vec::new(),
+                        partition_keys: Vec::new(),
+                    },
+                    _ => OutputRecord {
+                        record_id: r.record_id,
+                        outcome: Outcome::ProcessingFailed("not wanted".into()),
+                        data: Vec::new(),
+                        partition_keys: Vec::new(),
+                    },
+                })
+                .collect(),
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // Touch every page so the memory is really used.
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "panic" => panic!("panic mode: the guest gives up"),
+            "huge" => records
+                .into_iter()
+                .map(|r| ok(r.record_id, vec![b'x'; 7 << 20]))
+                .collect(),
+            "dup" => {
+                let mut out: Vec<OutputRecord> = records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, r.data))
+                    .collect();
+                if let Some(first) = out.first().map(|r| r.record_id.clone())
+                    && let Some(last) = out.last_mut()
+                {
+                    last.record_id = first;
+                }
+                out
+            }
+            "missing" => {
+                let mut out: Vec<OutputRecord> = records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, r.data))
+                    .collect();
+                out.pop();
+                out
+            }
+            "unknown" => {
+                let mut out: Vec<OutputRecord> = records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, r.data))
+                    .collect();
+                if let Some(last) = out.last_mut() {
+                    last.record_id = "no-such-id".into();
+                }
+                out
+            }
+            "file" => {
+                let read = std::fs::read("/etc/hostname");
+                let write = std::fs::write("sluice-guest-was-here", b"x");
+                let list = std::fs::read_dir(".");
+                let seen = format!(
+                    "read={} write={} list={}",
+                    read.is_ok(),
+                    write.is_ok(),
+                    list.is_ok()
+                );
+                records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, seen.clone().into_bytes()))
+                    .collect()
+            }
+            "socket" => {
+                let addr = get("addr").unwrap_or_else(|| "127.0.0.1:9".into());
+                let seen = match std::net::TcpStream::connect(&addr) {
+                    Ok(_) => "connected".to_string(),
+                    Err(e) => format!("denied: {e}"),
+                };
+                records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, seen.clone().into_bytes()))
+                    .collect()
+            }
+            "env" => {
+                let seen = format!(
+                    "vars={} args={} cwd={:?}",
+                    std::env::vars_os().count(),
+                    std::env::args_os().count(),
+                    std::env::current_dir().ok()
+                );
+                records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, seen.clone().into_bytes()))
+                    .collect()
+            }
+            "chatty" => {
+                for i in 0..1_000 {
+                    log(Level::Info, &format!("chatty line {i}"));
+                    println!("stdout line {i}");
+                    eprintln!("stderr line {i}");
+                }
+                records
+                    .into_iter()
+                    .map(|r| ok(r.record_id, r.data))
+                    .collect()
+            }
+            _ => records
+                .into_iter()
+                .map(|r| ok(r.record_id, r.data))
+                .collect(),
+        }
+    }
+}
+
+export!(Fixture);
