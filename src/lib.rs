@@ -18,10 +18,12 @@
 //! # Layout
 //! - [`app`]: wiring of streams, signals and shutdown; `run` is testable in-process.
 //! - [`config`]: native TOML and Firehose JSON into one validated [`config::StreamConfig`].
-//! - [`api`]: the Firehose data-plane HTTP API (AWS JSON 1.1).
+//! - [`api`]: the Firehose data-plane HTTP API (AWS JSON 1.1) and its
+//!   self-protecting server ([`api::server`]).
 //! - [`source`]: the source seam; [`source::direct_put`] with its write-ahead log,
 //!   [`source::kinesis`] with shard lifecycle and KPL de-aggregation.
-//! - [`process`]: the processor chain (record de-aggregation; transforms later).
+//! - [`process`]: the batch processor chain (record de-aggregation), with the
+//!   WASM transform host ([`process::wasm`]) that will join it.
 //! - [`partition`]: prefix expressions `!{...}`, parsed and evaluated.
 //! - [`buffer`]: the per-stream buffer with Firehose's size and interval triggers,
 //!   and the error outputs of its records.
