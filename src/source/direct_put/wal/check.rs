@@ -232,27 +232,27 @@ fn read_mark(dir: &Path) -> Option<Mark> {
     mark
 }
 
-/// Reads the log in `dir` and describes it (changes nothing).
+/// Reads the log in `dir` and describes it (changes nothing): `sluice wal
+/// check`, and the first step of [`prepare`] and [`repair`].
 ///
 /// # Errors
 /// [`WalError::Io`] when files cannot be read.
-pub fn inspect(dir: &Path, committed: Option<WalPosition>) -> Result<Report, WalError> {
+pub fn check(dir: &Path, committed: Option<WalPosition>) -> Result<Report, WalError> {
     let mut on_disk = scan_dir(dir)?;
-    let last_nonempty = on_disk
-        .iter()
-        .rev()
-        .find(|(_, len)| **len > 0)
-        .map(|(n, _)| *n);
+    // Zero-length files hold nothing. The log ends at its last non-empty
+    // segment (one empty segment after it is a rotation cut short); any other
+    // empty file past that is a stray. With no data at all, the lowest file is
+    // the log's fresh segment and every other one a stray.
+    let last_nonempty = on_disk.iter().rev().find(|(_, len)| **len > 0).map(|(n, _)| *n);
+    let keep_up_to = match last_nonempty {
+        Some(last) => last + 1,
+        None => on_disk.keys().next().copied().unwrap_or(0),
+    };
     let strays: Vec<u64> = on_disk
         .iter()
-        .filter(|(n, len)| **len == 0 && last_nonempty.is_some_and(|l| **n > l + 1))
+        .filter(|(n, len)| **len == 0 && **n > keep_up_to)
         .map(|(n, _)| *n)
         .collect();
-    if last_nonempty.is_none() && on_disk.len() > 1 {
-        // Only empty files: keep the lowest as the log's (fresh) segment.
-        let keep = *on_disk.keys().next().unwrap_or(&1);
-        on_disk.retain(|n, _| *n == keep);
-    }
     for n in &strays {
         on_disk.remove(n);
     }
@@ -557,7 +557,7 @@ pub(super) fn prepare(
     reset: bool,
 ) -> Result<Layout, WalError> {
     fs::create_dir_all(dir).map_err(|e| io_err("creating log directory", e))?;
-    let report = inspect(dir, committed)?;
+    let report = check(dir, committed)?;
     let problems = report.problems();
     let inconsistent: Vec<String> = problems
         .iter()
@@ -701,14 +701,6 @@ pub(super) fn write_segment_header(
     })
 }
 
-/// Reads the log without changing it.
-///
-/// # Errors
-/// [`WalError::Io`] when it cannot be read.
-pub fn check(dir: &Path, committed: Option<WalPosition>) -> Result<Report, WalError> {
-    inspect(dir, committed)
-}
-
 /// What a repair did.
 #[derive(Debug, Default)]
 pub struct Repaired {
@@ -731,7 +723,7 @@ pub struct Repaired {
 /// # Errors
 /// [`WalError::Io`].
 pub fn repair(dir: &Path, committed: Option<WalPosition>) -> Result<Repaired, WalError> {
-    let report = inspect(dir, committed)?;
+    let report = check(dir, committed)?;
     let mut done = Repaired::default();
     let now = jiff::Timestamp::now().as_millisecond();
     let mut lengths: BTreeMap<u64, u64> = BTreeMap::new();

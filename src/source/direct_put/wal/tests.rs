@@ -624,3 +624,18 @@ mod property {
         }
     }
 }
+
+#[tokio::test]
+async fn a_log_of_only_empty_segment_files_starts_fresh_in_the_lowest() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in [3, 4, 9] {
+        File::create(segment_path(dir.path(), n)).unwrap();
+    }
+    let wal = Wal::open(dir.path(), None, small(1 << 30)).unwrap();
+    let id = wal.append(vec![Bytes::from_static(b"x")], 1).await.unwrap()[0];
+    assert_eq!(id.segment, 3);
+    let mut reader = wal.reader(None);
+    wal.close().await;
+    assert_eq!(read_all(&mut reader).await, vec!["x"]);
+    assert!(dir.path().join(format!("{:020}.wal.stray", 4)).exists());
+}
