@@ -436,19 +436,12 @@ pub fn wal_tool(
         )));
     }
     let _lock = lock_state_dir(state_dir)?;
-    let path = state_dir.join(stream).join("checkpoint.json");
-    let committed = match std::fs::read(&path) {
-        Ok(bytes) => {
-            let checkpoint: crate::checkpoint::Checkpoint = serde_json::from_slice(&bytes)
-                .map_err(|e| err(format!("{} is corrupt: {e}", path.display())))?;
-            match checkpoint.replay_from {
-                Some(from) => from.wal,
-                None => checkpoint.positions.wal,
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(err(format!("{}: {e}", path.display()))),
-    };
+    // A lost checkpoint is read as none: the report then says how the log disagrees.
+    let committed = FileCheckpointStore::new(state_dir.join(stream).join("checkpoint.json"))
+        .accepting_lost(true)
+        .read()
+        .map_err(|e| err(e.to_string()))?
+        .and_then(|c| c.wal_floor());
     let dir = state_dir.join(stream).join("wal");
     if repair {
         let done = check::repair(&dir, committed).map_err(|e| err(e.to_string()))?;
@@ -542,10 +535,7 @@ async fn open_stream(
                 &dir.join("wal"),
                 // Where the last epoch started: if its objects turn out to be
                 // gone, recovery rebuilds it from the log (delivery.rs).
-                checkpoint.and_then(|c| match c.replay_from {
-                    Some(from) => from.wal,
-                    None => c.positions.wal,
-                }),
+                checkpoint.and_then(|c| c.wal_floor()),
                 WalOptions {
                     reset_positions: options.reset_positions,
                     ..WalOptions::new(direct_put.max_wal_bytes)

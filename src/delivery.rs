@@ -189,11 +189,7 @@ impl Delivery {
             // Every committed object is visible now: record it before the
             // source forgets the records, as `deliver` does, so a later start
             // checks the log against this checkpoint, not the epoch's start.
-            checkpoint = Checkpoint {
-                staged: Vec::new(),
-                replay_from: None,
-                ..checkpoint
-            };
+            checkpoint = checkpoint.completed();
             self.store.commit(&checkpoint).await?;
         }
         let aborted = self.sink.abort_uncommitted(&checkpoint.staged).await?;
@@ -301,13 +297,7 @@ impl Delivery {
         // Record that the epoch is complete, so that recovery never mistakes an
         // object a reader has since moved or deleted for one that vanished
         // before completion (which it would rebuild, duplicating its records).
-        let completed = Checkpoint {
-            epoch: checkpoint.epoch,
-            positions: checkpoint.positions.clone(),
-            staged: Vec::new(),
-            replay_from: None,
-        };
-        self.store.commit(&completed).await?;
+        self.store.commit(&checkpoint.completed()).await?;
         crate::metrics::DELIVERED_RECORDS.inc(&self.stream, epoch.records);
         crate::metrics::DELIVERED_BYTES.inc(&self.stream, epoch.bytes);
         crate::metrics::DELIVERED_OBJECTS.inc(&self.stream, checkpoint.staged.len() as u64);

@@ -39,6 +39,28 @@ pub struct Checkpoint {
     pub replay_from: Option<Positions>,
 }
 
+impl Checkpoint {
+    /// The log position reading may have to start from: where the last
+    /// epoch started while its objects are not recorded complete (recovery
+    /// may rebuild it), else the committed position.
+    pub fn wal_floor(&self) -> Option<crate::record::WalPosition> {
+        match &self.replay_from {
+            Some(from) => from.wal,
+            None => self.positions.wal,
+        }
+    }
+
+    /// The same epoch, recorded complete: every staged object is visible.
+    pub fn completed(&self) -> Checkpoint {
+        Checkpoint {
+            epoch: self.epoch,
+            positions: self.positions.clone(),
+            staged: Vec::new(),
+            replay_from: None,
+        }
+    }
+}
+
 /// A failure to read or write checkpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -133,38 +155,55 @@ impl FileCheckpointStore {
     }
 }
 
+impl FileCheckpointStore {
+    /// Reads the checkpoint (blocking; the file is small): `None` for a new
+    /// stream, [`CheckpointError::Lost`] for one that committed before.
+    ///
+    /// # Errors
+    /// [`CheckpointError`] when it cannot be read, is corrupt, or is lost.
+    pub fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let marker = self.marker();
+                if !marker.exists() {
+                    return Ok(None);
+                }
+                if self.accept_lost {
+                    tracing::warn!(checkpoint = %self.path.display(), "--reset-positions: the checkpoint is lost; starting without it.");
+                    return Ok(None);
+                }
+                return Err(CheckpointError::Lost {
+                    path: self.path.clone(),
+                    marker,
+                });
+            }
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| CheckpointError::Corrupt {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
 impl CheckpointStore for FileCheckpointStore {
     fn load(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, CheckpointError>> {
         Box::pin(async move {
-            let bytes = match tokio::fs::read(&self.path).await {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let marker = self.marker();
-                    if !marker.exists() {
-                        return Ok(None);
-                    }
-                    if self.accept_lost {
-                        tracing::warn!(checkpoint = %self.path.display(), "--reset-positions: the checkpoint is lost; starting without it.");
-                        return Ok(None);
-                    }
-                    return Err(CheckpointError::Lost {
-                        path: self.path.clone(),
-                        marker,
-                    });
-                }
-                Err(source) => {
-                    return Err(CheckpointError::Io {
-                        path: self.path.clone(),
-                        source,
-                    });
-                }
-            };
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| CheckpointError::Corrupt {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.read())
+                .await
+                .map_err(|e| CheckpointError::Io {
                     path: self.path.clone(),
-                    message: e.to_string(),
-                })
+                    source: std::io::Error::other(e),
+                })?
         })
     }
 

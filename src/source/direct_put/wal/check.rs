@@ -243,7 +243,11 @@ pub fn check(dir: &Path, committed: Option<WalPosition>) -> Result<Report, WalEr
     // segment (one empty segment after it is a rotation cut short); any other
     // empty file past that is a stray. With no data at all, the lowest file is
     // the log's fresh segment and every other one a stray.
-    let last_nonempty = on_disk.iter().rev().find(|(_, len)| **len > 0).map(|(n, _)| *n);
+    let last_nonempty = on_disk
+        .iter()
+        .rev()
+        .find(|(_, len)| **len > 0)
+        .map(|(n, _)| *n);
     let keep_up_to = match last_nonempty {
         Some(last) => last + 1,
         None => on_disk.keys().next().copied().unwrap_or(0),
