@@ -144,6 +144,18 @@ impl BadFrame {
     }
 }
 
+/// A frame header's payload length and CRC, if the length is possible.
+///
+/// # Errors
+/// [`BadFrame::Invalid`] for a length no frame can have.
+pub fn frame_header(header: &[u8]) -> Result<(u32, u32), BadFrame> {
+    let len = u32_at(header, 0);
+    if (len as usize) < ARRIVAL || len > MAX_PAYLOAD {
+        return Err(BadFrame::Invalid(format!("impossible frame length {len}")));
+    }
+    Ok((len, u32_at(header, 4)))
+}
+
 /// The frame starting at `buf[at..]`: its total length and payload range.
 ///
 /// # Errors
@@ -155,11 +167,7 @@ pub fn frame_at(buf: &[u8], at: usize) -> Result<(usize, std::ops::Range<usize>)
             "frame header cut short ({rest} of {FRAME_HEADER} bytes)"
         )));
     }
-    let len = u32_at(buf, at);
-    let crc = u32_at(buf, at + 4);
-    if (len as usize) < ARRIVAL || len > MAX_PAYLOAD {
-        return Err(BadFrame::Invalid(format!("impossible frame length {len}")));
-    }
+    let (len, crc) = frame_header(&buf[at..at + FRAME_HEADER])?;
     let end = at + FRAME_HEADER + len as usize;
     if end > buf.len() {
         return Err(BadFrame::Incomplete(format!(

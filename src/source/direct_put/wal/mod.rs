@@ -396,7 +396,8 @@ pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
 
 /// Reads one frame into `payload`. `Ok(None)` at a clean end of file;
 /// `Err` for a torn or damaged frame. Returns the frame's total length.
-/// The streaming twin of [`format::frame_at`], for the reader.
+/// The streaming twin of [`format::frame_at`], for the reader; both check the
+/// header with [`format::frame_header`].
 pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<Option<u64>, String> {
     let mut header = [0u8; FRAME_HEADER];
     match read_full(reader, &mut header) {
@@ -405,11 +406,7 @@ pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<Optio
         Ok(_) => {}
         Err(e) => return Err(e.to_string()),
     }
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if (len as usize) < ARRIVAL || len > format::MAX_PAYLOAD {
-        return Err(format!("impossible frame length {len}"));
-    }
+    let (len, crc) = format::frame_header(&header).map_err(|e| e.reason().to_owned())?;
     payload.resize(len as usize, 0);
     match read_full(reader, payload) {
         Ok(n) if n == len as usize => {}
