@@ -36,6 +36,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore, FileCheckpointStore};
 use crate::config::{Encryption, GlueTable, MIB, SchemaSource, SourceConfig, StreamConfig, Target};
 use crate::delivery::{Delivery, DeliveryError, Epoch};
 use crate::error::{Classify, Fault};
+use crate::process::{Chain, LoadContext};
 use crate::record::Positions;
 use crate::sink::s3::{self, S3Options, UploadFilter};
 use crate::sink::{LocalSink, ObjectSink, S3Sink, SinkError};
@@ -59,6 +60,9 @@ pub struct RunOptions {
     pub reset_positions: bool,
     /// Connection, timeout and body limits of the Firehose API.
     pub api_limits: api::ApiLimits,
+    /// Where WASM transforms are found (Lambda function names, relative
+    /// module paths).
+    pub transforms_dir: PathBuf,
 }
 
 /// Why the daemon stopped or could not start.
@@ -598,6 +602,30 @@ async fn open_stream(
             Arc::new(sink)
         }
     };
+    let processors = {
+        let processors = destination.processors.clone();
+        let ctx = LoadContext {
+            transforms_dir: options.transforms_dir.clone(),
+            // Keyed by the module's hash and wasmtime's: a restart loads the
+            // native code instead of compiling for seconds.
+            cache_dir: Some(state_dir.join("wasm-cache")),
+            context: transform_context(config),
+        };
+        // Compiling is CPU work of up to seconds per component.
+        let chain = tokio::task::spawn_blocking(move || {
+            Chain::load(&processors, &ctx).map(|chain| {
+                let refused = chain.check_init();
+                (chain, refused)
+            })
+        })
+        .await
+        .map_err(|e| err(format!("loading transforms: {e}")))?
+        .map_err(|e| err(e.to_string()))?;
+        for e in &chain.1 {
+            tracing::error!(stream = %config.name, "{e}; its records go to processing-failed until this is fixed.");
+        }
+        chain.0
+    };
     let stage = BufferStage {
         namer: ObjectNamer::new(&config.name, config.version, destination),
         sink: sink.clone(),
@@ -625,7 +653,7 @@ async fn open_stream(
                 destination.compression.default_extension()
             },
         ),
-        processors: destination.processors.clone(),
+        processors: Arc::new(processors),
         format: destination.format.clone(),
     };
     Ok(StreamParts {
@@ -683,13 +711,72 @@ fn log_summary(config: &StreamConfig, sink: &dyn ObjectSink) {
     );
 }
 
+/// The region a stream reports (`AWS_REGION`, else us-east-1), in its ARN
+/// and its transforms' batch context.
+fn region() -> String {
+    std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())
+}
+
+/// The stream's ARN as Firehose would give it. sluice has no account: the
+/// account id is Firehose's documented placeholder of twelve zeros.
+fn stream_arn(config: &StreamConfig) -> String {
+    format!(
+        "arn:aws:firehose:{}:000000000000:deliverystream/{}",
+        region(),
+        config.name
+    )
+}
+
+/// What a stream's transforms are told about each call, as Firehose tells a
+/// Lambda function.
+fn transform_context(config: &StreamConfig) -> crate::process::wasm::BatchContext {
+    crate::process::wasm::BatchContext {
+        invocation_id: String::new(),
+        delivery_stream_arn: stream_arn(config),
+        region: region(),
+        source_kinesis_stream_arn: match &config.source {
+            SourceConfig::Kinesis(k) => Some(format!(
+                "arn:aws:kinesis:{}:000000000000:stream/{}",
+                region(),
+                k.stream_name
+            )),
+            SourceConfig::DirectPut(_) => None,
+        },
+    }
+}
+
+/// Loads every stream's transforms as `sluice run` would (without the
+/// compile cache), for `sluice validate`: a missing module, one that is not
+/// a component of the contract, or one whose `init` refuses its
+/// configuration, each named with the stream. Blocking.
+pub fn check_transforms(streams: &[StreamConfig], transforms_dir: &Path) -> Vec<String> {
+    streams
+        .iter()
+        .filter(|s| !s.destination.processors.transforms.is_empty())
+        .flat_map(|s| {
+            let ctx = LoadContext {
+                transforms_dir: transforms_dir.to_path_buf(),
+                cache_dir: None,
+                context: transform_context(s),
+            };
+            let errors = match Chain::load(&s.destination.processors, &ctx) {
+                Ok(chain) => chain.check_init(),
+                Err(e) => vec![e],
+            };
+            errors
+                .into_iter()
+                .map(|e| format!("stream `{}`: {e}", s.name))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Firehose's `DeliveryStreamDescription` for a stream.
 fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Value {
     let d = &config.destination;
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     json!({
         "DeliveryStreamName": config.name,
-        "DeliveryStreamARN": format!("arn:aws:firehose:{region}:000000000000:deliverystream/{}", config.name),
+        "DeliveryStreamARN": stream_arn(config),
         "DeliveryStreamStatus": "ACTIVE",
         "DeliveryStreamType": match &config.source {
             SourceConfig::DirectPut(_) => "DirectPut",
@@ -697,8 +784,8 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
         },
         "Source": match &config.source {
             SourceConfig::DirectPut(_) => json!({}),
-            SourceConfig::Kinesis(k) => json!({"KinesisStreamSourceDescription": {
-                "KinesisStreamARN": format!("arn:aws:kinesis:{region}:000000000000:stream/{}", k.stream_name),
+            SourceConfig::Kinesis(_) => json!({"KinesisStreamSourceDescription": {
+                "KinesisStreamARN": transform_context(config).source_kinesis_stream_arn,
             }}),
         },
         "VersionId": config.version.to_string(),
@@ -725,19 +812,53 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
                 },
                 "FileExtension": d.extension(),
                 "CustomTimeZone": d.time_zone_name,
-                "ProcessingConfiguration": {
-                    "Enabled": d.append_delimiter,
-                    "Processors": if d.append_delimiter {
-                        json!([{"Type": "AppendDelimiterToRecord", "Parameters": []}])
-                    } else {
-                        json!([])
-                    },
-                },
+                "ProcessingConfiguration": processing_description(d),
                 "S3BackupMode": if d.backup.is_some() { "Enabled" } else { "Disabled" },
             },
         }],
         "HasMoreDestinations": false,
     })
+}
+
+/// Firehose's `ProcessingConfiguration` of a destination, in chain order.
+fn processing_description(d: &crate::config::DestinationConfig) -> Value {
+    use crate::process::{Deaggregation, ModuleRef};
+    let parameter =
+        |name: &str, value: String| json!({"ParameterName": name, "ParameterValue": value});
+    let mut processors = Vec::new();
+    if let Some(deaggregation) = &d.processors.deaggregation {
+        let parameters = match deaggregation {
+            Deaggregation::Json => vec![parameter("SubRecordType", "JSON".into())],
+            Deaggregation::Delimited(delimiter) => {
+                use base64::Engine as _;
+                vec![
+                    parameter("SubRecordType", "DELIMITED".into()),
+                    parameter(
+                        "Delimiter",
+                        base64::engine::general_purpose::STANDARD.encode(delimiter),
+                    ),
+                ]
+            }
+        };
+        processors.push(json!({"Type": "RecordDeAggregation", "Parameters": parameters}));
+    }
+    for t in &d.processors.transforms {
+        // A native module path has no ARN; Firehose's shape needs one.
+        let arn = match &t.module {
+            ModuleRef::Lambda { arn, .. } => arn.clone(),
+            ModuleRef::Path(path) => format!("file://{}", path.display()),
+        };
+        processors.push(json!({"Type": "Lambda", "Parameters": [
+            parameter("LambdaArn", arn),
+            parameter("NumberOfRetries", t.retries.to_string()),
+            parameter("BufferSizeInMBs", format!("{}", t.batch_bytes as f64 / MIB as f64)),
+            parameter("BufferIntervalInSeconds", t.batch_interval.as_secs().to_string()),
+        ]}));
+    }
+    if d.append_delimiter {
+        processors.push(json!({"Type": "AppendDelimiterToRecord", "Parameters": []}));
+    }
+    json!({"Enabled": !processors.is_empty(), "Processors": processors})
 }
 
 /// Runs one stream's pipeline until its source ends, restarting it from the

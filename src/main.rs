@@ -51,17 +51,25 @@ enum Command {
         /// Limits of the Firehose API's connections and request bodies.
         #[command(flatten)]
         limits: sluice::api::LimitArgs,
+        /// Where WASM transforms are found: a Lambda processor's function
+        /// NAME is DIR/NAME.wasm, and relative `module` paths are under DIR.
+        #[arg(long, env = "SLUICE_TRANSFORMS_DIR", default_value = "./transforms")]
+        transforms_dir: PathBuf,
     },
     /// Check or repair a stream's write-ahead log (the stream must be stopped).
     Wal {
         #[command(subcommand)]
         command: WalCommand,
     },
-    /// Check configs and exit: 0 when all are valid.
+    /// Check configs and exit: 0 when all are valid. Transforms are loaded
+    /// and their `init` called, as at start-up.
     Validate {
         /// A delivery stream config; repeatable.
         #[arg(long = "config", required = true)]
         configs: Vec<PathBuf>,
+        /// As for `sluice run`.
+        #[arg(long, env = "SLUICE_TRANSFORMS_DIR", default_value = "./transforms")]
+        transforms_dir: PathBuf,
     },
     /// Send newline-separated records from FILE (or stdin) with PutRecordBatch.
     Put {
@@ -145,8 +153,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Convert(args) => ExitCode::from(sluice::convert::cli::convert(&args)),
         Command::Schema { command } => ExitCode::from(sluice::convert::cli::schema(&command)),
-        Command::Validate { configs } => match sluice::config::load_all(&configs, &cwd) {
+        Command::Validate {
+            configs,
+            transforms_dir,
+        } => match sluice::config::load_all(&configs, &cwd) {
             Ok(streams) => {
+                let errors = sluice::app::check_transforms(&streams, &cwd.join(transforms_dir));
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                if !errors.is_empty() {
+                    return ExitCode::from(2);
+                }
                 for stream in streams {
                     println!("ok: delivery stream `{}`", stream.name);
                 }
@@ -184,6 +202,7 @@ fn main() -> ExitCode {
             drain_timeout_secs,
             reset_positions,
             limits,
+            transforms_dir,
         } => {
             let api_limits = match limits.validate() {
                 Ok(limits) => limits,
@@ -235,6 +254,7 @@ fn main() -> ExitCode {
                 drain_timeout: std::time::Duration::from_secs(drain_timeout_secs),
                 reset_positions,
                 api_limits,
+                transforms_dir: cwd.join(transforms_dir),
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.

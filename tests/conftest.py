@@ -333,14 +333,16 @@ class Daemon:
 
 @pytest.fixture
 def start_daemon(request, tmp_path, sluice_bin):
-    """Factory: start_daemon(configs, state_dir=None, log_name=None, port=None, extra_args=None) -> ready Daemon.
+    """Factory: start_daemon(configs, state_dir=None, log_name=None, port=None, extra_args=None,
+    ready_timeout=READY_TIMEOUT) -> ready Daemon.
 
     Every daemon started through it is SIGKILLed in teardown if it is still running.
     """
     daemons: list[Daemon] = []
     logs = request.node.__dict__.setdefault("_sluice_logs", [])
 
-    def start(configs, state_dir=None, log_name="sluice", port=None, extra_args=None) -> Daemon:
+    def start(configs, state_dir=None, log_name="sluice", port=None, extra_args=None,
+              ready_timeout=READY_TIMEOUT) -> Daemon:
         if isinstance(configs, (str, Path)):
             configs = [configs]
         log_path = tmp_path / f"{log_name}.log"
@@ -348,7 +350,7 @@ def start_daemon(request, tmp_path, sluice_bin):
         daemons.append(d)
         if (log_name, str(log_path)) not in logs:
             logs.append((log_name, str(log_path)))
-        return d.start()
+        return d.start(ready_timeout)
 
     yield start
     for d in daemons:

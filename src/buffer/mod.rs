@@ -28,7 +28,7 @@ use crate::delivery::{Epoch, EpochObject, ObjectEncoder};
 use crate::encode::{self, EncodeError};
 use crate::error::{Classify, Fault};
 use crate::partition::{Prefix, PrefixContext, PrefixError};
-use crate::process::{self, BatchOutcomes, Outcome, Processors};
+use crate::process::{self, BatchOutcomes, Chain, Outcome};
 use crate::record::{Positions, Record};
 use crate::sink::{ObjectSink, SinkError};
 use crate::source::{Source, SourceError};
@@ -209,8 +209,8 @@ pub struct BufferStage {
     pub backup: Option<(ObjectNamer, Compression)>,
     /// Names error-output objects (the error output prefix).
     pub error_namer: ObjectNamer,
-    /// Processors run on every source record.
-    pub processors: Processors,
+    /// The processor chain run on every batch of source records.
+    pub processors: Arc<Chain>,
     /// Record format conversion; raw output when `None`.
     pub format: Option<Arc<FormatConfig>>,
 }
@@ -602,7 +602,7 @@ mod tests {
             time_zone_name: "UTC".into(),
             append_delimiter: false,
             backup: None,
-            processors: Processors::default(),
+            processors: process::Processors::default(),
             format: None,
         };
         let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s", "test").unwrap());
@@ -620,7 +620,7 @@ mod tests {
                 jiff::tz::TimeZone::UTC,
                 "",
             ),
-            processors: Processors::default(),
+            processors: Arc::default(),
             format: None,
         };
         Fixture {
@@ -715,9 +715,10 @@ mod tests {
     #[tokio::test]
     async fn failed_records_go_to_one_error_object_and_no_empty_data_object_is_delivered() {
         let mut f = fixture(1 << 20, Duration::from_secs(300));
-        f.stage.processors = Processors {
+        f.stage.processors = Arc::new(Chain::without_transforms(&process::Processors {
             deaggregation: Some(process::Deaggregation::Json),
-        };
+            ..process::Processors::default()
+        }));
         f.wal
             .append(
                 vec![Bytes::from_static(b"not json"), Bytes::from_static(b"[1]")],

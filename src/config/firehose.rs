@@ -41,7 +41,7 @@ use super::{
     DestinationConfig, DirectPutConfig, Encryption, KinesisConfig, S3Target, SourceConfig,
     StreamConfig, Target,
 };
-use super::{MIB, format};
+use super::{MIB, format, transform};
 use crate::process::Processors;
 
 /// Dotted-path root of every destination option.
@@ -50,18 +50,17 @@ const ES3: &str = "ExtendedS3DestinationConfiguration";
 /// The `file://` scheme of sluice's local-directory `BucketARN` extension.
 const FILE_SCHEME: &str = "file://";
 
-/// Firehose's `AppendDelimiterToRecord` processor type, the only one sluice
-/// runs so far.
+/// Firehose's `AppendDelimiterToRecord` processor type.
 const APPEND_DELIMITER: &str = "AppendDelimiterToRecord";
-
-/// The other processor types of the service model: known, not implemented.
 /// The `RecordDeAggregation` processor type.
 const RECORD_DEAGGREGATION: &str = "RecordDeAggregation";
+/// The `Lambda` processor type: a WASM component here.
+const LAMBDA: &str = "Lambda";
 
-const UNSUPPORTED_PROCESSORS: [&str; 4] = [
+/// The other processor types of the service model: known, not implemented.
+const UNSUPPORTED_PROCESSORS: [&str; 3] = [
     "Decompression",
     "CloudWatchLogProcessing",
-    "Lambda",
     "MetadataExtraction",
 ];
 
@@ -232,8 +231,7 @@ struct Processor {
     parameters: Option<Vec<ProcessorParameter>>,
 }
 
-/// `ProcessorParameter`. Both fields are required by the service model;
-/// neither is used yet (the only supported processor takes no parameters).
+/// `ProcessorParameter`. Both fields are required by the service model.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProcessorParameter {
@@ -315,6 +313,7 @@ fn json_error(text: &str, e: &serde_json::Error) -> (String, Option<Position>) {
 enum ProcessorKind {
     AppendDelimiter,
     Deaggregation,
+    Lambda,
     Unsupported,
     Unknown,
 }
@@ -324,6 +323,8 @@ fn processor_kind(kind: &str) -> ProcessorKind {
         ProcessorKind::AppendDelimiter
     } else if kind == RECORD_DEAGGREGATION {
         ProcessorKind::Deaggregation
+    } else if kind == LAMBDA {
+        ProcessorKind::Lambda
     } else if UNSUPPORTED_PROCESSORS.contains(&kind) {
         ProcessorKind::Unsupported
     } else {
@@ -766,19 +767,14 @@ fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), Config
                 append = true;
             }
             ProcessorKind::Deaggregation => {
-                let mut parameters = std::collections::BTreeMap::new();
-                for (j, parameter) in p.parameters.iter().flatten().enumerate() {
-                    let (Value::String(name), Value::String(value)) =
-                        (&parameter.parameter_name, &parameter.parameter_value)
-                    else {
-                        return Err(ConfigError::invalid(
-                            format!("{path}.Parameters[{j}]"),
-                            "ParameterName and ParameterValue must be strings",
-                        ));
-                    };
-                    parameters.insert(name.clone(), value.clone());
-                }
+                let parameters = processor_parameters(p, &path)?;
                 chain.deaggregation = Some(format::firehose_deaggregation(&path, &parameters)?);
+            }
+            ProcessorKind::Lambda => {
+                let parameters = processor_parameters(p, &path)?;
+                chain
+                    .transforms
+                    .push(transform::firehose_lambda(&path, &parameters)?);
             }
             // Pass 1 reports these; kept for totality.
             ProcessorKind::Unsupported => {
@@ -787,7 +783,7 @@ fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), Config
                 });
             }
             ProcessorKind::Unknown => {
-                let mut known = vec![APPEND_DELIMITER, RECORD_DEAGGREGATION];
+                let mut known = vec![APPEND_DELIMITER, RECORD_DEAGGREGATION, LAMBDA];
                 known.extend(UNSUPPORTED_PROCESSORS);
                 return Err(ConfigError::invalid(
                     type_option,
@@ -797,6 +793,32 @@ fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), Config
         }
     }
     Ok((append, chain))
+}
+
+/// A processor's `Parameters` by name. A name given twice is refused:
+/// Firehose would keep one of them, and which is not documented.
+fn processor_parameters(
+    p: &Processor,
+    path: &str,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let mut parameters = std::collections::BTreeMap::new();
+    for (j, parameter) in p.parameters.iter().flatten().enumerate() {
+        let (Value::String(name), Value::String(value)) =
+            (&parameter.parameter_name, &parameter.parameter_value)
+        else {
+            return Err(ConfigError::invalid(
+                format!("{path}.Parameters[{j}]"),
+                "ParameterName and ParameterValue must be strings",
+            ));
+        };
+        if parameters.insert(name.clone(), value.clone()).is_some() {
+            return Err(ConfigError::invalid(
+                format!("{path}.Parameters[{j}]"),
+                format!("parameter {name:?} is given twice"),
+            ));
+        }
+    }
+    Ok(parameters)
 }
 
 /// Present fields that mean nothing to a self-hosted daemon, each with why;
@@ -1091,7 +1113,7 @@ mod tests {
             doc,
             &format!("{d}/ProcessingConfiguration/Processors"),
             Some(
-                json!([{"Type": "AppendDelimiterToRecord"}, {"Type": "Lambda"}, {"Type": "MetadataExtraction"}]),
+                json!([{"Type": "AppendDelimiterToRecord"}, {"Type": "Decompression"}, {"Type": "MetadataExtraction"}]),
             ),
         );
 
@@ -1112,7 +1134,7 @@ mod tests {
             "SnowflakeDestinationConfiguration",
             "IcebergDestinationConfiguration",
             "ExtendedS3DestinationConfiguration.DynamicPartitioningConfiguration",
-            "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[1] (Type Lambda)",
+            "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[1] (Type Decompression)",
             "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[2] (Type MetadataExtraction)",
         ];
         assert_eq!(options.len(), expected.len(), "{options:#?}");

@@ -18,6 +18,7 @@ pub mod firehose;
 mod format;
 pub mod native;
 mod suggest;
+mod transform;
 mod validate;
 
 pub use suggest::Position;

@@ -30,7 +30,6 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use super::format;
 use super::suggest::{self, Position};
 use super::validate::{self, Checked, opt};
 use super::{
@@ -39,6 +38,7 @@ use super::{
     DestinationConfig, DirectPutConfig, Encryption, FileError, KinesisConfig, S3Target,
     SourceConfig, StartPosition, StreamConfig, Target,
 };
+use super::{format, transform};
 use std::time::Duration;
 
 /// A whole native config file. The `rename`s of the raw structs only change
@@ -134,6 +134,7 @@ struct RawS3 {
     buffering: Option<RawBuffering>,
     backup: Option<RawBackup>,
     deaggregation: Option<format::RawDeaggregation>,
+    transform: Option<Vec<transform::RawTransform>>,
     format: Option<format::RawFormat>,
 }
 
@@ -153,6 +154,7 @@ struct RawLocal {
     buffering: Option<RawBuffering>,
     backup: Option<RawBackup>,
     deaggregation: Option<format::RawDeaggregation>,
+    transform: Option<Vec<transform::RawTransform>>,
     format: Option<format::RawFormat>,
 }
 
@@ -167,6 +169,7 @@ struct RawCommon {
     buffering: Option<RawBuffering>,
     backup: Option<RawBackup>,
     deaggregation: Option<format::RawDeaggregation>,
+    transform: Option<Vec<transform::RawTransform>>,
     format: Option<format::RawFormat>,
 }
 
@@ -289,7 +292,7 @@ pub(super) const TAGGED: [(&str, &[&str]); 2] = [
 ];
 
 /// Tables written `[[...]]`, one per element.
-const ARRAYS_OF_TABLES: [&str; 1] = ["destination.format.schema"];
+const ARRAYS_OF_TABLES: [&str; 2] = ["destination.format.schema", "destination.transform"];
 
 const DIRECT_PUT: &[&str] = &["direct_put"];
 const KINESIS: &[&str] = &["kinesis"];
@@ -339,6 +342,13 @@ pub(super) const OPTIONS: &[NativeOption] = &[
     option("destination.backup.compression", Str),
     option("destination.deaggregation.sub_record_type", Str).required(),
     option("destination.deaggregation.delimiter", Str),
+    option("destination.transform.module", Str).required(),
+    option("destination.transform.config", StrTable),
+    option("destination.transform.retries", Count),
+    option("destination.transform.batch_size_bytes", Count),
+    option("destination.transform.batch_interval_secs", Count),
+    option("destination.transform.deadline_ms", Count),
+    option("destination.transform.memory_bytes", Count),
     option("destination.format.type", Str).required(),
     option("destination.format.deserializer", Str),
     option("destination.format.case_insensitive", Bool),
@@ -686,6 +696,7 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, Vec<Confi
                 buffering: local.buffering,
                 backup: local.backup,
                 deaggregation: local.deaggregation,
+                transform: local.transform,
                 format: local.format,
             };
             (target, common)
@@ -702,6 +713,7 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, Vec<Confi
                 buffering: s3.buffering,
                 backup: s3.backup,
                 deaggregation: s3.deaggregation,
+                transform: s3.transform,
                 format: s3.format,
             };
             (target, common)
@@ -902,6 +914,7 @@ fn validate_destination(
             .as_ref()
             .map(format::native_deaggregation)
             .transpose()?,
+        transforms: transform::native_transforms(raw.transform.as_deref().unwrap_or_default())?,
     };
     let format = raw
         .format

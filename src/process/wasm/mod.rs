@@ -48,7 +48,7 @@
 
 mod cache;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -304,8 +304,9 @@ impl TransformError {
 impl Classify for TransformError {
     /// Firehose retries an invocation that failed; so does sluice for failures a fresh
     /// instance may not repeat (traps, deadlines and memory can depend on state the
-    /// discarded instance carried, or on the machine's load). A malformed answer, a
-    /// refused configuration or a module that does not load are deterministic: retrying
+    /// discarded instance carried, or on the machine's load; an `init` may depend on
+    /// the same, and Firehose retries a function whose initialisation failed). A
+    /// malformed answer or a module that does not load are deterministic: retrying
     /// only burns CPU.
     fn is_retriable(&self) -> bool {
         matches!(
@@ -313,6 +314,7 @@ impl Classify for TransformError {
             TransformError::Trap { .. }
                 | TransformError::Timeout { .. }
                 | TransformError::OutOfMemory { .. }
+                | TransformError::Init { .. }
         )
     }
 
@@ -778,6 +780,11 @@ impl TransformHost {
         &self.module.name
     }
 
+    /// Most instances alive at once ([`Limits::instances`]).
+    pub fn instances(&self) -> usize {
+        self.limits.instances.max(1)
+    }
+
     /// Whether the module came from the disk cache, and how long loading took.
     pub fn load_info(&self) -> (ModuleSource, Duration) {
         (self.module.source, self.module.load_time)
@@ -847,7 +854,14 @@ impl TransformHost {
         let mut attempt = 0;
         loop {
             match self.call(ctx, records) {
-                Ok(outcomes) => return outcomes,
+                Ok(mut outcomes) => {
+                    for outcome in &mut outcomes {
+                        if let Outcome::Failed(failure) = outcome {
+                            failure.attempts = attempt + 1;
+                        }
+                    }
+                    return outcomes;
+                }
                 Err(e) if e.is_retriable() && attempt < retries => {
                     attempt += 1;
                     tracing::warn!(
@@ -867,8 +881,8 @@ impl TransformHost {
                         "WASM transform failed; the batch goes to processing-failed: {e}"
                     );
                     let failure = Failure {
-                        code: e.code(),
-                        message: e.to_string(),
+                        attempts: attempt + 1,
+                        ..Failure::new(e.code(), e.to_string())
                     };
                     return records
                         .iter()
@@ -995,10 +1009,9 @@ impl TransformHost {
                     partition_keys: o.partition_keys,
                 },
                 wit::Outcome::Dropped => Outcome::Dropped,
-                wit::Outcome::ProcessingFailed(message) => Outcome::Failed(Failure {
-                    code: PROCESSING_FAILED,
-                    message,
-                }),
+                wit::Outcome::ProcessingFailed(message) => {
+                    Outcome::Failed(Failure::new(PROCESSING_FAILED, message))
+                }
             });
         }
         let missing = outcomes.iter().filter(|o| o.is_none()).count();

@@ -7,44 +7,51 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// The fixture component: `SLUICE_WASM_FIXTURE`, else built by
+/// The fixture component's file: `SLUICE_WASM_FIXTURE`, else built by
 /// `tests/wasm-fixtures/build.sh` (a no-op when up to date). `None` only when the
 /// wasm32-wasip2 target cannot be installed; the tests then skip, loudly.
+pub(crate) fn fixture_path() -> Option<&'static std::path::Path> {
+    static PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PATH.get_or_init(|| match std::env::var_os("SLUICE_WASM_FIXTURE") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wasm-fixtures/build.sh");
+            let out = std::process::Command::new("bash")
+                .arg(script)
+                .output()
+                .expect("run tests/wasm-fixtures/build.sh");
+            assert!(
+                out.status.success(),
+                "tests/wasm-fixtures/build.sh failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if printed.is_empty() {
+                eprintln!(
+                    "\n*** SKIPPING WASM host tests: wasm32-wasip2 cannot be installed ***\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return None;
+            }
+            Some(PathBuf::from(printed))
+        }
+    })
+    .as_deref()
+}
+
+/// The fixture component's bytes.
 fn fixture() -> Option<&'static [u8]> {
     static WASM: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     WASM.get_or_init(|| {
-        let path = match std::env::var_os("SLUICE_WASM_FIXTURE") {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => {
-                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wasm-fixtures/build.sh");
-                let out = std::process::Command::new("bash")
-                    .arg(script)
-                    .output()
-                    .expect("run tests/wasm-fixtures/build.sh");
-                assert!(
-                    out.status.success(),
-                    "tests/wasm-fixtures/build.sh failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                if printed.is_empty() {
-                    eprintln!(
-                        "\n*** SKIPPING WASM host tests: wasm32-wasip2 cannot be installed ***\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    return None;
-                }
-                PathBuf::from(printed)
-            }
-        };
-        Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        let path = fixture_path()?;
+        Some(std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
     })
     .as_deref()
 }
 
 /// One cache directory for the test process: the fixture is compiled once (seconds in a
 /// debug build, where cranelift itself is unoptimized), the other loads deserialize it.
-fn shared_cache() -> &'static std::path::Path {
+pub(crate) fn shared_cache() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -128,10 +135,7 @@ fn well_behaved_guests_answer_in_input_order() {
     assert_eq!(out[1], Outcome::Dropped);
     assert_eq!(
         out[2],
-        Outcome::Failed(Failure {
-            code: PROCESSING_FAILED,
-            message: "not wanted".into()
-        })
+        Outcome::Failed(Failure::new(PROCESSING_FAILED, "not wanted"))
     );
     // An empty batch is a valid call with an empty answer.
     assert_eq!(mixed.call(&ctx, &[]).unwrap(), []);
@@ -228,21 +232,20 @@ fn hostile_batches_fail_their_records_and_the_host_keeps_serving() {
 }
 
 #[test]
-fn init_failure_is_a_config_error_for_every_record() {
+fn init_failure_fails_every_record_after_the_retries() {
     let Some(host) = host("init-fail", limits()) else {
         return;
     };
     let err = host.check_init().unwrap_err();
     assert_eq!(err.code(), "Lambda.InitError");
     assert_eq!(err.fault(), Fault::Config);
-    assert!(!err.is_retriable());
+    // Firehose retries an invocation whose init failed; so does sluice.
+    assert!(err.is_retriable());
     assert!(err.to_string().contains("refusing to start"), "{err}");
     let outcomes = host.call_with_retries(&BatchContext::default(), &batch(&["a", "b"]), 3);
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, Outcome::Failed(f) if f.code == "Lambda.InitError"))
-    );
+    assert!(outcomes.iter().all(
+        |o| matches!(o, Outcome::Failed(f) if f.code == "Lambda.InitError" && f.attempts == 4)
+    ));
 }
 
 #[test]

@@ -122,14 +122,14 @@ impl Guest for Fixture {
                 .map(|r| ok(r.record_id, vec![b'x'; 7 << 20]))
                 .collect(),
             "dup" => {
+                // Every record answered, the first twice: a duplicate even in a
+                // batch of one.
                 let mut out: Vec<OutputRecord> = records
                     .into_iter()
                     .map(|r| ok(r.record_id, r.data))
                     .collect();
-                if let Some(first) = out.first().map(|r| r.record_id.clone())
-                    && let Some(last) = out.last_mut()
-                {
-                    last.record_id = first;
+                if let Some(first) = out.first().map(|r| ok(r.record_id.clone(), r.data.clone())) {
+                    out.push(first);
                 }
                 out
             }
