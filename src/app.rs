@@ -655,6 +655,7 @@ async fn open_stream(
         ),
         processors: Arc::new(processors),
         format: destination.format.clone(),
+        partitioning: destination.dynamic_partitioning.clone(),
     };
     Ok(StreamParts {
         name: config.name.clone(),

@@ -1,18 +1,50 @@
 //! The buffer stage: Firehose's `BufferingHints`, streaming into staged objects.
 //!
 //! Neighbours: reads record batches from the source (the write-ahead log
-//! reader), names each new object with the [`crate::partition`] prefix,
-//! streams records through an [`crate::encode`] encoder straight into a
-//! [`crate::sink`] staging writer, and hands each closed buffer to
-//! [`crate::delivery`] as an [`Epoch`].
+//! reader), runs the [`crate::process`] chain on each, names each new object
+//! with the [`crate::partition`] prefix, streams records through an
+//! [`crate::encode`] encoder straight into a [`crate::sink`] staging writer,
+//! and hands each closed epoch to [`crate::delivery`] as an [`Epoch`].
 //!
-//! A buffer is closed when whichever comes first: its records reach
-//! `size_bytes` (measured before compression, as Firehose), or `interval` has
-//! passed since its first record arrived (interval 0: after every source
-//! batch). Records are encoded as they arrive, so memory holds encoder state,
-//! not the buffer's contents. Epochs go to delivery over a channel of one:
-//! while one epoch is being delivered and one waits, reading stops, which is
-//! how a slow sink pushes back to the source.
+//! # Epochs, objects and partitions
+//!
+//! An *epoch* is everything read from the source between two commits: its
+//! data objects, the source-record backup and the error outputs. Delivery
+//! commits an epoch as a whole with the source position its last record
+//! reached, so every record before that position is in one of the epoch's
+//! objects or in an earlier epoch: nothing is lost and, because positions
+//! only move at epoch boundaries, nothing is delivered twice after a crash.
+//!
+//! Without dynamic partitioning an epoch holds one data object, and it closes
+//! when whichever comes first: its records reach `size_bytes` (measured
+//! before compression, as Firehose), or `interval` has passed since its first
+//! record arrived (interval 0: after every source batch).
+//!
+//! With dynamic partitioning ([`Partitioning`]) an epoch holds one open data
+//! object per *partition* (the values of the keys the prefix references),
+//! opened with the arrival time of its oldest record (Firehose's timestamp
+//! rule). A partition whose object reaches `size_bytes` finishes that object
+//! (staged, invisible) and opens a new one at its next record; the epoch, with
+//! every object of every partition, closes when `interval` has passed since
+//! its first record (or when it holds [`MAX_EPOCH_OBJECTS`]). This is the
+//! "close all partitions of an epoch together" design: committing one
+//! partition alone would have to claim a source position some records of
+//! still-open partitions are below, or make replay skip records per
+//! partition; closing them together keeps one position per epoch and the
+//! recovery of one-object streams, at the price that a partition opened late
+//! in an epoch delivers an object younger than `interval`.
+//!
+//! Memory: raw objects stream to the sink, but Parquet and ORC hold their
+//! open row group or stripe. Each encoder reports what it holds
+//! ([`crate::encode::Encoder::buffered_bytes`]); when the open objects of an
+//! epoch hold more than [`Partitioning::memory_budget_bytes`], the largest are
+//! finished early (smaller files instead of an out-of-memory kill). A new
+//! partition beyond [`Partitioning::max_active_partitions`] is refused: its
+//! records go to the `activePartitionExceeded` error output, as in Firehose.
+//!
+//! Epochs go to delivery over a channel of one: while one epoch is being
+//! delivered and one waits, reading stops, which is how a slow sink pushes
+//! back to the source.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +59,7 @@ use crate::convert;
 use crate::delivery::{Epoch, EpochObject, ObjectEncoder};
 use crate::encode::{self, EncodeError};
 use crate::error::{Classify, Fault};
-use crate::partition::{Prefix, PrefixContext, PrefixError};
+use crate::partition::{PartitionKeys, Prefix, PrefixContext, PrefixError};
 use crate::process::{self, BatchOutcomes, Chain, Outcome};
 use crate::record::{Positions, Record};
 use crate::sink::{ObjectSink, SinkError};
@@ -126,6 +158,11 @@ impl ObjectNamer {
         }
     }
 
+    /// The prefix template objects are named with.
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
     /// The key of an object whose oldest record arrived at `arrival_ms`.
     /// Returns the key and the object's file name without extension (the
     /// entry name inside ZIP archives).
@@ -145,13 +182,27 @@ impl ObjectNamer {
         arrival_ms: i64,
         error_output_type: Option<&str>,
     ) -> Result<(String, String), PrefixError> {
+        self.key_in(arrival_ms, error_output_type, None)
+    }
+
+    /// Like [`ObjectNamer::key`], for a partition with these keys.
+    ///
+    /// # Errors
+    /// [`PrefixError`] when the prefix cannot be evaluated (a key is missing,
+    /// or its value makes the key too long or leave the destination).
+    pub fn key_in(
+        &self,
+        arrival_ms: i64,
+        error_output_type: Option<&str>,
+        partition_keys: Option<PartitionKeys<'_>>,
+    ) -> Result<(String, String), PrefixError> {
         let instant =
             jiff::Timestamp::from_millisecond(arrival_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let zoned = instant.to_zoned(self.time_zone.clone());
         let prefix = self.prefix.evaluate(&PrefixContext {
             timestamp: &zoned,
             error_output_type,
-            partition_keys: None,
+            partition_keys,
         })?;
         let name = format!(
             "{}-{}-{}-{}",
@@ -168,26 +219,117 @@ impl ObjectNamer {
 pub const PROCESSING_FAILED: &str = "processing-failed";
 /// Records that did not fit the conversion schema.
 pub const FORMAT_CONVERSION_FAILED: &str = "format-conversion-failed";
+/// Records of a new partition beyond the active-partition limit (Firehose's name).
+pub const ACTIVE_PARTITION_EXCEEDED: &str = "activePartitionExceeded";
 
-/// The object currently being filled.
-struct OpenObject {
+/// `errorCode` of a record whose partition keys do not give a prefix (a key
+/// the prefix uses is missing, or its value makes the key too long or leave
+/// the destination). Firehose documents no code for it; sluice names it.
+pub const PARTITION_KEY_FAILED: &str = "DynamicPartitioning.InvalidPartitionKey";
+
+/// Most objects one dynamically partitioned epoch holds before it closes
+/// (each partition's finished and open objects): bounds the commit record.
+pub const MAX_EPOCH_OBJECTS: usize = 2_000;
+
+/// Dynamic partitioning (Firehose `DynamicPartitioningConfiguration`,
+/// native `[destination.dynamic_partitioning]`): one open object per
+/// partition of the prefix's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitioning {
+    /// Most partitions open at once (Firehose: 500 by default).
+    pub max_active_partitions: usize,
+    /// Bytes the open objects of a stream may hold in memory (Parquet row
+    /// groups, ORC stripes); past it the largest are finished early.
+    pub memory_budget_bytes: u64,
+    /// Firehose's `RetryOptions.DurationInSeconds`, accepted and reported:
+    /// sluice retries a failed delivery until it succeeds and never skips.
+    pub retry_duration: Duration,
+}
+
+/// Firehose's default active-partition limit.
+pub const DEFAULT_MAX_ACTIVE_PARTITIONS: usize = 500;
+/// Default memory budget of a partitioned stream's open objects: 512 MiB.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 << 20;
+
+impl Default for Partitioning {
+    fn default() -> Self {
+        Partitioning {
+            max_active_partitions: DEFAULT_MAX_ACTIVE_PARTITIONS,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+            retry_duration: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The values of a partition's keys, in the prefix's order (empty without
+/// dynamic partitioning: one partition).
+type PartitionId = Vec<String>;
+
+/// One partition's open data object.
+struct Partition {
     encoder: ObjectEncoder,
+    /// Data records in it.
+    records: u64,
+    /// Record bytes in it (before compression): its size trigger.
+    bytes: u64,
+}
+
+/// A staging writer already finished by its encoder, handed to delivery as
+/// an encoder with nothing more to write (a partition's object finished
+/// before its epoch closed, to free the memory its encoder held).
+struct Finished(Box<dyn crate::sink::StagingWriter>);
+
+impl encode::Encoder<Box<dyn crate::sink::StagingWriter>> for Finished {
+    fn append(&mut self, _: &[u8]) -> Result<(), EncodeError> {
+        Err(EncodeError::Io(std::io::Error::other(
+            "append to an object that was already finished",
+        )))
+    }
+
+    fn finish(self: Box<Self>) -> Result<Box<dyn crate::sink::StagingWriter>, EncodeError> {
+        Ok(self.0)
+    }
+}
+
+/// What the epoch being filled holds.
+struct OpenEpoch {
+    /// Open data objects by partition.
+    partitions: std::collections::HashMap<PartitionId, Partition>,
+    /// Data objects finished before the epoch closes (size or memory).
+    finished: Vec<EpochObject>,
     /// The source-record backup of the same records, when enabled.
     backup: Option<ObjectEncoder>,
-    /// Error outputs of this buffer, opened on the first failed record of
-    /// each type; they are delivered in the same epoch as the data object.
+    /// Error outputs of this epoch, opened on the first failed record of
+    /// each type; they are delivered in the same epoch as the data objects.
     errors: Vec<(&'static str, ObjectEncoder, u64)>,
     /// Error documents of the last record, waiting for their error object to
     /// be opened (at most one source record's worth).
     pending: Vec<(&'static str, Vec<u8>)>,
     /// Arrival time of the oldest record: names the error objects too.
     oldest_ms: i64,
-    /// Records the data encoder took (failed records went to error outputs).
-    data_records: u64,
     opened: Instant,
+    /// Source bytes and records read into the epoch.
     bytes: u64,
     records: u64,
     positions: Positions,
+}
+
+impl OpenEpoch {
+    fn objects(&self) -> usize {
+        self.partitions.len() + self.finished.len()
+    }
+}
+
+/// What the blocking append loop stopped for.
+enum Stop {
+    /// The batch is done.
+    Done,
+    /// The epoch is full: close it, then go on.
+    Full,
+    /// Error documents wait for their error objects to be opened.
+    ErrorOutputs,
+    /// A record needs partitions that are not open: `(partition, key, name)`.
+    Open(Vec<(PartitionId, String, String)>),
 }
 
 /// Everything the buffer stage needs.
@@ -213,10 +355,12 @@ pub struct BufferStage {
     pub processors: Arc<Chain>,
     /// Record format conversion; raw output when `None`.
     pub format: Option<Arc<FormatConfig>>,
+    /// Dynamic partitioning; `None`: one object at a time.
+    pub partitioning: Option<Partitioning>,
 }
 
 impl BufferStage {
-    /// Runs until the source ends (shutdown), closing the last buffer, or
+    /// Runs until the source ends (shutdown), closing the last epoch, or
     /// until something fails.
     ///
     /// # Errors
@@ -226,33 +370,33 @@ impl BufferStage {
         source: &mut dyn Source,
         epochs: mpsc::Sender<Epoch>,
     ) -> Result<(), BufferError> {
-        let mut open: Option<OpenObject> = None;
+        let mut open: Option<OpenEpoch> = None;
         loop {
             let deadline = open.as_ref().map(|o| o.opened + self.buffering.interval);
             let batch = tokio::select! {
                 batch = source.next_batch(READ_BATCH_BYTES) => batch?,
                 () = sleep_until_opt(deadline) => {
-                    if let Some(object) = open.take() {
-                        close(object, &epochs).await?;
+                    if let Some(epoch) = open.take() {
+                        self.close(epoch, &epochs).await?;
                     }
                     continue;
                 }
             };
             let Some(batch) = batch else {
-                if let Some(object) = open.take() {
-                    close(object, &epochs).await?;
+                if let Some(epoch) = open.take() {
+                    self.close(epoch, &epochs).await?;
                 }
                 return Ok(());
             };
             self.append(batch.records, &mut open, &epochs).await?;
             if !batch.ended_shards.is_empty() {
-                // A shard's end is committed with the buffer holding its last
-                // records, or on its own when no buffer is open.
+                // A shard's end is committed with the epoch holding its last
+                // records, or on its own when no epoch is open.
                 match &mut open {
-                    Some(object) => batch
+                    Some(epoch) => batch
                         .ended_shards
                         .iter()
-                        .for_each(|s| object.positions.end_shard(s)),
+                        .for_each(|s| epoch.positions.end_shard(s)),
                     None => {
                         let mut positions = Positions::default();
                         batch
@@ -274,22 +418,21 @@ impl BufferStage {
                 }
             }
             if self.buffering.interval == Duration::ZERO
-                && let Some(object) = open.take()
+                && let Some(epoch) = open.take()
             {
-                close(object, &epochs).await?;
+                self.close(epoch, &epochs).await?;
             }
         }
     }
 
-    /// Appends a batch, closing and opening objects as the size trigger fires.
+    /// Appends a batch, opening partitions and error outputs as records need
+    /// them and closing the epoch as its triggers fire.
     async fn append(
         &self,
         records: Vec<Record>,
-        open: &mut Option<OpenObject>,
+        open: &mut Option<OpenEpoch>,
         epochs: &mpsc::Sender<Epoch>,
     ) -> Result<(), BufferError> {
-        let limit = self.buffering.size_bytes;
-        let delimiter = u64::from(self.delimiter);
         // Processing and encoding are CPU work: run them off the reactor,
         // moving the records and their outcomes there and back, not copying.
         // The chain sees the whole batch (transforms are called per batch)
@@ -303,49 +446,54 @@ impl BufferStage {
         .map_err(|e| BufferError::Task(e.to_string()))?;
         let mut next = 0;
         while next < batch.records.len() {
-            let mut object = match open.take() {
-                Some(object) => object,
-                None => self.open(batch.records[next].arrival_ms).await?,
+            let mut epoch = match open.take() {
+                Some(epoch) => epoch,
+                None => self.open_epoch(batch.records[next].arrival_ms).await?,
             };
-            let (object_back, batch_back, reached, result) =
+            let stage = self.clone();
+            let (epoch_back, batch_back, reached, result) =
                 tokio::task::spawn_blocking(move || {
                     let mut i = next;
-                    let result = append_records(&mut object, &batch, &mut i, limit, delimiter);
-                    (object, batch, i, result)
+                    let result = stage.append_records(&mut epoch, &batch, &mut i);
+                    (epoch, batch, i, result)
                 })
                 .await
                 .map_err(|e| BufferError::Task(e.to_string()))?;
-            result?;
             batch = batch_back;
             next = reached;
-            let mut object_back = object_back;
-            if !object_back.pending.is_empty() {
-                // A record failed with an error type whose object is not open
-                // yet: open it, then the next round writes the documents.
-                self.open_error_outputs(&mut object_back).await?;
-                let pending = std::mem::take(&mut object_back.pending);
-                let (back, result) = tokio::task::spawn_blocking(move || {
-                    let mut object = object_back;
-                    let result = write_errors(&mut object, pending);
-                    (object, result)
-                })
-                .await
-                .map_err(|e| BufferError::Task(e.to_string()))?;
-                result?;
-                object_back = back;
-            }
-            if object_back.bytes >= limit {
-                close(object_back, epochs).await?;
-            } else {
-                *open = Some(object_back);
+            let mut epoch = epoch_back;
+            match result? {
+                Stop::Done => *open = Some(epoch),
+                Stop::Full => self.close(epoch, epochs).await?,
+                Stop::ErrorOutputs => {
+                    // A record failed with an error type whose object is not
+                    // open yet: open it; the next round writes the documents.
+                    self.open_error_outputs(&mut epoch).await?;
+                    *open = Some(epoch);
+                }
+                Stop::Open(partitions) => {
+                    for (id, key, name) in partitions {
+                        let encoder = self.data_encoder(&key, &name).await?;
+                        epoch.partitions.insert(
+                            id,
+                            Partition {
+                                encoder,
+                                records: 0,
+                                bytes: 0,
+                            },
+                        );
+                    }
+                    *open = Some(epoch);
+                }
             }
         }
         Ok(())
     }
 
-    async fn open(&self, arrival_ms: i64) -> Result<OpenObject, BufferError> {
-        let (key, name) = self.namer.key(arrival_ms)?;
-        let writer = self.sink.stage(&key).await?;
+    /// A new epoch whose first record arrived at `arrival_ms`. Without
+    /// dynamic partitioning its one data object opens now, named by that
+    /// record's arrival; partitions open as their records come.
+    async fn open_epoch(&self, arrival_ms: i64) -> Result<OpenEpoch, BufferError> {
         let backup = match &self.backup {
             None => None,
             Some((namer, compression)) => {
@@ -354,8 +502,37 @@ impl BufferStage {
                 Some(encode::raw(writer, *compression, self.delimiter, &name))
             }
         };
-        let encoder = match self.format.as_deref() {
-            None => encode::raw(writer, self.compression, self.delimiter, &name),
+        let mut partitions = std::collections::HashMap::new();
+        if self.partitioning.is_none() {
+            let (key, name) = self.namer.key(arrival_ms)?;
+            partitions.insert(
+                Vec::new(),
+                Partition {
+                    encoder: self.data_encoder(&key, &name).await?,
+                    records: 0,
+                    bytes: 0,
+                },
+            );
+        }
+        Ok(OpenEpoch {
+            partitions,
+            finished: Vec::new(),
+            backup,
+            errors: Vec::new(),
+            pending: Vec::new(),
+            oldest_ms: arrival_ms,
+            opened: Instant::now(),
+            bytes: 0,
+            records: 0,
+            positions: Positions::default(),
+        })
+    }
+
+    /// A data object's encoder, streaming into a new staged object at `key`.
+    async fn data_encoder(&self, key: &str, name: &str) -> Result<ObjectEncoder, BufferError> {
+        let writer = self.sink.stage(key).await?;
+        Ok(match self.format.as_deref() {
+            None => encode::raw(writer, self.compression, self.delimiter, name),
             Some(format) => {
                 // Glue tables are resolved into inline schemas at start-up.
                 let SchemaSource::Inline(schema) = &format.schema else {
@@ -373,33 +550,19 @@ impl BufferStage {
                 }
                 .map_err(|e| BufferError::Convert(e.to_string()))?
             }
-        };
-        Ok(OpenObject {
-            encoder,
-            backup,
-            errors: Vec::new(),
-            pending: Vec::new(),
-            oldest_ms: arrival_ms,
-            data_records: 0,
-            opened: Instant::now(),
-            bytes: 0,
-            records: 0,
-            positions: Positions::default(),
         })
     }
-}
 
-impl BufferStage {
     /// Opens an error object for every pending error type that has none.
-    async fn open_error_outputs(&self, object: &mut OpenObject) -> Result<(), BufferError> {
-        let mut kinds: Vec<&'static str> = object.pending.iter().map(|(kind, _)| *kind).collect();
+    async fn open_error_outputs(&self, epoch: &mut OpenEpoch) -> Result<(), BufferError> {
+        let mut kinds: Vec<&'static str> = epoch.pending.iter().map(|(kind, _)| *kind).collect();
         kinds.sort_unstable();
         kinds.dedup();
         for kind in kinds {
-            if object.errors.iter().any(|(k, _, _)| *k == kind) {
+            if epoch.errors.iter().any(|(k, _, _)| *k == kind) {
                 continue;
             }
-            let (key, name) = self.error_namer.key_for(object.oldest_ms, Some(kind))?;
+            let (key, name) = self.error_namer.key_for(epoch.oldest_ms, Some(kind))?;
             let writer = self.sink.stage(&key).await?;
             // Error documents are JSON lines, compressed like raw output;
             // with format conversion Firehose requires UNCOMPRESSED.
@@ -408,85 +571,297 @@ impl BufferStage {
             } else {
                 self.compression
             };
-            object
+            epoch
                 .errors
                 .push((kind, encode::raw(writer, compression, false, &name), 0));
         }
         Ok(())
     }
+
+    /// Encodes records from `*i` until the batch ends, the epoch is full, or
+    /// a record needs an object that is not open (blocking). A source record
+    /// is taken whole or not at all, so positions always cover whole records.
+    fn append_records(
+        &self,
+        epoch: &mut OpenEpoch,
+        batch: &Processing,
+        i: &mut usize,
+    ) -> Result<Stop, EncodeError> {
+        let limit = self.buffering.size_bytes;
+        let delimiter = u64::from(self.delimiter);
+        let pending = std::mem::take(&mut epoch.pending);
+        write_errors(epoch, pending)?;
+        if !epoch.pending.is_empty() {
+            return Ok(Stop::ErrorOutputs);
+        }
+        while *i < batch.records.len() {
+            let record = &batch.records[*i];
+            let outcomes = batch.outcomes.of(*i);
+            // Where each outcome goes, decided before anything is written.
+            let mut routes = Vec::with_capacity(outcomes.len());
+            let mut to_open: Vec<(PartitionId, String, String)> = Vec::new();
+            for outcome in outcomes {
+                routes.push(match outcome {
+                    Outcome::Ok(processed) => self.route(epoch, record, processed, &mut to_open),
+                    _ => Route::Other,
+                });
+            }
+            if !to_open.is_empty() {
+                return Ok(Stop::Open(to_open));
+            }
+            for (outcome, route) in outcomes.iter().zip(routes) {
+                match (outcome, route) {
+                    (Outcome::Ok(processed), Route::Partition(id)) => {
+                        let Some(partition) = epoch.partitions.get_mut(&id) else {
+                            continue;
+                        };
+                        match partition.encoder.append(&processed.data) {
+                            Ok(()) => {
+                                partition.records += 1;
+                                partition.bytes += processed.data.len() as u64 + delimiter;
+                            }
+                            Err(EncodeError::Record { code, message }) => {
+                                epoch.pending.push((
+                                    FORMAT_CONVERSION_FAILED,
+                                    conversion_error(record, &processed.data, code, &message),
+                                ));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    (Outcome::Ok(processed), Route::Error(kind, failure)) => {
+                        epoch.pending.push((
+                            kind,
+                            process::error_document(&processed.data, record.arrival_ms, &failure),
+                        ));
+                    }
+                    (Outcome::Dropped, _) | (Outcome::Ok(_), Route::Other) => {}
+                    (Outcome::Failed { raw, failure }, _) => epoch.pending.push((
+                        PROCESSING_FAILED,
+                        process::error_document(raw, record.arrival_ms, failure),
+                    )),
+                }
+            }
+            if let Some(backup) = &mut epoch.backup
+                && record.damaged.is_none()
+            {
+                backup.append(&record.data)?;
+            }
+            epoch.bytes += record.data.len() as u64 + delimiter;
+            epoch.records += 1;
+            epoch.positions.advance(&record.position);
+            *i += 1;
+            if !epoch.pending.is_empty() {
+                let pending = std::mem::take(&mut epoch.pending);
+                write_errors(epoch, pending)?;
+                if !epoch.pending.is_empty() {
+                    return Ok(Stop::ErrorOutputs);
+                }
+            }
+            match &self.partitioning {
+                // One object: the epoch closes with it.
+                None => {
+                    if epoch.bytes >= limit {
+                        return Ok(Stop::Full);
+                    }
+                }
+                Some(partitioning) => {
+                    self.roll_full_partitions(epoch, limit)?;
+                    self.keep_memory_budget(epoch, partitioning.memory_budget_bytes)?;
+                    if epoch.objects() >= MAX_EPOCH_OBJECTS {
+                        return Ok(Stop::Full);
+                    }
+                }
+            }
+        }
+        Ok(Stop::Done)
+    }
+
+    /// Which object a kept record goes to. A partition that is not open yet
+    /// is named (its key evaluated with this record's arrival and keys) and
+    /// added to `to_open`, unless the active-partition limit is reached.
+    fn route(
+        &self,
+        epoch: &OpenEpoch,
+        record: &Record,
+        processed: &process::Processed,
+        to_open: &mut Vec<(PartitionId, String, String)>,
+    ) -> Route {
+        let Some(partitioning) = &self.partitioning else {
+            return Route::Partition(Vec::new());
+        };
+        let keys = PartitionKeys {
+            query: &processed.query_keys,
+            lambda: &processed.partition_keys,
+        };
+        let failed = |e: PrefixError| {
+            Route::Error(
+                PROCESSING_FAILED,
+                process::Failure::new(PARTITION_KEY_FAILED, e.to_string()),
+            )
+        };
+        let id = match self.namer.prefix().partition_of(keys) {
+            Ok(id) => id,
+            Err(e) => return failed(e),
+        };
+        if epoch.partitions.contains_key(&id) || to_open.iter().any(|(o, _, _)| *o == id) {
+            return Route::Partition(id);
+        }
+        if epoch.partitions.len() + to_open.len() >= partitioning.max_active_partitions {
+            return Route::Error(
+                ACTIVE_PARTITION_EXCEEDED,
+                process::Failure::new(
+                    "DynamicPartitioning.ActivePartitionsLimitExceeded",
+                    format!(
+                        "{} partitions are open, the limit (max_active_partitions); this record's partition {id:?} is not opened",
+                        epoch.partitions.len() + to_open.len()
+                    ),
+                ),
+            );
+        }
+        match self.namer.key_in(record.arrival_ms, None, Some(keys)) {
+            Ok((key, name)) => {
+                to_open.push((id.clone(), key, name));
+                Route::Partition(id)
+            }
+            Err(e) => failed(e),
+        }
+    }
+
+    /// Finishes every partition object that reached the size trigger; the
+    /// partition's next record opens a new object.
+    fn roll_full_partitions(&self, epoch: &mut OpenEpoch, limit: u64) -> Result<(), EncodeError> {
+        let full: Vec<PartitionId> = epoch
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.bytes >= limit)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in full {
+            finish_partition(epoch, &id)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the largest open objects until what they hold in memory is
+    /// within the budget.
+    fn keep_memory_budget(&self, epoch: &mut OpenEpoch, budget: u64) -> Result<(), EncodeError> {
+        let mut held: Vec<(u64, PartitionId)> = epoch
+            .partitions
+            .iter()
+            .map(|(id, p)| (p.encoder.buffered_bytes() as u64, id.clone()))
+            .collect();
+        let mut total: u64 = held.iter().map(|(b, _)| b).sum();
+        if total <= budget {
+            return Ok(());
+        }
+        held.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (bytes, id) in held {
+            if total <= budget {
+                break;
+            }
+            crate::metrics::inc(
+                "sluice_partitions_finished_for_memory_total",
+                "Open objects finished early because the stream's memory budget was reached.",
+                &[],
+                1,
+            );
+            finish_partition(epoch, &id)?;
+            total -= bytes;
+        }
+        Ok(())
+    }
+
+    async fn close(
+        &self,
+        epoch: OpenEpoch,
+        epochs: &mpsc::Sender<Epoch>,
+    ) -> Result<(), BufferError> {
+        let mut objects = epoch.finished;
+        for (_, partition) in epoch.partitions {
+            if partition.records > 0 {
+                objects.push(EpochObject {
+                    encoder: partition.encoder,
+                    records: partition.records,
+                });
+            } else {
+                // Every record went to an error output: deliver no empty data
+                // object (as Firehose). The staged bytes are dropped now; an S3
+                // upload left behind is aborted by the orphan check after the
+                // drain or at start.
+                let encoder = partition.encoder;
+                if let Ok(Ok(writer)) = tokio::task::spawn_blocking(move || encoder.finish()).await
+                {
+                    writer.discard().await;
+                }
+            }
+        }
+        objects.extend(epoch.backup.map(|encoder| EpochObject {
+            encoder,
+            records: epoch.records,
+        }));
+        objects.extend(
+            epoch
+                .errors
+                .into_iter()
+                .map(|(_, encoder, records)| EpochObject { encoder, records }),
+        );
+        let epoch = Epoch {
+            objects,
+            oldest_ms: Some(epoch.oldest_ms),
+            positions: epoch.positions,
+            records: epoch.records,
+            bytes: epoch.bytes,
+        };
+        epochs
+            .send(epoch)
+            .await
+            .map_err(|_| BufferError::DeliveryGone)
+    }
 }
 
-/// Processes and encodes records from `*i` until the size limit, a failure
-/// that needs a new error object, or the end of the batch (blocking).
+/// Where one kept record goes.
+enum Route {
+    /// Into this partition's object.
+    Partition(PartitionId),
+    /// To this error output (its partition could not be named or opened).
+    Error(&'static str, process::Failure),
+    /// Not a kept record.
+    Other,
+}
+
+/// Finishes a partition's object (blocking) and keeps it for the epoch.
+fn finish_partition(epoch: &mut OpenEpoch, id: &PartitionId) -> Result<(), EncodeError> {
+    let Some(partition) = epoch.partitions.remove(id) else {
+        return Ok(());
+    };
+    if partition.records == 0 {
+        // Only conversion failures so far: drop it (a staged S3 upload left
+        // behind is aborted by the orphan check).
+        drop(partition.encoder.finish());
+        return Ok(());
+    }
+    let writer = partition.encoder.finish()?;
+    epoch.finished.push(EpochObject {
+        encoder: Box::new(Finished(writer)),
+        records: partition.records,
+    });
+    Ok(())
+}
+
 /// A batch of source records and what the processor chain made of them.
 struct Processing {
     records: Vec<Record>,
     outcomes: BatchOutcomes,
 }
 
-/// Encodes records from `*i` until the size limit, a failure that needs a new
-/// error object, or the end of the batch (blocking).
-fn append_records(
-    object: &mut OpenObject,
-    batch: &Processing,
-    i: &mut usize,
-    limit: u64,
-    delimiter: u64,
-) -> Result<(), EncodeError> {
-    let pending = std::mem::take(&mut object.pending);
-    write_errors(object, pending)?;
-    while *i < batch.records.len() && object.bytes < limit {
-        let record = &batch.records[*i];
-        for outcome in batch.outcomes.of(*i) {
-            match outcome {
-                Outcome::Ok(processed) => match object.encoder.append(&processed.data) {
-                    Ok(()) => object.data_records += 1,
-                    Err(EncodeError::Record { code, message }) => {
-                        object.pending.push((
-                            FORMAT_CONVERSION_FAILED,
-                            conversion_error(record, &processed.data, code, &message),
-                        ));
-                    }
-                    Err(e) => return Err(e),
-                },
-                Outcome::Dropped => {}
-                Outcome::Failed { raw, failure } => object.pending.push((
-                    PROCESSING_FAILED,
-                    process::error_document(raw, record.arrival_ms, failure),
-                )),
-            }
-        }
-        if let Some(backup) = &mut object.backup
-            && record.damaged.is_none()
-        {
-            backup.append(&record.data)?;
-        }
-        object.bytes += record.data.len() as u64 + delimiter;
-        object.records += 1;
-        object.positions.advance(&record.position);
-        *i += 1;
-        if !object.pending.is_empty() {
-            let pending = std::mem::take(&mut object.pending);
-            let (ready, waiting): (Vec<_>, Vec<_>) = pending
-                .into_iter()
-                .partition(|(kind, _)| object.errors.iter().any(|(k, _, _)| k == kind));
-            write_errors(object, ready)?;
-            if !waiting.is_empty() {
-                object.pending = waiting;
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Appends error documents to their (open) error objects.
 fn write_errors(
-    object: &mut OpenObject,
+    epoch: &mut OpenEpoch,
     docs: Vec<(&'static str, Vec<u8>)>,
 ) -> Result<(), EncodeError> {
     for (kind, doc) in docs {
-        match object.errors.iter_mut().find(|(k, _, _)| *k == kind) {
+        match epoch.errors.iter_mut().find(|(k, _, _)| *k == kind) {
             Some((_, encoder, count)) => {
                 encoder.append(&doc)?;
                 *count += 1;
@@ -497,7 +872,7 @@ fn write_errors(
                     1,
                 );
             }
-            None => object.pending.push((kind, doc)),
+            None => epoch.pending.push((kind, doc)),
         }
     }
     Ok(())
@@ -515,45 +890,6 @@ fn conversion_error(record: &Record, raw: &[u8], code: &str, message: &str) -> V
         crate::record::Position::Wal(_) => None,
     };
     convert::error_document_at(raw, record.arrival_ms, code, message, kinesis)
-}
-
-async fn close(object: OpenObject, epochs: &mpsc::Sender<Epoch>) -> Result<(), BufferError> {
-    let mut objects = Vec::new();
-    if object.data_records > 0 {
-        objects.push(EpochObject {
-            encoder: object.encoder,
-            records: object.data_records,
-        });
-    } else {
-        // Every record went to an error output: deliver no empty data object
-        // (as Firehose). The staged bytes are dropped now; an S3 upload left
-        // behind is aborted by the orphan check after the drain or at start.
-        let encoder = object.encoder;
-        if let Ok(Ok(writer)) = tokio::task::spawn_blocking(move || encoder.finish()).await {
-            writer.discard().await;
-        }
-    }
-    objects.extend(object.backup.map(|encoder| EpochObject {
-        encoder,
-        records: object.records,
-    }));
-    objects.extend(
-        object
-            .errors
-            .into_iter()
-            .map(|(_, encoder, records)| EpochObject { encoder, records }),
-    );
-    let epoch = Epoch {
-        objects,
-        oldest_ms: Some(object.oldest_ms),
-        positions: object.positions,
-        records: object.records,
-        bytes: object.bytes,
-    };
-    epochs
-        .send(epoch)
-        .await
-        .map_err(|_| BufferError::DeliveryGone)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -585,7 +921,7 @@ mod tests {
             crate::source::direct_put::wal::WalOptions::new(1 << 30),
         )
         .unwrap();
-        let (prefix, error_output_prefix) = partition::resolve(None, None).unwrap();
+        let (prefix, error_output_prefix) = partition::resolve(None, None, false).unwrap();
         let destination = DestinationConfig {
             target: crate::config::Target::Local {
                 path: dir.path().join("out"),
@@ -604,6 +940,7 @@ mod tests {
             backup: None,
             processors: process::Processors::default(),
             format: None,
+            dynamic_partitioning: None,
         };
         let sink = Arc::new(LocalSink::new(&dir.path().join("out"), "s", "test").unwrap());
         let stage = BufferStage {
@@ -622,6 +959,7 @@ mod tests {
             ),
             processors: Arc::default(),
             format: None,
+            partitioning: None,
         };
         Fixture {
             _dir: dir,

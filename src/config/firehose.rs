@@ -408,12 +408,6 @@ fn unsupported_options(input: &CreateDeliveryStreamInput) -> Vec<String> {
     let Some(d) = &input.extended_s3_destination_configuration else {
         return out;
     };
-    if d.dynamic_partitioning_configuration
-        .as_ref()
-        .is_some_and(section_enabled)
-    {
-        out.push(format!("{ES3}.DynamicPartitioningConfiguration"));
-    }
     if let Some(pc) = &d.processing_configuration
         && pc.enabled.as_ref().and_then(Checked::ok) == Some(&true)
     {
@@ -530,11 +524,16 @@ fn validate_destination(
     };
     let (prefix_option, error_output_prefix_option) =
         (format!("{ES3}.Prefix"), format!("{ES3}.ErrorOutputPrefix"));
+    let dynamic_partitioning = match &d.dynamic_partitioning_configuration {
+        Some(value) if section_enabled(value) => Some(dynamic_partitioning(value)?),
+        _ => None,
+    };
     let (prefix, error_output_prefix) = validate::prefixes(
         &prefix_option,
         &error_output_prefix_option,
         opt(&d.prefix, &prefix_option)?.map(String::as_str),
         opt(&d.error_output_prefix, &error_output_prefix_option)?.map(String::as_str),
+        dynamic_partitioning.is_some(),
     )?;
     let mut buffering = buffering(d.buffering_hints.as_ref())?;
     let compression_option = format!("{ES3}.CompressionFormat");
@@ -601,7 +600,52 @@ fn validate_destination(
         backup,
         processors,
         format,
+        dynamic_partitioning,
     })
+}
+
+/// `DynamicPartitioningConfiguration` (enabled): `RetryOptions` is accepted;
+/// the partition limit and memory budget have no Firehose field and keep
+/// their defaults (the native shape sets them).
+fn dynamic_partitioning(value: &Value) -> Result<crate::buffer::Partitioning, ConfigError> {
+    let option = format!("{ES3}.DynamicPartitioningConfiguration");
+    let Value::Object(fields) = value else {
+        return Err(ConfigError::invalid(option, "must be an object"));
+    };
+    let mut partitioning = crate::buffer::Partitioning::default();
+    for (key, field) in fields {
+        match (key.as_str(), field) {
+            ("Enabled", Value::Bool(_)) => {}
+            ("RetryOptions", Value::Object(retry)) => {
+                for (k, v) in retry {
+                    match (k.as_str(), v.as_u64()) {
+                        ("DurationInSeconds", Some(secs)) if secs <= 7200 => {
+                            partitioning.retry_duration = std::time::Duration::from_secs(secs);
+                        }
+                        ("DurationInSeconds", _) => {
+                            return Err(ConfigError::invalid(
+                                format!("{option}.RetryOptions.DurationInSeconds"),
+                                format!("must be a whole number from 0 to 7200, got {v}"),
+                            ));
+                        }
+                        _ => {
+                            return Err(ConfigError::invalid(
+                                format!("{option}.RetryOptions"),
+                                format!("unknown field {k:?} (known: DurationInSeconds)"),
+                            ));
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    format!("{option}.{key}"),
+                    "unknown field or wrong type (known: Enabled, a boolean; RetryOptions, an object)",
+                ));
+            }
+        }
+    }
+    Ok(partitioning)
 }
 
 /// `EncryptionConfiguration`: absent means SSE-S3 (sluice's default),
@@ -1106,11 +1150,6 @@ mod tests {
         let d = "/ExtendedS3DestinationConfiguration";
         doc = with(
             doc,
-            &format!("{d}/DynamicPartitioningConfiguration"),
-            Some(json!({"Enabled": true})),
-        );
-        doc = with(
-            doc,
             &format!("{d}/ProcessingConfiguration/Processors"),
             Some(
                 json!([{"Type": "AppendDelimiterToRecord"}, {"Type": "Decompression"}, {"Type": "MetadataExtraction"}]),
@@ -1133,7 +1172,6 @@ mod tests {
             "AmazonOpenSearchServerlessDestinationConfiguration",
             "SnowflakeDestinationConfiguration",
             "IcebergDestinationConfiguration",
-            "ExtendedS3DestinationConfiguration.DynamicPartitioningConfiguration",
             "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[1] (Type Decompression)",
             "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[2] (Type MetadataExtraction)",
         ];
@@ -1357,13 +1395,13 @@ mod tests {
     fn a_single_unsupported_option_is_reported_alone() {
         let doc = with(
             base(),
-            "/ExtendedS3DestinationConfiguration/DynamicPartitioningConfiguration",
-            Some(json!({"Enabled": true})),
+            "/ExtendedS3DestinationConfiguration/ProcessingConfiguration",
+            Some(json!({"Enabled": true, "Processors": [{"Type": "Decompression"}]})),
         );
         let err = parse_json(&doc).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unsupported Firehose option(s): ExtendedS3DestinationConfiguration.DynamicPartitioningConfiguration"
+            "unsupported Firehose option(s): ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[0] (Type Decompression)"
         );
     }
 
@@ -1736,7 +1774,7 @@ mod tests {
             );
             let Err(crate::partition::PrefixError::Invalid {
                 reason: expected, ..
-            }) = crate::partition::resolve(prefix, error_prefix)
+            }) = crate::partition::resolve(prefix, error_prefix, false)
             else {
                 panic!("{prefix:?}, {error_prefix:?} should break a prefix rule");
             };

@@ -142,6 +142,8 @@ pub struct DestinationConfig {
     pub processors: crate::process::Processors,
     /// Record format conversion (Firehose `DataFormatConversionConfiguration`).
     pub format: Option<std::sync::Arc<FormatConfig>>,
+    /// Dynamic partitioning (Firehose `DynamicPartitioningConfiguration`).
+    pub dynamic_partitioning: Option<crate::buffer::Partitioning>,
     /// Source-record backup (Firehose `S3BackupMode` Enabled): every source
     /// record is also written, before any processor, below the backup prefix
     /// of the same bucket or directory, followed by `\n` when

@@ -135,6 +135,7 @@ struct RawS3 {
     backup: Option<RawBackup>,
     deaggregation: Option<format::RawDeaggregation>,
     transform: Option<Vec<transform::RawTransform>>,
+    dynamic_partitioning: Option<RawDynamicPartitioning>,
     format: Option<format::RawFormat>,
 }
 
@@ -155,6 +156,7 @@ struct RawLocal {
     backup: Option<RawBackup>,
     deaggregation: Option<format::RawDeaggregation>,
     transform: Option<Vec<transform::RawTransform>>,
+    dynamic_partitioning: Option<RawDynamicPartitioning>,
     format: Option<format::RawFormat>,
 }
 
@@ -170,7 +172,18 @@ struct RawCommon {
     backup: Option<RawBackup>,
     deaggregation: Option<format::RawDeaggregation>,
     transform: Option<Vec<transform::RawTransform>>,
+    dynamic_partitioning: Option<RawDynamicPartitioning>,
     format: Option<format::RawFormat>,
+}
+
+/// `[destination.dynamic_partitioning]`: present means enabled. Value types
+/// are checked with the keys ([`OPTIONS`]) before serde sees the table.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "destination.dynamic_partitioning", deny_unknown_fields)]
+struct RawDynamicPartitioning {
+    max_active_partitions: Option<u64>,
+    memory_budget_bytes: Option<u64>,
+    retry_duration_secs: Option<u64>,
 }
 
 /// `[destination.buffering]`. Unlike Firehose's `BufferingHints`, either
@@ -342,6 +355,18 @@ pub(super) const OPTIONS: &[NativeOption] = &[
     option("destination.backup.compression", Str),
     option("destination.deaggregation.sub_record_type", Str).required(),
     option("destination.deaggregation.delimiter", Str),
+    option(
+        "destination.dynamic_partitioning.max_active_partitions",
+        Count,
+    ),
+    option(
+        "destination.dynamic_partitioning.memory_budget_bytes",
+        Count,
+    ),
+    option(
+        "destination.dynamic_partitioning.retry_duration_secs",
+        Count,
+    ),
     option("destination.transform.module", Str).required(),
     option("destination.transform.config", StrTable),
     option("destination.transform.retries", Count),
@@ -697,6 +722,7 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, Vec<Confi
                 backup: local.backup,
                 deaggregation: local.deaggregation,
                 transform: local.transform,
+                dynamic_partitioning: local.dynamic_partitioning,
                 format: local.format,
             };
             (target, common)
@@ -714,6 +740,7 @@ fn validate_stream(raw: RawStream, cwd: &Path) -> Result<StreamConfig, Vec<Confi
                 backup: s3.backup,
                 deaggregation: s3.deaggregation,
                 transform: s3.transform,
+                dynamic_partitioning: s3.dynamic_partitioning,
                 format: s3.format,
             };
             (target, common)
@@ -931,11 +958,17 @@ fn validate_destination(
     }
     const BACKUP_PREFIX: &str = "destination.backup.prefix";
     const BACKUP_COMPRESSION: &str = "destination.backup.compression";
+    let dynamic_partitioning = raw
+        .dynamic_partitioning
+        .as_ref()
+        .map(native_dynamic_partitioning)
+        .transpose()?;
     let (prefix, error_output_prefix) = validate::prefixes(
         PREFIX,
         ERROR_OUTPUT_PREFIX,
         opt(&raw.prefix, PREFIX)?.map(String::as_str),
         opt(&raw.error_output_prefix, ERROR_OUTPUT_PREFIX)?.map(String::as_str),
+        dynamic_partitioning.is_some(),
     )?;
     let hints = raw.buffering.unwrap_or_default();
     let size_bytes = opt(&hints.size_bytes, SIZE_BYTES)?
@@ -988,7 +1021,37 @@ fn validate_destination(
         processors,
         format,
         backup,
+        dynamic_partitioning,
     })
+}
+
+/// `[destination.dynamic_partitioning]`.
+fn native_dynamic_partitioning(
+    raw: &RawDynamicPartitioning,
+) -> Result<crate::buffer::Partitioning, ConfigError> {
+    const D: &str = "destination.dynamic_partitioning";
+    let mut p = crate::buffer::Partitioning::default();
+    let range = |key: &str, value: u64, min: u64, max: u64| {
+        if (min..=max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::invalid(
+                format!("{D}.{key}"),
+                format!("must be between {min} and {max}, got {value}"),
+            ))
+        }
+    };
+    if let Some(n) = raw.max_active_partitions {
+        // Firehose allows up to 5,000 on request.
+        p.max_active_partitions = range("max_active_partitions", n, 1, 5_000)? as usize;
+    }
+    if let Some(bytes) = raw.memory_budget_bytes {
+        p.memory_budget_bytes = range("memory_budget_bytes", bytes, super::MIB, 64 << 30)?;
+    }
+    if let Some(secs) = raw.retry_duration_secs {
+        p.retry_duration = Duration::from_secs(range("retry_duration_secs", secs, 0, 7200)?);
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

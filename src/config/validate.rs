@@ -319,8 +319,9 @@ pub(super) fn prefixes(
     error_output_prefix_option: &str,
     prefix: Option<&str>,
     error_output_prefix: Option<&str>,
+    dynamic_partitioning: bool,
 ) -> Result<(Prefix, Prefix), ConfigError> {
-    partition::resolve(prefix, error_output_prefix).map_err(|err| match err {
+    partition::resolve(prefix, error_output_prefix, dynamic_partitioning).map_err(|err| match err {
         PrefixError::Invalid { kind, reason } => {
             let option = match kind {
                 PrefixKind::Output => prefix_option,
@@ -493,6 +494,7 @@ pub(super) mod tests {
             backup,
             processors,
             format,
+            dynamic_partitioning,
         } = destination;
         let d = &b.destination;
         assert_eq!(target, &d.target, "target");
@@ -511,6 +513,10 @@ pub(super) mod tests {
         let other = d.backup.as_ref().map(|b| (&b.prefix, b.compression));
         assert_eq!(backup, other, "backup");
         assert_eq!(processors, &d.processors, "processors");
+        assert_eq!(
+            dynamic_partitioning, &d.dynamic_partitioning,
+            "dynamic_partitioning"
+        );
         assert_eq!(format.is_some(), d.format.is_some(), "format");
         if let (Some(x), Some(y)) = (format, &d.format) {
             assert_eq!(format!("{x:?}"), format!("{y:?}"), "format");

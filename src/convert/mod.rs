@@ -155,6 +155,8 @@ pub(crate) trait BatchWriter<W>: Send {
     fn write_batch(&mut self, batch: &arrow_array::RecordBatch) -> Result<(), EncodeError>;
     /// Writes the footer and hands back the output.
     fn finish(self) -> Result<W, EncodeError>;
+    /// Bytes of the open row group / stripe held in memory.
+    fn buffered_bytes(&self) -> usize;
 }
 
 /// The pipeline encoder of every columnar format: JSON records go into a
@@ -204,6 +206,11 @@ impl<W, B: BatchWriter<W>> Encoder<W> for BatchingEncoder<B> {
     fn finish(mut self: Box<Self>) -> Result<W, EncodeError> {
         self.flush_batch()?;
         self.writer.finish()
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        // The batch being built holds about its input's size in Arrow arrays.
+        self.batch_bytes + self.writer.buffered_bytes()
     }
 }
 

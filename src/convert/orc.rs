@@ -560,6 +560,10 @@ impl<W: Write + Send> BatchWriter<W> for OrcWriter<W> {
     fn finish(self) -> Result<W, EncodeError> {
         OrcWriter::finish(self).map_err(write_error)
     }
+
+    fn buffered_bytes(&self) -> usize {
+        self.root.buffered()
+    }
 }
 
 #[cfg(test)]

@@ -220,4 +220,8 @@ impl<W: Write + Send> BatchWriter<W> for ArrowWriter<W> {
         out.flush()?;
         Ok(out)
     }
+
+    fn buffered_bytes(&self) -> usize {
+        self.memory_size()
+    }
 }

@@ -116,6 +116,12 @@ pub trait Encoder<W>: Send {
     /// # Errors
     /// [`EncodeError`] when the output cannot be written.
     fn finish(self: Box<Self>) -> Result<W, EncodeError>;
+    /// Bytes held in memory, not yet written out (a columnar format's row
+    /// group or stripe, a compressor's window): what the buffer's memory
+    /// budget counts. Raw encoders stream and hold only their small buffers.
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Builds the raw (non-converted) encoder for `compression`.

@@ -23,7 +23,6 @@
 //! never produce `.`, `/` or `\`), and at every [`Prefix::evaluate`], because
 //! partition keys come from record data. The sinks check keys once more.
 
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use crate::error::{Classify, Fault};
@@ -126,10 +125,31 @@ pub struct PrefixContext<'a> {
     pub timestamp: &'a jiff::Zoned,
     /// `processing-failed`, `format-conversion-failed`, ... for error outputs.
     pub error_output_type: Option<&'a str>,
-    /// Dynamic partition keys of the object's records, by key name; keys from
-    /// the jq query and from transforms share this one map. `None` when dynamic
+    /// Dynamic partition keys of the object's records; `None` when dynamic
     /// partitioning is off.
-    pub partition_keys: Option<&'a BTreeMap<String, String>>,
+    pub partition_keys: Option<PartitionKeys<'a>>,
+}
+
+/// A record's dynamic partition keys, by where they came from: the two
+/// namespaces are separate, so a transform's key `customer` and the query's
+/// `customer` are different keys, as they are different expressions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionKeys<'a> {
+    /// From the jq `MetadataExtractionQuery`, for `partitionKeyFromQuery`.
+    pub query: &'a [(String, String)],
+    /// From transforms' answers, for `partitionKeyFromLambda`.
+    pub lambda: &'a [(String, String)],
+}
+
+impl<'a> PartitionKeys<'a> {
+    /// The value of `key` from `source`.
+    pub fn get(&self, source: KeySource, key: &str) -> Option<&'a str> {
+        let keys = match source {
+            KeySource::Query => self.query,
+            KeySource::Lambda => self.lambda,
+        };
+        keys.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
 }
 
 /// A prefix that cannot be parsed or evaluated.
@@ -211,10 +231,38 @@ impl Prefix {
 
     /// The `(namespace, key)` of every `partitionKeyFrom*` expression, in order.
     pub fn partition_keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.key_references()
+            .map(|(source, key)| (source.namespace(), key))
+    }
+
+    /// The `(source, key)` of every `partitionKeyFrom*` expression, in order.
+    pub fn key_references(&self) -> impl Iterator<Item = (KeySource, &str)> {
         self.segments.iter().filter_map(|s| match s {
-            Segment::PartitionKey(source, key) => Some((source.namespace(), key.as_str())),
+            Segment::PartitionKey(source, key) => Some((*source, key.as_str())),
             _ => None,
         })
+    }
+
+    /// Which partition a record with these keys belongs to: the values of
+    /// the referenced keys, in order. Records with the same values share an
+    /// object; the object's key is evaluated once, when it opens, with the
+    /// arrival time of its oldest record (Firehose's timestamp rule).
+    ///
+    /// # Errors
+    /// [`PrefixError::MissingPartitionKey`] when the record lacks a key the
+    /// prefix uses.
+    pub fn partition_of(&self, keys: PartitionKeys<'_>) -> Result<Vec<String>, PrefixError> {
+        self.key_references()
+            .map(|(source, key)| {
+                keys.get(source, key).map(str::to_owned).ok_or_else(|| {
+                    PrefixError::MissingPartitionKey {
+                        kind: self.kind,
+                        namespace: source.namespace(),
+                        key: key.to_owned(),
+                    }
+                })
+            })
+            .collect()
     }
 
     /// Evaluates the template. All `timestamp` expressions use the same instant
@@ -264,7 +312,7 @@ impl Prefix {
                 Segment::PartitionKey(source, key) => {
                     let value = ctx
                         .partition_keys
-                        .and_then(|keys| keys.get(key))
+                        .and_then(|keys| keys.get(*source, key))
                         .ok_or_else(|| PrefixError::MissingPartitionKey {
                             kind: self.kind,
                             namespace: source.namespace(),
@@ -283,14 +331,17 @@ impl Prefix {
     /// value here and are checked again at every evaluation).
     fn check_stays_below_destination(&self) -> Result<(), PrefixError> {
         let sample_time = jiff::Timestamp::UNIX_EPOCH.to_zoned(jiff::tz::TimeZone::UTC);
-        let sample_keys: BTreeMap<String, String> = self
+        let sample_keys: Vec<(String, String)> = self
             .partition_keys()
             .map(|(_, key)| (key.to_owned(), "key".to_owned()))
             .collect();
         let evaluated = self.evaluate_unchecked(&PrefixContext {
             timestamp: &sample_time,
             error_output_type: Some("processing-failed"),
-            partition_keys: Some(&sample_keys),
+            partition_keys: Some(PartitionKeys {
+                query: &sample_keys,
+                lambda: &sample_keys,
+            }),
         })?;
         match escape_reason(&evaluated) {
             None => Ok(()),
@@ -588,19 +639,45 @@ fn format_time(tokens: &[TimeToken], t: &jiff::Zoned, out: &mut String) {
 /// An empty `ErrorOutputPrefix` counts as unset, as the console sends a blank
 /// field; otherwise error objects would land among delivered ones.
 ///
+/// With `dynamic` (dynamic partitioning enabled), `Prefix` must reference at
+/// least one partition key and `ErrorOutputPrefix` must be set, as in
+/// Firehose; without it, partition keys are refused (nothing would produce
+/// them). `ErrorOutputPrefix` never takes partition keys: a record that
+/// failed may have none.
+///
 /// # Errors
-/// [`PrefixError::Invalid`] naming the prefix and the broken rule; dynamic
-/// partitioning expressions are refused until it is supported.
+/// [`PrefixError::Invalid`] naming the prefix and the broken rule.
 pub fn resolve(
     prefix: Option<&str>,
     error_output_prefix: Option<&str>,
+    dynamic: bool,
 ) -> Result<(Prefix, Prefix), PrefixError> {
     let mut output = parse(prefix.unwrap_or(""), PrefixKind::Output)?;
-    refuse_dynamic_partitioning(&output)?;
+    match (dynamic, output.partition_keys().next().is_some()) {
+        (false, true) => {
+            return Err(invalid(
+                PrefixKind::Output,
+                "partitionKeyFromQuery/partitionKeyFromLambda need dynamic partitioning enabled (DynamicPartitioningConfiguration / [destination.dynamic_partitioning])",
+            ));
+        }
+        (true, false) => {
+            return Err(invalid(
+                PrefixKind::Output,
+                "dynamic partitioning is enabled, so it must use at least one !{partitionKeyFromQuery:KEY} or !{partitionKeyFromLambda:KEY}",
+            ));
+        }
+        _ => {}
+    }
+    if dynamic && error_output_prefix.is_none_or(str::is_empty) {
+        return Err(invalid(
+            PrefixKind::ErrorOutput,
+            "it must be set when dynamic partitioning is enabled",
+        ));
+    }
     let mut error = match error_output_prefix.filter(|s| !s.is_empty()) {
         Some(s) => {
             let error = parse(s, PrefixKind::ErrorOutput)?;
-            refuse_dynamic_partitioning(&error)?;
+            refuse_partition_keys(&error)?;
             if error.has_expressions() && !error.segments.contains(&Segment::ErrorOutputType) {
                 return Err(invalid(
                     PrefixKind::ErrorOutput,
@@ -654,7 +731,7 @@ pub fn resolve(
 /// [`PrefixError`] naming the broken rule.
 pub fn resolve_backup(prefix: Option<&str>) -> Result<Prefix, PrefixError> {
     let mut output = parse(prefix.unwrap_or(""), PrefixKind::Output)?;
-    refuse_dynamic_partitioning(&output)?;
+    refuse_partition_keys(&output)?;
     output.add_implicit_timestamp()?;
     output.check_stays_below_destination()?;
     let min = output.min_len();
@@ -669,11 +746,12 @@ pub fn resolve_backup(prefix: Option<&str>) -> Result<Prefix, PrefixError> {
     Ok(output)
 }
 
-fn refuse_dynamic_partitioning(p: &Prefix) -> Result<(), PrefixError> {
+/// Error outputs and backups are not partitioned: their records may have no keys.
+fn refuse_partition_keys(p: &Prefix) -> Result<(), PrefixError> {
     match p.partition_keys().next() {
         Some(_) => Err(invalid(
             p.kind,
-            "dynamic partitioning (partitionKeyFromQuery/partitionKeyFromLambda) is not supported yet",
+            "partitionKeyFromQuery/partitionKeyFromLambda are only for Prefix (the delivered records): error outputs and backups are not partitioned",
         )),
         None => Ok(()),
     }
@@ -712,13 +790,20 @@ mod tests {
         eval(&parse(&format!("!{{timestamp:{p}}}"), PrefixKind::Output).unwrap())
     }
 
+    fn resolve_static(
+        prefix: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(Prefix, Prefix), PrefixError> {
+        resolve(prefix, error, false)
+    }
+
     fn resolve_err(prefix: Option<&str>, error: Option<&str>) -> String {
-        resolve(prefix, error).unwrap_err().to_string()
+        resolve_static(prefix, error).unwrap_err().to_string()
     }
 
     #[test]
     fn default_prefix() {
-        let (out, err) = resolve(None, None).unwrap();
+        let (out, err) = resolve_static(None, None).unwrap();
         assert_eq!(out.as_str(), "!{timestamp:yyyy/MM/dd/HH/}");
         assert_eq!(eval(&out), "2018/08/27/13/");
         assert_eq!(
@@ -726,12 +811,12 @@ mod tests {
             "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH/}"
         );
         assert_eq!(eval(&err), "processing-failed/2018/08/27/13/");
-        assert_eq!(resolve(Some(""), Some("")).unwrap(), (out, err));
+        assert_eq!(resolve_static(Some(""), Some("")).unwrap(), (out, err));
     }
 
     #[test]
     fn custom_prefix_without_timestamp_gets_implicit_suffix() {
-        let (out, err) = resolve(Some("myFirehosePrefix/"), None).unwrap();
+        let (out, err) = resolve_static(Some("myFirehosePrefix/"), None).unwrap();
         assert_eq!(out.as_str(), "myFirehosePrefix/!{timestamp:yyyy/MM/dd/HH/}");
         assert_eq!(eval(&out), "myFirehosePrefix/2018/08/27/13/");
         assert_eq!(
@@ -739,7 +824,7 @@ mod tests {
             "myFirehosePrefix/processing-failed/2018/08/27/13/"
         );
         // A specified ErrorOutputPrefix without expressions is fine, and gets the suffix too.
-        let (_, err) = resolve(Some("data/"), Some("errors/")).unwrap();
+        let (_, err) = resolve_static(Some("data/"), Some("errors/")).unwrap();
         assert_eq!(eval(&err), "errors/2018/08/27/13/");
     }
 
@@ -768,7 +853,7 @@ mod tests {
 
     #[test]
     fn all_timestamps_use_the_same_instant() {
-        let (out, _) = resolve(
+        let (out, _) = resolve_static(
             Some("!{timestamp:yyyy}/x/!{timestamp:HH:mm:ss.SSSSSSSSS}/"),
             Some("e/!{firehose:error-output-type}"),
         )
@@ -785,7 +870,7 @@ mod tests {
     fn time_zone() {
         let tokyo =
             TimeZone::get("Asia/Tokyo").unwrap_or_else(|_| TimeZone::fixed(jiff::tz::offset(9)));
-        let (out, _) = resolve(None, None).unwrap();
+        let (out, _) = resolve_static(None, None).unwrap();
         let instant = "2018-08-27T20:30:00Z";
         assert_eq!(
             eval_with(&out, &at(instant, TimeZone::UTC), None).unwrap(),
@@ -799,7 +884,7 @@ mod tests {
 
     #[test]
     fn random_string() {
-        let (out, _) = resolve(
+        let (out, _) = resolve_static(
             Some("!{firehose:random-string}/!{firehose:random-string}/"),
             Some("e/!{firehose:error-output-type}/"),
         )
@@ -824,7 +909,7 @@ mod tests {
 
     #[test]
     fn error_output_type() {
-        let (_, err) = resolve(
+        let (_, err) = resolve_static(
             Some("data/!{timestamp:yyyy}/"),
             Some("errors/!{firehose:error-output-type}/!{timestamp:yyyy}/"),
         )
@@ -864,7 +949,7 @@ mod tests {
             resolve_err(Some("!{timestamp:}"), None),
             "Prefix is invalid: the timestamp pattern is empty (in `!{timestamp:}`)"
         );
-        let err = resolve(Some("!{timestamp:}"), None).unwrap_err();
+        let err = resolve_static(Some("!{timestamp:}"), None).unwrap_err();
         assert_eq!(err.fault(), Fault::Config);
     }
 
@@ -907,7 +992,7 @@ mod tests {
         // `y` can be as short as one digit, so resolve accepts; 2018 makes it 3 longer.
         let with_year = |n: usize| {
             let prefix = format!("{}!{{timestamp:y}}", "a".repeat(n));
-            resolve(Some(&prefix), Some("e/!{firehose:error-output-type}/"))
+            resolve_static(Some(&prefix), Some("e/!{firehose:error-output-type}/"))
                 .unwrap()
                 .0
         };
@@ -946,7 +1031,7 @@ mod tests {
     }
 
     #[test]
-    fn partition_keys_parsed_but_refused_by_resolve() {
+    fn partition_keys_evaluate_from_their_namespace_and_need_dynamic_partitioning() {
         let p = parse(
             "c=!{partitionKeyFromQuery:customer}/d=!{partitionKeyFromLambda:device}/",
             PrefixKind::Output,
@@ -961,39 +1046,70 @@ mod tests {
             ]
         );
 
-        let mut map = BTreeMap::new();
-        map.insert("customer".to_owned(), "42".to_owned());
+        let query = vec![("customer".to_owned(), "42".to_owned())];
+        let mut lambda = vec![("customer".to_owned(), "not this one".to_owned())];
         let t = utc();
-        let ctx = PrefixContext {
-            timestamp: &t,
-            error_output_type: None,
-            partition_keys: Some(&map),
+        let ctx = |lambda: &[(String, String)]| {
+            p.evaluate(&PrefixContext {
+                timestamp: &t,
+                error_output_type: None,
+                partition_keys: Some(PartitionKeys {
+                    query: &query,
+                    lambda,
+                }),
+            })
         };
-        let err = p.evaluate(&ctx).unwrap_err();
+        let err = ctx(&lambda).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Prefix uses !{partitionKeyFromLambda:device} but the record has no partition key `device`"
         );
         assert_eq!(err.fault(), Fault::Data);
-        map.insert("device".to_owned(), "phone".to_owned());
-        let ctx = PrefixContext {
-            timestamp: &t,
-            error_output_type: None,
-            partition_keys: Some(&map),
+        lambda.push(("device".to_owned(), "phone".to_owned()));
+        // Each expression reads its own namespace.
+        assert_eq!(ctx(&lambda).unwrap(), "c=42/d=phone/");
+        let keys = PartitionKeys {
+            query: &query,
+            lambda: &lambda,
         };
-        assert_eq!(p.evaluate(&ctx).unwrap(), "c=42/d=phone/");
+        assert_eq!(p.partition_of(keys).unwrap(), ["42", "phone"]);
 
-        let refused = "is invalid: dynamic partitioning (partitionKeyFromQuery/partitionKeyFromLambda) is not supported yet";
-        assert_eq!(
-            resolve_err(Some(p.as_str()), Some("e/!{firehose:error-output-type}/")),
-            format!("Prefix {refused}")
+        // Keys need dynamic partitioning, and dynamic partitioning needs keys
+        // and an error output prefix; error outputs take no keys.
+        assert!(
+            resolve_err(Some(p.as_str()), Some("e/!{firehose:error-output-type}/"))
+                .contains("need dynamic partitioning enabled")
         );
-        assert_eq!(
-            resolve_err(
-                Some("x/"),
-                Some("e/!{firehose:error-output-type}/!{partitionKeyFromLambda:k}/")
-            ),
-            format!("ErrorOutputPrefix {refused}")
+        resolve(
+            Some(p.as_str()),
+            Some("e/!{firehose:error-output-type}/"),
+            true,
+        )
+        .unwrap();
+        let err = resolve(Some("x/"), Some("e/!{firehose:error-output-type}/"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least one !{partitionKeyFromQuery:KEY}"),
+            "{err}"
+        );
+        let err = resolve(Some(p.as_str()), None, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("ErrorOutputPrefix is invalid: it must be set"),
+            "{err}"
+        );
+        let err = resolve(
+            Some(p.as_str()),
+            Some("e/!{firehose:error-output-type}/!{partitionKeyFromLambda:k}/"),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("error outputs and backups are not partitioned"),
+            "{err}"
         );
         assert_eq!(
             resolve_err(Some("!{partitionKeyFromQuery:}"), None),
@@ -1046,10 +1162,10 @@ mod tests {
             "a//b/",
             ".hidden/",
         ] {
-            resolve(Some(ok), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            resolve_static(Some(ok), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
             resolve_backup(Some(ok)).unwrap_or_else(|e| panic!("backup {ok}: {e}"));
         }
-        let err = resolve(Some("../"), None).unwrap_err();
+        let err = resolve_static(Some("../"), None).unwrap_err();
         assert_eq!(err.fault(), Fault::Config);
     }
 
@@ -1065,14 +1181,17 @@ mod tests {
         p.check_stays_below_destination().unwrap();
         let t = utc();
         let eval_keys = |c: &str, d: &str| {
-            let keys = BTreeMap::from([
+            let keys = [
                 ("c".to_owned(), c.to_owned()),
                 ("d".to_owned(), d.to_owned()),
-            ]);
+            ];
             p.evaluate(&PrefixContext {
                 timestamp: &t,
                 error_output_type: None,
-                partition_keys: Some(&keys),
+                partition_keys: Some(PartitionKeys {
+                    query: &keys,
+                    lambda: &[],
+                }),
             })
         };
         assert_eq!(eval_keys("1", "2").unwrap(), "c=1/2/");
@@ -1095,12 +1214,15 @@ mod tests {
         );
         // A key at the start that evaluates to nothing would make the key absolute.
         let lead = parse("!{partitionKeyFromLambda:a}/x/", PrefixKind::Output).unwrap();
-        let keys = BTreeMap::from([("a".to_owned(), String::new())]);
+        let keys = [("a".to_owned(), String::new())];
         let err = lead
             .evaluate(&PrefixContext {
                 timestamp: &t,
                 error_output_type: None,
-                partition_keys: Some(&keys),
+                partition_keys: Some(PartitionKeys {
+                    query: &[],
+                    lambda: &keys,
+                }),
             })
             .unwrap_err();
         assert!(err.to_string().contains("starts with `/`"), "{err}");

@@ -170,6 +170,9 @@ pub struct Processed {
     pub data: Bytes,
     /// Keys a transform gave it, for `!{partitionKeyFromLambda:KEY}`.
     pub partition_keys: Vec<(String, String)>,
+    /// Keys the `MetadataExtraction` query found in it, for
+    /// `!{partitionKeyFromQuery:KEY}`.
+    pub query_keys: Vec<(String, String)>,
 }
 
 /// What became of one record (a source record, or one of its sub-records
@@ -396,6 +399,7 @@ impl Chain {
                     state: Outcome::Ok(Processed {
                         data,
                         partition_keys: Vec::new(),
+                        query_keys: Vec::new(),
                     }),
                 })),
                 Err(failure) => items.push(Item {
@@ -528,6 +532,7 @@ impl Chain {
                         Outcome::Ok(Processed {
                             data: Bytes::from(data),
                             partition_keys: keys,
+                            query_keys: Vec::new(),
                         })
                     }
                     wasm::Outcome::Dropped => Outcome::Dropped,
