@@ -755,7 +755,7 @@ impl BufferStage {
         if total <= budget {
             return Ok(());
         }
-        held.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
         for (bytes, id) in held {
             if total <= budget {
                 break;
