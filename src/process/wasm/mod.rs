@@ -47,6 +47,7 @@
 //!   which for tokio's blocking threads is 2 MiB, so the cap must stay well below that.
 
 mod cache;
+pub mod cli;
 #[cfg(test)]
 mod tests;
 
