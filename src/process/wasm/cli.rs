@@ -113,7 +113,8 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// The module could not be loaded (unreadable, not a `transformer` component).
-    #[error("{0} [{code}]", code = .0.code())]
+    /// No `Lambda.*` code: nothing was invoked.
+    #[error("{0}")]
     Load(TransformError),
     /// The call failed as a whole.
     #[error("{0} [{code}]", code = .0.code())]
@@ -664,7 +665,7 @@ mod tests {
         }
         let rust = scaffold(Lang::Rust, "my-t");
         let build = &rust.iter().find(|f| f.0 == "build.sh").unwrap().1;
-        assert!(build.contains("release/my_t.wasm my-t.wasm"), "{build}");
+        assert!(build.contains("release/my_t.wasm\" my-t.wasm"), "{build}");
         let cargo = &rust.iter().find(|f| f.0 == "Cargo.toml").unwrap().1;
         assert!(cargo.contains("name = \"my-t\""));
         assert!(cargo.contains("wit-bindgen = { version = \"0.63\""));
