@@ -23,7 +23,8 @@
 //! - [`source`]: the source seam; [`source::direct_put`] with its write-ahead log,
 //!   [`source::kinesis`] with shard lifecycle and KPL de-aggregation.
 //! - [`process`]: the batch processor chain (record de-aggregation), with the
-//!   WASM transform host ([`process::wasm`]) that will join it.
+//!   WASM transform host ([`process::wasm`]) that will join it, and its
+//!   `sluice transform test|new` commands ([`process::wasm::cli`]).
 //! - [`partition`]: prefix expressions `!{...}`, parsed and evaluated.
 //! - [`buffer`]: the per-stream buffer with Firehose's size and interval triggers,
 //!   and the error outputs of its records.
