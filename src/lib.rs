@@ -22,11 +22,12 @@
 //!   self-protecting server ([`api::server`]).
 //! - [`source`]: the source seam; [`source::direct_put`] with its write-ahead log,
 //!   [`source::kinesis`] with shard lifecycle and KPL de-aggregation.
-//! - [`process`]: the batch processor chain (record de-aggregation), with the
-//!   WASM transform host ([`process::wasm`]) that will join it.
+//! - [`process`]: the batch processor chain: record de-aggregation, WASM
+//!   transforms run by the host in [`process::wasm`], and its
+//!   `sluice transform test|new` commands ([`process::wasm::cli`]).
 //! - [`partition`]: prefix expressions `!{...}`, parsed and evaluated.
 //! - [`buffer`]: the per-stream buffer with Firehose's size and interval triggers,
-//!   and the error outputs of its records.
+//!   epochs of one object or (dynamic partitioning) many, and the error outputs.
 //! - [`encode`]: the encoder seam; raw output with compression.
 //! - [`convert`]: JSON -> Arrow (OpenX/Hive SerDe), Parquet and ORC encoders.
 //! - [`sink`]: the object sink seam; local directory and S3.

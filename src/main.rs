@@ -6,6 +6,10 @@
 //!   records with PutRecordBatch, for demos and scripts.
 //! - `sluice wal check|repair --stream NAME` inspects or salvages a stopped
 //!   stream's write-ahead log.
+//! - `sluice convert` / `sluice schema discover` backfill and infer schemas
+//!   (`sluice::convert::cli`).
+//! - `sluice transform test|new` runs a WASM transform on sample records, or
+//!   scaffolds a plugin project (`sluice::process::wasm::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +94,12 @@ enum Command {
         #[command(subcommand)]
         command: sluice::convert::cli::SchemaCommand,
     },
+    /// WASM transform plugins: `transform test` runs one on sample records,
+    /// `transform new` creates a plugin project.
+    Transform {
+        #[command(subcommand)]
+        command: sluice::process::wasm::cli::TransformCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +163,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Convert(args) => ExitCode::from(sluice::convert::cli::convert(&args)),
         Command::Schema { command } => ExitCode::from(sluice::convert::cli::schema(&command)),
+        Command::Transform { command } => ExitCode::from(sluice::process::wasm::cli::run(&command)),
         Command::Validate {
             configs,
             transforms_dir,

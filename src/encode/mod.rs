@@ -6,9 +6,11 @@
 //! multipart upload). Encoders are synchronous CPU work and run off the async
 //! reactor (`spawn_blocking`).
 //!
-//! Memory stays bounded whatever the object size: an encoder holds only its
+//! Memory stays bounded whatever the object size: a raw encoder holds only its
 //! compressor's state and a few fixed buffers (at most a few hundred KiB), and
-//! hands compressed bytes to the staging writer as they are produced.
+//! hands compressed bytes to the staging writer as they are produced; a
+//! columnar encoder holds one row group or stripe, and says how much through
+//! [`Encoder::buffered_bytes`] (the buffer's memory budget counts it).
 //!
 //! # Layout
 //! - [`raw()`] builds the encoder for Firehose's non-converted output; the
@@ -16,7 +18,8 @@
 //!   `raw` (the record loop, plain/gzip/zstd/snappy streams), `zip` (a
 //!   one-entry ZIP container written by hand) and `hadoop_snappy` (Hadoop's
 //!   block framing around raw Snappy).
-//! - Parquet and ORC encoders will join here behind the same [`Encoder`] trait.
+//! - The Parquet and ORC encoders implement the same [`Encoder`] trait in
+//!   `crate::convert`, which owns the JSON-to-Arrow conversion they share.
 
 use std::io::Write;
 

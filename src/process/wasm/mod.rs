@@ -8,7 +8,8 @@
 //! [`crate::process::error_document`]. The contract is the WIT world `transformer` of
 //! `transforms/wit/transform.wit` (package `sluice:transform`); guests are built with
 //! wit-bindgen (Rust), componentize-py or componentize-js. This module is blocking CPU
-//! work: async callers run it in `spawn_blocking`.
+//! work: async callers run it in `spawn_blocking`. [`cli`] is `sluice transform test`
+//! (one call on sample records) and `sluice transform new` (plugin scaffolds).
 //!
 //! What it does:
 //! - compiles the component once per engine and keeps the native code in an on-disk
@@ -47,6 +48,7 @@
 //!   which for tokio's blocking threads is 2 MiB, so the cap must stay well below that.
 
 mod cache;
+pub mod cli;
 #[cfg(test)]
 pub(crate) mod tests;
 
