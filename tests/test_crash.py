@@ -38,9 +38,11 @@ class Sender(threading.Thread):
     maybe:    records of a request whose answer never came (connection died) -> at most once
     """
 
-    def __init__(self, endpoint: str, tag: str, ids, batch: int = 100, pad: int = 400):
+    def __init__(self, endpoint: str, tag: str, ids, batch: int = 100, pad: int = 400, make_records=None):
         super().__init__(daemon=True)
         self.endpoint, self.tag, self.ids, self.batch, self.pad = endpoint, tag, ids, batch, pad
+        # make_records(tag, ids) -> list[bytes]; default: conftest.json_records
+        self.make_records = make_records or (lambda tag, ids: json_records(tag, ids, pad=self.pad))
         self.stop = threading.Event()
         self.acked: list[bytes] = []
         self.rejected: list[bytes] = []
@@ -52,7 +54,7 @@ class Sender(threading.Thread):
         try:
             client = firehose_client(self.endpoint)
             while not self.stop.is_set():
-                batch = json_records(self.tag, [next(self.ids) for _ in range(self.batch)], pad=self.pad)
+                batch = self.make_records(self.tag, [next(self.ids) for _ in range(self.batch)])
                 try:
                     resp = client.put_record_batch(DeliveryStreamName="crash", Records=[{"Data": r} for r in batch])
                 except botocore.exceptions.ClientError as e:

@@ -158,6 +158,11 @@ impl ObjectNamer {
         }
     }
 
+    /// The stream the objects belong to.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
     /// The prefix template objects are named with.
     pub fn prefix(&self) -> &Prefix {
         &self.prefix
@@ -226,6 +231,9 @@ pub const ACTIVE_PARTITION_EXCEEDED: &str = "activePartitionExceeded";
 /// the prefix uses is missing, or its value makes the key too long or leave
 /// the destination). Firehose documents no code for it; sluice names it.
 pub const PARTITION_KEY_FAILED: &str = "DynamicPartitioning.InvalidPartitionKey";
+
+/// How often (in source records) a partitioned epoch's memory is measured.
+const BUDGET_CHECK_RECORDS: u64 = 64;
 
 /// Most objects one dynamically partitioned epoch holds before it closes
 /// (each partition's finished and open objects): bounds the commit record.
@@ -462,6 +470,14 @@ impl BufferStage {
             batch = batch_back;
             next = reached;
             let mut epoch = epoch_back;
+            if self.partitioning.is_some() {
+                crate::metrics::set(
+                    "sluice_partitions_open",
+                    "Partition objects open in the current epoch (dynamic partitioning).",
+                    &[("stream", self.namer.stream())],
+                    epoch.partitions.len() as f64,
+                );
+            }
             match result? {
                 Stop::Done => *open = Some(epoch),
                 Stop::Full => self.close(epoch, epochs).await?,
@@ -472,6 +488,12 @@ impl BufferStage {
                     *open = Some(epoch);
                 }
                 Stop::Open(partitions) => {
+                    crate::metrics::inc(
+                        "sluice_partitions_created_total",
+                        "Partition objects opened (dynamic partitioning).",
+                        &[("stream", self.namer.stream())],
+                        partitions.len() as u64,
+                    );
                     for (id, key, name) in partitions {
                         let encoder = self.data_encoder(&key, &name).await?;
                         epoch.partitions.insert(
@@ -594,6 +616,7 @@ impl BufferStage {
         if !epoch.pending.is_empty() {
             return Ok(Stop::ErrorOutputs);
         }
+        let mut touched: Vec<PartitionId> = Vec::new();
         while *i < batch.records.len() {
             let record = &batch.records[*i];
             let outcomes = batch.outcomes.of(*i);
@@ -619,6 +642,9 @@ impl BufferStage {
                             Ok(()) => {
                                 partition.records += 1;
                                 partition.bytes += processed.data.len() as u64 + delimiter;
+                                if self.partitioning.is_some() {
+                                    touched.push(id);
+                                }
                             }
                             Err(EncodeError::Record { code, message }) => {
                                 epoch.pending.push((
@@ -666,13 +692,25 @@ impl BufferStage {
                     }
                 }
                 Some(partitioning) => {
-                    self.roll_full_partitions(epoch, limit)?;
-                    self.keep_memory_budget(epoch, partitioning.memory_budget_bytes)?;
+                    for id in touched.drain(..) {
+                        if epoch.partitions.get(&id).is_some_and(|p| p.bytes >= limit) {
+                            finish_partition(epoch, &id)?;
+                        }
+                    }
+                    // Asking every open encoder costs one call per partition:
+                    // done every few records, so memory overshoots the budget
+                    // by at most those records.
+                    if epoch.records % BUDGET_CHECK_RECORDS == 0 {
+                        self.keep_memory_budget(epoch, partitioning.memory_budget_bytes)?;
+                    }
                     if epoch.objects() >= MAX_EPOCH_OBJECTS {
                         return Ok(Stop::Full);
                     }
                 }
             }
+        }
+        if let Some(partitioning) = &self.partitioning {
+            self.keep_memory_budget(epoch, partitioning.memory_budget_bytes)?;
         }
         Ok(Stop::Done)
     }
@@ -728,21 +766,6 @@ impl BufferStage {
         }
     }
 
-    /// Finishes every partition object that reached the size trigger; the
-    /// partition's next record opens a new object.
-    fn roll_full_partitions(&self, epoch: &mut OpenEpoch, limit: u64) -> Result<(), EncodeError> {
-        let full: Vec<PartitionId> = epoch
-            .partitions
-            .iter()
-            .filter(|(_, p)| p.bytes >= limit)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in full {
-            finish_partition(epoch, &id)?;
-        }
-        Ok(())
-    }
-
     /// Finishes the largest open objects until what they hold in memory is
     /// within the budget.
     fn keep_memory_budget(&self, epoch: &mut OpenEpoch, budget: u64) -> Result<(), EncodeError> {
@@ -752,6 +775,12 @@ impl BufferStage {
             .map(|(id, p)| (p.encoder.buffered_bytes() as u64, id.clone()))
             .collect();
         let mut total: u64 = held.iter().map(|(b, _)| b).sum();
+        crate::metrics::set(
+            "sluice_buffered_bytes",
+            "Bytes the open objects of a partitioned stream hold in memory, as last measured.",
+            &[("stream", self.namer.stream())],
+            total as f64,
+        );
         if total <= budget {
             return Ok(());
         }
@@ -763,7 +792,7 @@ impl BufferStage {
             crate::metrics::inc(
                 "sluice_partitions_finished_for_memory_total",
                 "Open objects finished early because the stream's memory budget was reached.",
-                &[],
+                &[("stream", self.namer.stream())],
                 1,
             );
             finish_partition(epoch, &id)?;

@@ -1,0 +1,207 @@
+"""Dynamic partitioning end to end: many open partitions per stream, keys from a WASM
+transform (`!{partitionKeyFromLambda:KEY}`), Hive-style paths read back with DuckDB,
+the active-partition limit, records whose keys give no prefix, the memory budget with
+Parquet, and kill -9 with many partitions open: every record exactly once."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import random
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from conftest import (
+    firehose_client,
+    list_objects,
+    put_batch_ok,
+    staged_files,
+    write_config,
+)
+from test_crash import Sender, check_no_dup_no_foreign
+from test_transforms import component, data_records, error_docs
+
+PREFIX = "data/customer=!{partitionKeyFromLambda:customer_id}/"
+ERRORS = "errors/!{firehose:error-output-type}/"
+
+
+def stream_toml(name: str, out: Path, *, interval_secs: int = 2, size_bytes: int = 1048576,
+                partitioning: dict | None = None, fmt: str | None = None) -> str:
+    """A Direct PUT stream into `out`, partitioned by the enrich component's keys."""
+    lines = [
+        f'name = "{name}"', "[source]", 'type = "direct_put"',
+        "[destination]", 'type = "local"', f"path = {json.dumps(str(out))}",
+        "append_delimiter = true", f'prefix = "{PREFIX}"', f'error_output_prefix = "{ERRORS}"',
+        "[destination.buffering]", f"size_bytes = {size_bytes}", f"interval_secs = {interval_secs}",
+        "[destination.dynamic_partitioning]",
+    ]
+    lines += [f"{k} = {v}" for k, v in (partitioning or {}).items()]
+    lines += [
+        "[[destination.transform]]",
+        f"module = {json.dumps(str(component('enrich')))}",
+        'config = { keys = "customer_id" }',
+    ]
+    if fmt:
+        lines.append(fmt)
+    return "\n".join(lines) + "\n"
+
+
+def records(ids, customers: int, pad: int = 40) -> list[bytes]:
+    return [
+        json.dumps({"customer_id": f"c{n % customers:03d}", "id": n, "pad": "x" * pad}, separators=(",", ":")).encode()
+        for n in ids
+    ]
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+def test_records_over_300_keys_land_under_their_partitions(tmp_path, start_daemon):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "p.toml", stream_toml("parts", out, interval_secs=2))
+    d = start_daemon(cfg)
+    client = firehose_client(d.endpoint)
+    sent = records(range(50_000), customers=300)
+    for i in range(0, len(sent), 500):
+        put_batch_ok(client, "parts", sent[i : i + 500])
+    d.stop_ok()
+
+    keys = list_objects(out)
+    data_keys = [k for k in keys if k.startswith("data/")]
+    assert not [k for k in keys if not k.startswith("data/")], keys[:5]
+    # Every object sits under its own partition and holds only that customer's records.
+    for key in data_keys:
+        customer = key.split("/")[1].removeprefix("customer=")
+        lines = (out / key).read_bytes().splitlines()
+        assert lines and all(json.loads(line)["customer_id"] == customer for line in lines), key
+    assert data_records(out) == Counter(sent)
+
+    # An independent reader: DuckDB with Hive partitioning sees the key as a column.
+    rows = duckdb.sql(
+        f"SELECT customer, count(*) AS n, count(DISTINCT id) AS ids "
+        f"FROM read_json_auto('{out}/data/**/*', hive_partitioning = true, format = 'newline_delimited') "
+        f"GROUP BY customer ORDER BY customer"
+    ).fetchall()
+    expected = Counter(f"c{n % 300:03d}" for n in range(50_000))
+    assert len(rows) == 300
+    assert {c: n for c, n, _ in rows} == dict(expected)
+    assert all(n == ids for _, n, ids in rows)
+    assert not staged_files(out)
+
+
+def test_partition_limit_and_records_without_a_prefix_go_to_error_outputs(tmp_path, start_daemon):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "p.toml", stream_toml("limited", out, interval_secs=60,
+                                                         partitioning={"max_active_partitions": 5}))
+    d = start_daemon(cfg)
+    client = firehose_client(d.endpoint)
+    # Eight customers in one batch: the first five seen open partitions.
+    ok = records(range(80), customers=8)
+    # Keys that cannot name a prefix: a path segment `..`, and no key at all (enrich
+    # fails a record without the field itself, so that one is its processing-failed).
+    escaping = json.dumps({"customer_id": "..", "id": -1}).encode()
+    keyless = json.dumps({"id": -2}).encode()
+    put_batch_ok(client, "limited", ok + [escaping, keyless])
+    d.stop_ok()
+
+    delivered = data_records(out)
+    first_five = {f"c{n:03d}" for n in range(5)}
+    assert delivered == Counter(r for r in ok if json.loads(r)["customer_id"] in first_five)
+    exceeded = [json.loads(line) for key in list_objects(out) if key.startswith("errors/activePartitionExceeded/")
+                for line in (out / key).read_bytes().splitlines()]
+    assert Counter(base64.b64decode(doc["rawData"]) for doc in exceeded) == Counter(
+        r for r in ok if json.loads(r)["customer_id"] not in first_five)
+    assert all(doc["errorCode"] == "DynamicPartitioning.ActivePartitionsLimitExceeded" for doc in exceeded)
+    failed = {base64.b64decode(doc["rawData"]): doc for doc in error_docs(out)}
+    assert set(failed) == {escaping, keyless}
+    assert failed[escaping]["errorCode"] == "DynamicPartitioning.InvalidPartitionKey"
+    assert "`..`" in failed[escaping]["errorMessage"]
+    assert failed[keyless]["errorCode"] == "Lambda.ProcessingFailed"
+
+
+def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
+    """Parquet holds its row group in memory: 40 partitions under a 1 MiB budget are
+    finished early, into more (smaller) objects, and nothing is lost."""
+    out = tmp_path / "out"
+    fmt = "\n".join([
+        "[destination.format]", 'type = "parquet"',
+        "[[destination.format.schema]]", 'name = "customer_id"', 'type = "string"',
+        "[[destination.format.schema]]", 'name = "id"', 'type = "bigint"',
+        "[[destination.format.schema]]", 'name = "pad"', 'type = "string"',
+    ])
+    cfg = write_config(tmp_path / "p.toml", stream_toml(
+        "budget", out, interval_secs=60, size_bytes=64 << 20,
+        partitioning={"memory_budget_bytes": 1 << 20}, fmt=fmt))
+    d = start_daemon(cfg)
+    client = firehose_client(d.endpoint)
+    sent = records(range(40_000), customers=40, pad=200)
+    for i in range(0, len(sent), 500):
+        put_batch_ok(client, "budget", sent[i : i + 500])
+    def finished_early():
+        with urllib.request.urlopen(f"{d.endpoint}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("sluice_partitions_finished_for_memory_total"))
+    wait_for(finished_early, what="objects finished for the memory budget")
+    d.stop_ok()
+
+    keys = [k for k in list_objects(out) if k.startswith("data/")]
+    assert len(keys) > 40, f"{len(keys)} objects: the budget finished none early"
+    got = Counter()
+    for key in keys:
+        table = pq.read_table(out / key)
+        customer = key.split("/")[1].removeprefix("customer=")
+        assert set(table.column("customer_id").to_pylist()) == {customer}, key
+        got.update(table.column("id").to_pylist())
+    assert got == Counter(range(40_000))
+    log = d.log_path.read_text()
+    assert "Delivered an object." in log
+
+
+def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon):
+    seed = int(os.environ.get("SLUICE_TEST_SEED", random.randrange(1 << 30)))
+    print(f"SLUICE_TEST_SEED={seed}")
+    rng = random.Random(seed)
+    out, state = tmp_path / "out", tmp_path / "state"
+    cfg = write_config(tmp_path / "crash.toml", stream_toml("crash", out, interval_secs=1, size_bytes=1 << 20))
+    ids = itertools.count()
+    make = lambda tag, batch_ids: records(batch_ids, customers=60)  # noqa: E731
+    acked, maybe = [], []
+    for cycle in range(3):
+        d = start_daemon(cfg, state_dir=state)
+        sender = Sender(d.endpoint, f"k{cycle}", ids, make_records=make)
+        sender.start()
+        time.sleep(rng.uniform(0.8, 2.5))
+        d.kill9()
+        sender.join(30)
+        assert not sender.is_alive() and not sender.unexpected, sender.unexpected[:3]
+        assert sender.acked, f"cycle {cycle}: nothing acknowledged ({sender.errors})"
+        acked += sender.acked
+        maybe += sender.maybe
+        got = data_records(out)
+        check_no_dup_no_foreign(got, set(acked), set(maybe))
+    d = start_daemon(cfg, state_dir=state)
+    final = records(range(10_000_000, 10_001_000), customers=60)
+    put_batch_ok(firehose_client(d.endpoint), "crash", final)
+    acked += final
+    d.stop_ok()
+    got = data_records(out)
+    check_no_dup_no_foreign(got, set(acked), set(maybe))
+    missing = set(acked) - set(got)
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged records lost (seed {seed})"
+    partitions = {k.split("/")[1] for k in list_objects(out) if k.startswith("data/")}
+    assert len(partitions) == 60
+    assert not staged_files(out)
