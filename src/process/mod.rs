@@ -25,6 +25,7 @@
 //! `AppendDelimiterToRecord` is applied by the raw encoder, which writes the
 //! delimiter without copying the record.
 
+pub mod metadata;
 pub mod wasm;
 
 use std::path::{Path, PathBuf};
