@@ -19,6 +19,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from conftest import (
+    firehose_config,
     firehose_client,
     list_objects,
     put_batch_ok,
@@ -112,7 +113,7 @@ def test_partition_limit_and_records_without_a_prefix_go_to_error_outputs(tmp_pa
     ok = records(range(80), customers=8)
     # Keys that cannot name a prefix: a path segment `..`, and no key at all (enrich
     # fails a record without the field itself, so that one is its processing-failed).
-    escaping = json.dumps({"customer_id": "..", "id": -1}).encode()
+    escaping = json.dumps({"customer_id": "x/../../etc", "id": -1}).encode()
     keyless = json.dumps({"id": -2}).encode()
     put_batch_ok(client, "limited", ok + [escaping, keyless])
     d.stop_ok()
@@ -184,7 +185,9 @@ def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon)
         d = start_daemon(cfg, state_dir=state)
         sender = Sender(d.endpoint, f"k{cycle}", ids, make_records=make)
         sender.start()
-        time.sleep(rng.uniform(0.8, 2.5))
+        # Past the first epoch (1 s) in most cycles, so kills land before, during and
+        # after commits.
+        time.sleep(rng.uniform(1.2, 3.5))
         d.kill9()
         sender.join(30)
         assert not sender.is_alive() and not sender.unexpected, sender.unexpected[:3]
@@ -195,7 +198,9 @@ def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon)
         check_no_dup_no_foreign(got, set(acked), set(maybe))
     d = start_daemon(cfg, state_dir=state)
     final = records(range(10_000_000, 10_001_000), customers=60)
-    put_batch_ok(firehose_client(d.endpoint), "crash", final)
+    client = firehose_client(d.endpoint)
+    for i in range(0, len(final), 500):
+        put_batch_ok(client, "crash", final[i : i + 500])
     acked += final
     d.stop_ok()
     got = data_records(out)
@@ -205,3 +210,48 @@ def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon)
     partitions = {k.split("/")[1] for k in list_objects(out) if k.startswith("data/")}
     assert len(partitions) == 60
     assert not staged_files(out)
+
+
+def test_jq_keys_from_the_firehose_shape_with_hive_paths(tmp_path, start_daemon):
+    """Firehose JSON: MetadataExtraction (JQ-1.6) keys, Hive-style year=/customer= paths
+    read back by DuckDB, `// "default"`, and records the query cannot read."""
+    out = tmp_path / "out"
+    cfg = firehose_config(
+        "jq", out,
+        Prefix="year=!{partitionKeyFromQuery:year}/customer=!{partitionKeyFromQuery:customer}/",
+        ErrorOutputPrefix=ERRORS,
+        DynamicPartitioningConfiguration={"Enabled": True, "RetryOptions": {"DurationInSeconds": 300}},
+        ProcessingConfiguration={"Enabled": True, "Processors": [
+            {"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery",
+                 "ParameterValue": '{year: (.ts | strftime("%Y")), customer: (.customer // "unknown" | ascii_downcase)}'},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"},
+            ]},
+            {"Type": "AppendDelimiterToRecord"},
+        ]},
+    )
+    d = start_daemon(write_config(tmp_path / "jq.json", cfg))
+    client = firehose_client(d.endpoint)
+    years = {2023: 1_690_000_000, 2024: 1_710_000_000, 2025: 1_740_000_000}
+    sent = [
+        json.dumps({"customer": f"C{n % 7}", "ts": years[2023 + n % 3] + n, "n": n}).encode()
+        for n in range(3_000)
+    ] + [json.dumps({"ts": years[2024], "n": -1}).encode()]
+    bad = [b"not json at all", json.dumps({"customer": "x", "n": -2}).encode()]  # no ts: strftime(null) fails
+    for i in range(0, len(sent), 500):
+        put_batch_ok(client, "jq", sent[i : i + 500])
+    put_batch_ok(client, "jq", bad)
+    d.stop_ok()
+
+    assert data_records(out) == Counter(sent)
+    rows = duckdb.sql(
+        f"SELECT year, customer, count(*) FROM read_json_auto('{out}/year=*/**/*', hive_partitioning = true, "
+        f"format = 'newline_delimited') GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    expected = Counter((2023 + n % 3, f"c{n % 7}") for n in range(3_000))
+    expected[(2024, "unknown")] += 1
+    assert {(int(y), c): n for y, c, n in rows} == dict(expected)
+    failed = {base64.b64decode(doc["rawData"]): doc for doc in error_docs(out)}
+    assert set(failed) == set(bad)
+    assert all(doc["errorCode"] == "DynamicPartitioning.MetadataExtractionFailed" for doc in failed.values())
+    assert "not JSON" in failed[b"not json at all"]["errorMessage"]

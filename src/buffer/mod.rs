@@ -483,9 +483,19 @@ impl BufferStage {
                 Stop::Full => self.close(epoch, epochs).await?,
                 Stop::ErrorOutputs => {
                     // A record failed with an error type whose object is not
-                    // open yet: open it; the next round writes the documents.
+                    // open yet: open it and write the waiting documents now
+                    // (the record may have been the batch's last).
                     self.open_error_outputs(&mut epoch).await?;
-                    *open = Some(epoch);
+                    let pending = std::mem::take(&mut epoch.pending);
+                    let (back, result) = tokio::task::spawn_blocking(move || {
+                        let mut epoch = epoch;
+                        let result = write_errors(&mut epoch, pending);
+                        (epoch, result)
+                    })
+                    .await
+                    .map_err(|e| BufferError::Task(e.to_string()))?;
+                    result?;
+                    *open = Some(back);
                 }
                 Stop::Open(partitions) => {
                     crate::metrics::inc(
@@ -745,6 +755,12 @@ impl BufferStage {
         if epoch.partitions.contains_key(&id) || to_open.iter().any(|(o, _, _)| *o == id) {
             return Route::Partition(id);
         }
+        // Named before the limit is checked, so a record whose keys give no
+        // valid prefix is reported as that, whatever the number of partitions.
+        let (key, name) = match self.namer.key_in(record.arrival_ms, None, Some(keys)) {
+            Ok(named) => named,
+            Err(e) => return failed(e),
+        };
         if epoch.partitions.len() + to_open.len() >= partitioning.max_active_partitions {
             return Route::Error(
                 ACTIVE_PARTITION_EXCEEDED,
@@ -757,13 +773,8 @@ impl BufferStage {
                 ),
             );
         }
-        match self.namer.key_in(record.arrival_ms, None, Some(keys)) {
-            Ok((key, name)) => {
-                to_open.push((id.clone(), key, name));
-                Route::Partition(id)
-            }
-            Err(e) => failed(e),
-        }
+        to_open.push((id.clone(), key, name));
+        Route::Partition(id)
     }
 
     /// Finishes the largest open objects until what they hold in memory is

@@ -57,12 +57,11 @@ const RECORD_DEAGGREGATION: &str = "RecordDeAggregation";
 /// The `Lambda` processor type: a WASM component here.
 const LAMBDA: &str = "Lambda";
 
+/// The `MetadataExtraction` processor type: jq partition keys.
+const METADATA_EXTRACTION: &str = "MetadataExtraction";
+
 /// The other processor types of the service model: known, not implemented.
-const UNSUPPORTED_PROCESSORS: [&str; 3] = [
-    "Decompression",
-    "CloudWatchLogProcessing",
-    "MetadataExtraction",
-];
+const UNSUPPORTED_PROCESSORS: [&str; 2] = ["Decompression", "CloudWatchLogProcessing"];
 
 /// `CreateDeliveryStreamInput`: every top-level field of the service model.
 #[derive(Debug, Deserialize)]
@@ -314,6 +313,7 @@ enum ProcessorKind {
     AppendDelimiter,
     Deaggregation,
     Lambda,
+    MetadataExtraction,
     Unsupported,
     Unknown,
 }
@@ -325,6 +325,8 @@ fn processor_kind(kind: &str) -> ProcessorKind {
         ProcessorKind::Deaggregation
     } else if kind == LAMBDA {
         ProcessorKind::Lambda
+    } else if kind == METADATA_EXTRACTION {
+        ProcessorKind::MetadataExtraction
     } else if UNSUPPORTED_PROCESSORS.contains(&kind) {
         ProcessorKind::Unsupported
     } else {
@@ -560,6 +562,12 @@ fn validate_destination(
         Some(pc) => processing(pc)?,
         None => (false, Processors::default()),
     };
+    if processors.metadata.is_some() && dynamic_partitioning.is_none() {
+        return Err(ConfigError::invalid(
+            format!("{ES3}.ProcessingConfiguration"),
+            "a MetadataExtraction processor needs DynamicPartitioningConfiguration enabled",
+        ));
+    }
     let conversion = format!("{ES3}.DataFormatConversionConfiguration");
     let format = match &d.data_format_conversion_configuration {
         Some(value) if section_enabled(value) => {
@@ -820,6 +828,16 @@ fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), Config
                     .transforms
                     .push(transform::firehose_lambda(&path, &parameters)?);
             }
+            ProcessorKind::MetadataExtraction => {
+                let parameters = processor_parameters(p, &path)?;
+                if chain.metadata.is_some() {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "only one MetadataExtraction processor is allowed",
+                    ));
+                }
+                chain.metadata = Some(metadata_extraction(&path, &parameters)?);
+            }
             // Pass 1 reports these; kept for totality.
             ProcessorKind::Unsupported => {
                 return Err(ConfigError::Unsupported {
@@ -827,7 +845,12 @@ fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), Config
                 });
             }
             ProcessorKind::Unknown => {
-                let mut known = vec![APPEND_DELIMITER, RECORD_DEAGGREGATION, LAMBDA];
+                let mut known = vec![
+                    APPEND_DELIMITER,
+                    RECORD_DEAGGREGATION,
+                    LAMBDA,
+                    METADATA_EXTRACTION,
+                ];
                 known.extend(UNSUPPORTED_PROCESSORS);
                 return Err(ConfigError::invalid(
                     type_option,
@@ -837,6 +860,38 @@ fn processing(pc: &ProcessingConfiguration) -> Result<(bool, Processors), Config
         }
     }
     Ok((append, chain))
+}
+
+/// A `MetadataExtraction` processor: `MetadataExtractionQuery` (required)
+/// and `JsonParsingEngine` (`JQ-1.6`, the only engine Firehose has).
+fn metadata_extraction(
+    path: &str,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> Result<crate::process::metadata::MetadataQuery, ConfigError> {
+    for name in parameters.keys() {
+        if name != "MetadataExtractionQuery" && name != "JsonParsingEngine" {
+            return Err(ConfigError::invalid(
+                format!("{path}.Parameters"),
+                format!(
+                    "unknown parameter {name:?} for MetadataExtraction (known: MetadataExtractionQuery, JsonParsingEngine)"
+                ),
+            ));
+        }
+    }
+    if let Some(engine) = parameters.get("JsonParsingEngine")
+        && engine != "JQ-1.6"
+    {
+        return Err(ConfigError::invalid(
+            format!("{path}.Parameters[JsonParsingEngine]"),
+            format!("must be JQ-1.6, got {engine:?}"),
+        ));
+    }
+    let option = format!("{path}.Parameters[MetadataExtractionQuery]");
+    let query = parameters
+        .get("MetadataExtractionQuery")
+        .ok_or_else(|| ConfigError::invalid(&option, "required"))?;
+    crate::process::metadata::MetadataQuery::compile(query)
+        .map_err(|why| ConfigError::invalid(option, why))
 }
 
 /// A processor's `Parameters` by name. A name given twice is refused:
@@ -904,13 +959,19 @@ fn ignored_options(input: &CreateDeliveryStreamInput) -> Vec<(String, &'static s
             "sluice logs to stderr (the journal under systemd)",
         ));
     }
-    if d.data_format_conversion_configuration.is_some() {
+    if d.data_format_conversion_configuration
+        .as_ref()
+        .is_some_and(|v| !section_enabled(v))
+    {
         out.push((
             format!("{ES3}.DataFormatConversionConfiguration"),
             "it is disabled (\"Enabled\": false)",
         ));
     }
-    if d.dynamic_partitioning_configuration.is_some() {
+    if d.dynamic_partitioning_configuration
+        .as_ref()
+        .is_some_and(|v| !section_enabled(v))
+    {
         out.push((
             format!("{ES3}.DynamicPartitioningConfiguration"),
             "it is disabled (\"Enabled\": false)",

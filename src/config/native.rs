@@ -181,6 +181,7 @@ struct RawCommon {
 #[derive(Debug, Deserialize)]
 #[serde(rename = "destination.dynamic_partitioning", deny_unknown_fields)]
 struct RawDynamicPartitioning {
+    query: Option<String>,
     max_active_partitions: Option<u64>,
     memory_budget_bytes: Option<u64>,
     retry_duration_secs: Option<u64>,
@@ -935,7 +936,17 @@ fn validate_destination(
     const TIME_ZONE: &str = "destination.time_zone";
     const APPEND_DELIMITER: &str = "destination.append_delimiter";
 
+    let metadata = raw
+        .dynamic_partitioning
+        .as_ref()
+        .and_then(|d| d.query.as_deref())
+        .map(|query| {
+            crate::process::metadata::MetadataQuery::compile(query)
+                .map_err(|why| ConfigError::invalid("destination.dynamic_partitioning.query", why))
+        })
+        .transpose()?;
     let processors = crate::process::Processors {
+        metadata,
         deaggregation: raw
             .deaggregation
             .as_ref()

@@ -58,6 +58,9 @@ pub struct Processors {
     pub deaggregation: Option<Deaggregation>,
     /// WASM transforms (Firehose `Lambda` processors), run in this order.
     pub transforms: Vec<TransformConfig>,
+    /// Firehose's `MetadataExtraction`: partition keys from a jq query, run
+    /// after the transforms on what they kept.
+    pub metadata: Option<metadata::MetadataQuery>,
 }
 
 /// Where a transform's component comes from.
@@ -216,7 +219,7 @@ impl BatchOutcomes {
 impl Processors {
     /// Whether records pass through unchanged.
     pub fn is_empty(&self) -> bool {
-        self.deaggregation.is_none() && self.transforms.is_empty()
+        self.deaggregation.is_none() && self.transforms.is_empty() && self.metadata.is_none()
     }
 }
 
@@ -270,6 +273,7 @@ struct Transform {
 pub struct Chain {
     deaggregation: Option<Deaggregation>,
     transforms: Vec<Transform>,
+    metadata: Option<metadata::MetadataQuery>,
     context: wasm::BatchContext,
 }
 
@@ -277,6 +281,7 @@ impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Chain")
             .field("deaggregation", &self.deaggregation)
+            .field("metadata", &self.metadata)
             .field(
                 "transforms",
                 &self.transforms.iter().map(|t| &t.name).collect::<Vec<_>>(),
@@ -309,6 +314,7 @@ impl Chain {
         Chain {
             deaggregation: processors.deaggregation.clone(),
             transforms: Vec::new(),
+            metadata: processors.metadata.clone(),
             context: wasm::BatchContext::default(),
         }
     }
@@ -350,6 +356,7 @@ impl Chain {
         Ok(Chain {
             deaggregation: processors.deaggregation.clone(),
             transforms,
+            metadata: processors.metadata.clone(),
             context: ctx.context.clone(),
         })
     }
@@ -415,6 +422,22 @@ impl Chain {
         }
         for transform in &self.transforms {
             self.transform(transform, records, &mut items);
+        }
+        if let Some(query) = &self.metadata {
+            for item in &mut items {
+                let Outcome::Ok(processed) = &mut item.state else {
+                    continue;
+                };
+                match query.extract(&processed.data) {
+                    Ok(keys) => processed.query_keys = keys,
+                    Err(failure) => {
+                        item.state = Outcome::Failed {
+                            raw: item.original.clone(),
+                            failure,
+                        }
+                    }
+                }
+            }
         }
         let mut out = BatchOutcomes {
             outcomes: Vec::with_capacity(items.len()),
@@ -700,7 +723,7 @@ mod tests {
     fn a_batch_gets_each_records_outcomes_in_order() {
         let p = Chain::without_transforms(&Processors {
             deaggregation: Some(Deaggregation::Json),
-            transforms: Vec::new(),
+            ..Processors::default()
         });
         let mut damaged = record(b"\x00\x01");
         damaged.damaged = Some("bytes 28..30 of segment 1".into());
@@ -745,6 +768,7 @@ mod tests {
         let path = wasm::tests::fixture_path()?;
         let processors = Processors {
             deaggregation,
+            metadata: None,
             transforms: transforms
                 .iter()
                 .map(|&(mode, batch_bytes, retries)| TransformConfig {
@@ -854,6 +878,7 @@ mod tests {
     fn a_transform_that_does_not_load_names_its_arn_and_file() {
         let processors = Processors {
             deaggregation: None,
+            metadata: None,
             transforms: vec![TransformConfig::new(ModuleRef::Lambda {
                 arn: "arn:aws:lambda:us-east-1:1:function:nowhere".into(),
                 function: "nowhere".into(),
@@ -875,6 +900,7 @@ mod tests {
         if let Some(path) = wasm::tests::fixture_path() {
             let processors = Processors {
                 deaggregation: None,
+                metadata: None,
                 transforms: vec![TransformConfig {
                     init: vec![("mode".into(), "init-fail".into())],
                     ..TransformConfig::new(ModuleRef::Path(path.to_path_buf()))
