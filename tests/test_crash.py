@@ -81,6 +81,29 @@ class Sender(threading.Thread):
             self.unexpected.append(e)
 
 
+def kill9_cycles(start_daemon, cfg, state, rng, cycles: int, wait: tuple[float, float], check=None, **sender_kw):
+    """Start the daemon on `state`, send with a Sender for a random time within `wait`,
+    kill -9, repeat `cycles` times; after each cycle `check(acked, maybe)` looks at what
+    is visible. Returns every acknowledged and every maybe-delivered record."""
+    ids = itertools.count()
+    acked: list[bytes] = []
+    maybe: list[bytes] = []
+    for cycle in range(cycles):
+        d = start_daemon(cfg, state_dir=state)
+        sender = Sender(d.endpoint, f"k{cycle}", ids, **sender_kw)
+        sender.start()
+        time.sleep(rng.uniform(*wait))
+        d.kill9()
+        sender.join(30)
+        assert not sender.is_alive() and not sender.unexpected, sender.unexpected[:3]
+        assert sender.acked, f"cycle {cycle}: nothing acknowledged ({sender.errors})"
+        acked += sender.acked
+        maybe += sender.maybe
+        if check is not None:
+            check(acked, maybe)
+    return acked, maybe
+
+
 def check_no_dup_no_foreign(delivered: Counter, acked: set, maybe: set) -> None:
     dups = {r: c for r, c in delivered.items() if c > 1}
     assert not dups, f"{len(dups)} records delivered more than once, e.g. {list(dups.items())[:2]}"

@@ -6,7 +6,6 @@ Parquet, and kill -9 with many partitions open: every record exactly once."""
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import os
 import random
@@ -26,7 +25,7 @@ from conftest import (
     staged_files,
     write_config,
 )
-from test_crash import Sender, check_no_dup_no_foreign
+from test_crash import check_no_dup_no_foreign, kill9_cycles
 from test_transforms import component, data_records, error_docs
 
 PREFIX = "data/customer=!{partitionKeyFromLambda:customer_id}/"
@@ -178,24 +177,13 @@ def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon)
     rng = random.Random(seed)
     out, state = tmp_path / "out", tmp_path / "state"
     cfg = write_config(tmp_path / "crash.toml", stream_toml("crash", out, interval_secs=1, size_bytes=1 << 20))
-    ids = itertools.count()
     make = lambda tag, batch_ids: records(batch_ids, customers=60)  # noqa: E731
-    acked, maybe = [], []
-    for cycle in range(3):
-        d = start_daemon(cfg, state_dir=state)
-        sender = Sender(d.endpoint, f"k{cycle}", ids, make_records=make)
-        sender.start()
-        # Past the first epoch (1 s) in most cycles, so kills land before, during and
-        # after commits.
-        time.sleep(rng.uniform(1.2, 3.5))
-        d.kill9()
-        sender.join(30)
-        assert not sender.is_alive() and not sender.unexpected, sender.unexpected[:3]
-        assert sender.acked, f"cycle {cycle}: nothing acknowledged ({sender.errors})"
-        acked += sender.acked
-        maybe += sender.maybe
-        got = data_records(out)
-        check_no_dup_no_foreign(got, set(acked), set(maybe))
+    # Past the first epoch (1 s) in most cycles, so kills land before, during and after
+    # commits.
+    acked, maybe = kill9_cycles(
+        start_daemon, cfg, state, rng, 3, (1.2, 3.5), make_records=make,
+        check=lambda acked, maybe: check_no_dup_no_foreign(data_records(out), set(acked), set(maybe)),
+    )
     d = start_daemon(cfg, state_dir=state)
     final = records(range(10_000_000, 10_001_000), customers=60)
     client = firehose_client(d.endpoint)

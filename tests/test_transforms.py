@@ -7,7 +7,6 @@ dropped on purpose, or in a processing-failed error object with Firehose's docum
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import os
 import random
@@ -30,7 +29,7 @@ from conftest import (
     staged_files,
     write_config,
 )
-from test_crash import Sender, check_no_dup_no_foreign
+from test_crash import check_no_dup_no_foreign, kill9_cycles
 
 REPO = Path(__file__).resolve().parent.parent
 COMPONENTS = REPO / "transforms" / "target" / "components"
@@ -283,19 +282,7 @@ def test_kill9_during_transforms_is_exactly_once(tmp_path, start_daemon):
     cfg = write_config(tmp_path / "crash.toml", toml_stream("crash", out, [
         {"module": str(fixture), "config": {"mode": "upper"}, "batch_size_bytes": 20000},
     ]))
-    ids = itertools.count()
-    acked, maybe = [], []
-    for cycle in range(3):
-        d = start_daemon(cfg, state_dir=state)
-        sender = Sender(d.endpoint, f"k{cycle}", ids, pad=100)
-        sender.start()
-        time.sleep(rng.uniform(0.5, 1.5))
-        d.kill9()
-        sender.join(30)
-        assert not sender.is_alive() and not sender.unexpected, sender.unexpected[:3]
-        assert sender.acked, f"cycle {cycle}: nothing acknowledged ({sender.errors})"
-        acked += sender.acked
-        maybe += sender.maybe
+    acked, maybe = kill9_cycles(start_daemon, cfg, state, rng, 3, (0.5, 1.5), pad=100)
     d = start_daemon(cfg, state_dir=state)
     final = json_records("final", range(300))
     put_batch_ok(firehose_client(d.endpoint), "crash", final)

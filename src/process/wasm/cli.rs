@@ -601,10 +601,7 @@ mod tests {
             render_line("3", &Outcome::Dropped).0,
             r#"{"recordId":"3","result":"Dropped"}"#
         );
-        let failed = Outcome::Failed(Failure {
-            code: "Lambda.ProcessingFailed",
-            message: "not \"JSON\"".into(),
-        });
+        let failed = Outcome::Failed(Failure::new("Lambda.ProcessingFailed", "not \"JSON\""));
         assert_eq!(
             render_line("4", &failed).0,
             r#"{"recordId":"4","result":"ProcessingFailed","errorCode":"Lambda.ProcessingFailed","errorMessage":"not \"JSON\""}"#
