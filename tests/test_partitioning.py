@@ -132,6 +132,31 @@ def test_partition_limit_and_records_without_a_prefix_go_to_error_outputs(tmp_pa
     assert failed[keyless]["errorCode"] == "Lambda.ProcessingFailed"
 
 
+def test_a_burst_of_10000_keys_overflows_exactly_past_500(tmp_path, start_daemon):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "p.toml", stream_toml("burst", out, interval_secs=60))
+    d = start_daemon(cfg)
+    client = firehose_client(d.endpoint)
+    sent = records(range(10_000), customers=10_000, pad=0)
+    for i in range(0, len(sent), 500):
+        put_batch_ok(client, "burst", sent[i : i + 500])
+    d.stop_ok()
+    # Records are routed in order: the first 500 keys open partitions (Firehose's
+    # default limit), every later key's record is an activePartitionExceeded document.
+    assert data_records(out) == Counter(sent[:500])
+    exceeded = [base64.b64decode(json.loads(line)["rawData"]) for key in list_objects(out)
+                if key.startswith("errors/activePartitionExceeded/") for line in (out / key).read_bytes().splitlines()]
+    assert Counter(exceeded) == Counter(sent[500:])
+    assert len({k.split("/")[1] for k in list_objects(out) if k.startswith("data/")}) == 500
+
+
+def rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
 def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
     """Parquet holds its row group in memory: 40 partitions under a 1 MiB budget are
     finished early, into more (smaller) objects, and nothing is lost."""
@@ -148,7 +173,10 @@ def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
     d = start_daemon(cfg)
     client = firehose_client(d.endpoint)
     sent = records(range(40_000), customers=40, pad=200)
-    for i in range(0, len(sent), 500):
+    put_batch_ok(client, "budget", sent[:500])
+    wait_for(lambda: rss_kib(d.pid, "VmRSS") > 0)
+    base = rss_kib(d.pid, "VmRSS")
+    for i in range(500, len(sent), 500):
         put_batch_ok(client, "budget", sent[i : i + 500])
     def finished_early():
         with urllib.request.urlopen(f"{d.endpoint}/metrics", timeout=10) as r:
@@ -156,6 +184,11 @@ def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("sluice_partitions_finished_for_memory_total"))
     wait_for(finished_early, what="objects finished for the memory budget")
+    # Growth over the daemon's size after its first batch: the 1 MiB budget plus what a
+    # batch in flight holds (a 4 MiB read, its outcomes, 40 open Arrow builders).
+    grown_mib = (rss_kib(d.pid, "VmHWM") - base) / 1024
+    print(f"peak RSS grew {grown_mib:.1f} MiB over {base / 1024:.1f} MiB with a 1 MiB budget")
+    assert grown_mib < 1 + 48, grown_mib
     d.stop_ok()
 
     keys = [k for k in list_objects(out) if k.startswith("data/")]

@@ -710,7 +710,7 @@ impl BufferStage {
                     // Asking every open encoder costs one call per partition:
                     // done every few records, so memory overshoots the budget
                     // by at most those records.
-                    if epoch.records % BUDGET_CHECK_RECORDS == 0 {
+                    if epoch.records.is_multiple_of(BUDGET_CHECK_RECORDS) {
                         self.keep_memory_budget(epoch, partitioning.memory_budget_bytes)?;
                     }
                     if epoch.objects() >= MAX_EPOCH_OBJECTS {

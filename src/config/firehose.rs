@@ -1213,7 +1213,7 @@ mod tests {
             doc,
             &format!("{d}/ProcessingConfiguration/Processors"),
             Some(
-                json!([{"Type": "AppendDelimiterToRecord"}, {"Type": "Decompression"}, {"Type": "MetadataExtraction"}]),
+                json!([{"Type": "AppendDelimiterToRecord"}, {"Type": "Decompression"}, {"Type": "CloudWatchLogProcessing"}]),
             ),
         );
 
@@ -1234,7 +1234,7 @@ mod tests {
             "SnowflakeDestinationConfiguration",
             "IcebergDestinationConfiguration",
             "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[1] (Type Decompression)",
-            "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[2] (Type MetadataExtraction)",
+            "ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[2] (Type CloudWatchLogProcessing)",
         ];
         assert_eq!(options.len(), expected.len(), "{options:#?}");
         for (got, want) in options.iter().zip(expected) {
@@ -1450,6 +1450,73 @@ mod tests {
             err.contains("ExtendedS3DestinationConfiguration.BucketARN"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn dynamic_partitioning_takes_a_jq_query_and_needs_keys_in_the_prefix() {
+        let es3 = "/ExtendedS3DestinationConfiguration";
+        let query = |q: &str, engine: &str| {
+            json!({"Enabled": true, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery", "ParameterValue": q},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": engine},
+            ]}]})
+        };
+        let doc = |processing: Value, dp: Option<Value>, prefix: &str| {
+            let doc = with(
+                base(),
+                &format!("{es3}/ProcessingConfiguration"),
+                Some(processing),
+            );
+            let doc = with(doc, &format!("{es3}/DynamicPartitioningConfiguration"), dp);
+            let doc = with(doc, &format!("{es3}/Prefix"), Some(json!(prefix)));
+            with(
+                doc,
+                &format!("{es3}/ErrorOutputPrefix"),
+                Some(json!("e/!{firehose:error-output-type}/")),
+            )
+        };
+        let on = Some(json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": 60}}));
+        let keyed = "c=!{partitionKeyFromQuery:c}/";
+        let config = parse_json(&doc(query("{c: .c}", "JQ-1.6"), on.clone(), keyed)).unwrap();
+        let d = &config.destination;
+        assert_eq!(d.processors.metadata.as_ref().unwrap().as_str(), "{c: .c}");
+        assert_eq!(
+            d.dynamic_partitioning.as_ref().unwrap().retry_duration,
+            Duration::from_secs(60)
+        );
+        for (document, says) in [
+            (
+                doc(query("{c: .c}", "JQ-1.5"), on.clone(), keyed),
+                "must be JQ-1.6",
+            ),
+            (
+                doc(query("{c: .c", "JQ-1.6"), on.clone(), keyed),
+                "MetadataExtractionQuery",
+            ),
+            (
+                doc(query("{c: .c}", "JQ-1.6"), None, keyed),
+                "need dynamic partitioning enabled",
+            ),
+            (
+                doc(query("{c: .c}", "JQ-1.6"), None, "plain/"),
+                "needs DynamicPartitioningConfiguration",
+            ),
+            (
+                doc(query("{c: .c}", "JQ-1.6"), on.clone(), "plain/"),
+                "at least one !{partitionKeyFromQuery",
+            ),
+            (
+                doc(
+                    query("{c: .c}", "JQ-1.6"),
+                    Some(json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": 9000}})),
+                    keyed,
+                ),
+                "from 0 to 7200",
+            ),
+        ] {
+            let err = parse_json(&document).unwrap_err().to_string();
+            assert!(err.contains(says), "{says}: {err}");
+        }
     }
 
     #[test]

@@ -356,6 +356,7 @@ pub(super) const OPTIONS: &[NativeOption] = &[
     option("destination.backup.compression", Str),
     option("destination.deaggregation.sub_record_type", Str).required(),
     option("destination.deaggregation.delimiter", Str),
+    option("destination.dynamic_partitioning.query", Str),
     option(
         "destination.dynamic_partitioning.max_active_partitions",
         Count,
