@@ -68,9 +68,12 @@ use crate::process::Failure;
 /// contract revision changes this module only.
 mod bindings {
     #![allow(missing_docs)]
+    // Borrowing: the records handed to `transform` are lowered straight from the
+    // host's buffers into the guest's memory, not copied into owned vectors first.
     wasmtime::component::bindgen!({
         world: "transformer",
         path: "transforms/wit",
+        ownership: Borrowing { duplicate_if_necessary: false },
     });
 }
 
@@ -817,10 +820,10 @@ impl TransformHost {
         let mut lease = self.lease()?;
         let input: Vec<wit::InputRecord> = records.iter().map(to_wit_record).collect();
         let wit_ctx = wit::BatchContext {
-            invocation_id: ctx.invocation_id.clone(),
-            delivery_stream_arn: ctx.delivery_stream_arn.clone(),
-            region: ctx.region.clone(),
-            source_kinesis_stream_arn: ctx.source_kinesis_stream_arn.clone(),
+            invocation_id: &ctx.invocation_id,
+            delivery_stream_arn: &ctx.delivery_stream_arn,
+            region: &ctx.region,
+            source_kinesis_stream_arn: ctx.source_kinesis_stream_arn.as_deref(),
         };
         let Some(instance) = lease.instance.as_mut() else {
             return Err(TransformError::Engine("leased an empty pool slot".into()));
@@ -828,7 +831,7 @@ impl TransformHost {
         self.arm(&mut instance.store, records.len());
         let result = instance
             .bindings
-            .call_transform(&mut instance.store, &wit_ctx, &input);
+            .call_transform(&mut instance.store, wit_ctx, &input);
         let stderr = self.take_output(&instance.store);
         let output = match result {
             Ok(output) => output,
@@ -986,14 +989,30 @@ impl TransformHost {
                 detail: format!("{size} bytes"),
             });
         }
-        let index: HashMap<&str, usize> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.id.as_str(), i))
-            .collect();
+        // The chain numbers its records 0..n, so an id usually names its own index;
+        // other ids (any caller may choose them) are found through a map, built only
+        // when one is needed.
+        let mut index: Option<HashMap<&str, usize>> = None;
+        let mut position = |id: &str| -> Option<usize> {
+            if let Ok(i) = id.parse::<usize>()
+                && records.get(i).is_some_and(|r| r.id == id)
+            {
+                return Some(i);
+            }
+            index
+                .get_or_insert_with(|| {
+                    records
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| (r.id.as_str(), i))
+                        .collect()
+                })
+                .get(id)
+                .copied()
+        };
         let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
         for o in output {
-            let Some(&i) = index.get(o.record_id.as_str()) else {
+            let Some(i) = position(&o.record_id) else {
                 return Err(TransformError::UnknownRecordId {
                     module: module(),
                     id: o.record_id,
@@ -1126,7 +1145,12 @@ impl TransformHost {
                 }
             }
         })?;
-        let init = bindings.call_init(&mut store, &self.init);
+        let config: Vec<(&str, &str)> = self
+            .init
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let init = bindings.call_init(&mut store, &config);
         let stderr = self.take_output(&store);
         match init {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
@@ -1172,15 +1196,15 @@ impl Drop for Lease<'_> {
     }
 }
 
-fn to_wit_record(r: &Record) -> wit::InputRecord {
+fn to_wit_record(r: &Record) -> wit::InputRecord<'_> {
     wit::InputRecord {
-        record_id: r.id.clone(),
+        record_id: &r.id,
         approximate_arrival_timestamp: r.arrival_ms,
-        data: r.data.to_vec(),
+        data: &r.data,
         kinesis: r.kinesis.as_ref().map(|k| wit::KinesisMetadata {
-            shard_id: k.shard_id.clone(),
-            partition_key: k.partition_key.clone(),
-            sequence_number: k.sequence_number.clone(),
+            shard_id: &k.shard_id,
+            partition_key: &k.partition_key,
+            sequence_number: &k.sequence_number,
             subsequence_number: k.subsequence_number,
             approximate_arrival_timestamp: k.arrival_ms,
         }),
