@@ -627,3 +627,44 @@ def check_key_times(keys: list[str], stream: str, t_start: float, t_end: float, 
         assert lo.replace(minute=0, second=0) <= hour <= hi, f"{key}: prefix hour {hour} outside [{lo}, {hi}]"
         ts = datetime.strptime(m["ts"], "%Y-%m-%d-%H-%M-%S").replace(tzinfo=tz)
         assert lo <= ts <= hi, f"{key}: name timestamp {ts} outside [{lo}, {hi}]"
+
+
+# ----------------------------------------------------------------------------------------
+# WASM components and waiting
+# ----------------------------------------------------------------------------------------
+
+COMPONENTS = REPO / "transforms" / "target" / "components"
+
+
+def wasm_component(name: str) -> Path:
+    """An example component, built by transforms/build.sh (scripts/test.sh runs it first)."""
+    path = COMPONENTS / f"{name}.wasm"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run transforms/build.sh (scripts/test.sh does)")
+    return path
+
+
+def wasm_fixture() -> Path:
+    """The hostile test guest (tests/wasm-fixtures): SLUICE_WASM_FIXTURE, or built now
+    (a no-op when up to date). Skips only where wasm32-wasip2 cannot be installed."""
+    env = os.environ.get("SLUICE_WASM_FIXTURE")
+    if env:
+        return Path(env)
+    out = subprocess.run(["bash", str(REPO / "tests/wasm-fixtures/build.sh")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    if not out.stdout.strip():
+        if os.environ.get("CI"):
+            pytest.fail(f"wasm32-wasip2 cannot be installed (CI=true): {out.stderr}")
+        pytest.skip(f"wasm32-wasip2 cannot be installed: {out.stderr}")
+    return Path(out.stdout.strip())
+
+
+def wait_until(predicate, timeout: float = 60.0, what: str = "condition"):
+    """Polls `predicate` until it returns something true (which is returned); fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+    return value
+

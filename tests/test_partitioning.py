@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import random
-import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -18,6 +17,8 @@ import duckdb
 import pyarrow.parquet as pq
 
 from conftest import (
+    wait_until,
+    wasm_component,
     firehose_config,
     firehose_client,
     list_objects,
@@ -26,7 +27,7 @@ from conftest import (
     write_config,
 )
 from test_crash import check_no_dup_no_foreign, kill9_cycles
-from test_transforms import component, data_records, error_docs
+from test_transforms import data_records, error_docs
 
 PREFIX = "data/customer=!{partitionKeyFromLambda:customer_id}/"
 ERRORS = "errors/!{firehose:error-output-type}/"
@@ -45,7 +46,7 @@ def stream_toml(name: str, out: Path, *, interval_secs: int = 2, size_bytes: int
     lines += [f"{k} = {v}" for k, v in (partitioning or {}).items()]
     lines += [
         "[[destination.transform]]",
-        f"module = {json.dumps(str(component('enrich')))}",
+        f"module = {json.dumps(str(wasm_component('enrich')))}",
         'config = { keys = "customer_id" }',
     ]
     if fmt:
@@ -58,15 +59,6 @@ def records(ids, customers: int, pad: int = 40) -> list[bytes]:
         json.dumps({"customer_id": f"c{n % customers:03d}", "id": n, "pad": "x" * pad}, separators=(",", ":")).encode()
         for n in ids
     ]
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def test_records_over_300_keys_land_under_their_partitions(tmp_path, start_daemon):
@@ -174,7 +166,6 @@ def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
     client = firehose_client(d.endpoint)
     sent = records(range(40_000), customers=40, pad=200)
     put_batch_ok(client, "budget", sent[:500])
-    wait_for(lambda: rss_kib(d.pid, "VmRSS") > 0)
     base = rss_kib(d.pid, "VmRSS")
     for i in range(500, len(sent), 500):
         put_batch_ok(client, "budget", sent[i : i + 500])
@@ -183,7 +174,7 @@ def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
             text = r.read().decode()
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("sluice_partitions_finished_for_memory_total"))
-    wait_for(finished_early, what="objects finished for the memory budget")
+    wait_until(finished_early, what="objects finished for the memory budget")
     # Growth over the daemon's size after its first batch: the 1 MiB budget plus what a
     # batch in flight holds (a 4 MiB read, its outcomes, 40 open Arrow builders).
     grown_mib = (rss_kib(d.pid, "VmHWM") - base) / 1024

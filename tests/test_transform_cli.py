@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, wasm_component
 
-COMPONENTS = REPO / "transforms" / "target" / "components"
 IN_CI = os.environ.get("CI") == "true"
 # Compiling an 18 MB Python component with a debug build of sluice takes a while.
 RUN_TIMEOUT = 300
@@ -53,13 +52,6 @@ def transform_test(sluice_bin, module, lines: list[bytes], *config: str, extra=(
     return p, out
 
 
-def component(name: str) -> Path:
-    path = COMPONENTS / f"{name}.wasm"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run transforms/build.sh (scripts/test.sh does)")
-    return path
-
-
 def ok_stderr(p) -> str:
     err = p.stderr.decode(errors="replace")
     assert p.returncode == 0, err
@@ -73,7 +65,7 @@ def test_identity_echoes_every_line_with_ids_and_base64_for_binary(sluice_bin, t
     lines = [b'{"a":1}', b"", b"plain text", b"\xff\x00"]
     records = tmp_path / "records.jsonl"
     records.write_bytes(b"\n".join(lines))  # no final newline: the last line still counts
-    p = run(sluice_bin, "transform", "test", "--module", component("identity"), "--input", records)
+    p = run(sluice_bin, "transform", "test", "--module", wasm_component("identity"), "--input", records)
     err = ok_stderr(p)
     out = [json.loads(line) for line in p.stdout.decode().splitlines()]
     assert out == [
@@ -88,7 +80,7 @@ def test_identity_echoes_every_line_with_ids_and_base64_for_binary(sluice_bin, t
 def test_filter_drops_keeps_and_fails(sluice_bin):
     p, out = transform_test(
         sluice_bin,
-        component("filter"),
+        wasm_component("filter"),
         [b'{"level":"debug","m":1}', b'{"level":"info","m":2}', b"not json"],
         "drop_if_field=level",
         "equals=debug",
@@ -105,7 +97,7 @@ def test_filter_drops_keeps_and_fails(sluice_bin):
 def test_enrich_partition_keys(sluice_bin):
     good = b'{"customer_id":"c1","region":"eu","n":3}'
     p, out = transform_test(
-        sluice_bin, component("enrich"), [good, b'{"customer_id":7}'], "keys=customer_id,region"
+        sluice_bin, wasm_component("enrich"), [good, b'{"customer_id":7}'], "keys=customer_id,region"
     )
     ok_stderr(p)
     assert out[0] == {
@@ -121,7 +113,7 @@ def test_enrich_partition_keys(sluice_bin):
 def test_redact_rewrites_the_data(sluice_bin):
     p, out = transform_test(
         sluice_bin,
-        component("redact"),
+        wasm_component("redact"),
         [b'{"user":"ann","password":"hunter2","ip":"10.0.0.1"}', b"[1]"],
         "redact=password",
         "rename=ip:client_ip",
@@ -133,7 +125,7 @@ def test_redact_rewrites_the_data(sluice_bin):
 
 
 def test_init_refusing_the_config_exits_1(sluice_bin):
-    p, out = transform_test(sluice_bin, component("identity"), [b"x"], "colour=blue")
+    p, out = transform_test(sluice_bin, wasm_component("identity"), [b"x"], "colour=blue")
     err = p.stderr.decode()
     assert p.returncode == 1, err
     assert out == []
@@ -147,9 +139,9 @@ def test_usage_errors_exit_2(sluice_bin, tmp_path):
     cases = [
         (["--module", tmp_path / "absent.wasm"], b"x\n", "cannot read"),
         (["--module", not_wasm], b"x\n", "does not compile"),
-        (["--module", component("identity"), "--input", tmp_path / "absent.jsonl"], b"", "cannot read --input"),
-        (["--module", component("identity")], b"", "no records"),
-        (["--module", component("identity"), "--config", "novalue"], b"x\n", "is not KEY=VALUE"),
+        (["--module", wasm_component("identity"), "--input", tmp_path / "absent.jsonl"], b"", "cannot read --input"),
+        (["--module", wasm_component("identity")], b"", "no records"),
+        (["--module", wasm_component("identity"), "--config", "novalue"], b"x\n", "is not KEY=VALUE"),
     ]
     for args, stdin, message in cases:
         p = run(sluice_bin, "transform", "test", *args, input=stdin)

@@ -10,14 +10,15 @@ import base64
 import json
 import os
 import random
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from conftest import (
+    COMPONENTS,
+    wait_until,
+    wasm_component,
+    wasm_fixture,
     firehose_client,
     firehose_config,
     json_records,
@@ -30,34 +31,6 @@ from conftest import (
     write_config,
 )
 from test_crash import check_no_dup_no_foreign, kill9_cycles
-
-REPO = Path(__file__).resolve().parent.parent
-COMPONENTS = REPO / "transforms" / "target" / "components"
-
-
-def fixture_component() -> Path:
-    """The hostile test guest (tests/wasm-fixtures), built by scripts/test.sh; built here
-    when this file runs alone (a no-op when up to date)."""
-    env = os.environ.get("SLUICE_WASM_FIXTURE")
-    if env:
-        return Path(env)
-    out = subprocess.run(["bash", str(REPO / "tests/wasm-fixtures/build.sh")], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    if not out.stdout.strip():
-        pytest.skip(f"wasm32-wasip2 cannot be installed: {out.stderr}")
-    return Path(out.stdout.strip())
-
-
-def component(name: str) -> Path:
-    path = COMPONENTS / f"{name}.wasm"
-    if not path.exists():
-        # transforms/build.sh builds them (scripts/test.sh runs it before pytest); in CI
-        # all must exist.
-        if os.environ.get("CI"):
-            raise AssertionError(f"{path} missing: transforms/build.sh did not build it")
-        pytest.skip(f"{path} not built (run transforms/build.sh)")
-    return path
-
 
 def toml_stream(name: str, out: Path, transforms: list[dict], *, interval_secs: int = 1) -> str:
     """A native Direct PUT stream into `out` with `[[destination.transform]]` tables."""
@@ -102,22 +75,11 @@ def data_records(out: Path, json_lines: bool = True) -> Counter:
     )
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_example_plugins_run_in_the_daemon_from_both_config_shapes(tmp_path, start_daemon):
     """Firehose shape: Lambda ARNs resolved in --transforms-dir (access-log -> redact, a
     chain); native shape: module paths with init config (Python then JavaScript)."""
     for name in ("access-log", "redact", "python-upper", "js-tag", "filter"):
-        component(name)
+        wasm_component(name)
     lambda_arn = "arn:aws:lambda:us-east-1:123456789012:function:{}"
     logs_out, json_out = tmp_path / "logs-out", tmp_path / "json-out"
     logs_cfg = firehose_config(
@@ -144,7 +106,7 @@ def test_example_plugins_run_in_the_daemon_from_both_config_shapes(tmp_path, sta
         tmp_path / "json.toml",
         toml_stream("json", json_out, [
             {"module": "python-upper.wasm", "config": {"field": "msg"}},
-            {"module": str(COMPONENTS / "js-tag.wasm"), "config": {"field": "via", "value": "sluice"}},
+            {"module": str(wasm_component("js-tag")), "config": {"field": "via", "value": "sluice"}},
             {"module": "filter.wasm", "config": {"drop_if_field": "level", "equals": "debug"}},
         ]),
     )
@@ -160,7 +122,7 @@ def test_example_plugins_run_in_the_daemon_from_both_config_shapes(tmp_path, sta
     docs = [json.dumps({"msg": f"hello {i}", "level": "debug" if i % 4 == 0 else "info", "i": i}).encode() for i in range(100)]
     put_batch_ok(client, "json", docs + [b"[1, 2]"])
 
-    wait_for(lambda: len(error_docs(logs_out)) == 1 and len(error_docs(json_out)) == 1, what="both error objects")
+    wait_until(lambda: len(error_docs(logs_out)) == 1 and len(error_docs(json_out)) == 1, what="both error objects")
     d.stop_ok()
 
     # access-log parsed every line; redact (no options) passed them through.
@@ -205,7 +167,7 @@ HOSTILE = [
 
 
 def test_hostile_components_fail_their_records_and_the_daemon_keeps_serving(tmp_path, start_daemon):
-    fixture = fixture_component()
+    fixture = wasm_fixture()
     hostile_out, refused_out, plain_out = tmp_path / "hostile", tmp_path / "refused", tmp_path / "plain"
     # batch_size_bytes = 1: every record is its own call, so each hostile record fails
     # exactly its own call and the good ones around it are delivered.
@@ -236,8 +198,8 @@ def test_hostile_components_fail_their_records_and_the_daemon_keeps_serving(tmp_
     plain = json_records("plain", range(20))
     put_batch_ok(client, "plain", plain)
 
-    wait_for(lambda: len(error_docs(hostile_out)) == len(HOSTILE), timeout=90, what="hostile error documents")
-    wait_for(lambda: len(error_docs(refused_out)) == 2, what="init-fail error documents")
+    wait_until(lambda: len(error_docs(hostile_out)) == len(HOSTILE), timeout=90, what="hostile error documents")
+    wait_until(lambda: len(error_docs(refused_out)) == 2, what="init-fail error documents")
     # A good batch after all of that is still transformed.
     late = json_records("late", range(5))
     put_batch_ok(client, "hostile", late)
@@ -277,7 +239,7 @@ def test_kill9_during_transforms_is_exactly_once(tmp_path, start_daemon):
     seed = int(os.environ.get("SLUICE_TEST_SEED", random.randrange(1 << 30)))
     print(f"SLUICE_TEST_SEED={seed}")
     rng = random.Random(seed)
-    fixture = fixture_component()
+    fixture = wasm_fixture()
     out, state = tmp_path / "out", tmp_path / "state"
     cfg = write_config(tmp_path / "crash.toml", toml_stream("crash", out, [
         {"module": str(fixture), "config": {"mode": "upper"}, "batch_size_bytes": 20000},
@@ -299,7 +261,7 @@ def test_kill9_during_transforms_is_exactly_once(tmp_path, start_daemon):
 
 
 def test_validate_names_the_transform_that_does_not_load(tmp_path):
-    fixture = fixture_component()
+    fixture = wasm_fixture()
     empty = tmp_path / "transforms"
     empty.mkdir()
     (empty / "broken.wasm").write_bytes(b"\0asm not really")
