@@ -604,27 +604,22 @@ async fn open_stream(
     };
     let processors = {
         let processors = destination.processors.clone();
-        let ctx = LoadContext {
-            transforms_dir: options.transforms_dir.clone(),
-            // Keyed by the module's hash and wasmtime's: a restart loads the
-            // native code instead of compiling for seconds.
-            cache_dir: Some(state_dir.join("wasm-cache")),
-            context: transform_context(config),
-        };
+        // Keyed by the module's hash and wasmtime's: a restart loads the native
+        // code instead of compiling for seconds.
+        let (transforms_dir, cache_dir) =
+            (options.transforms_dir.clone(), state_dir.join("wasm-cache"));
+        let context = transform_context(config);
         // Compiling is CPU work of up to seconds per component.
-        let chain = tokio::task::spawn_blocking(move || {
-            Chain::load(&processors, &ctx).map(|chain| {
-                let refused = chain.check_init();
-                (chain, refused)
-            })
+        let (chain, refused) = tokio::task::spawn_blocking(move || {
+            load_chain(&processors, transforms_dir, Some(cache_dir), context)
         })
         .await
         .map_err(|e| err(format!("loading transforms: {e}")))?
         .map_err(|e| err(e.to_string()))?;
-        for e in &chain.1 {
+        for e in &refused {
             tracing::error!(stream = %config.name, "{e}; its records go to processing-failed until this is fixed.");
         }
-        chain.0
+        chain
     };
     let stage = BufferStage {
         namer: ObjectNamer::new(&config.name, config.version, destination),
@@ -746,6 +741,27 @@ fn transform_context(config: &StreamConfig) -> crate::process::wasm::BatchContex
     }
 }
 
+/// Loads a stream's processor chain and creates one instance of each transform:
+/// the chain, and the transforms whose `init` refused their configuration.
+///
+/// # Errors
+/// [`crate::process::LoadError`] when a module is missing or not a component.
+fn load_chain(
+    processors: &crate::process::Processors,
+    transforms_dir: PathBuf,
+    cache_dir: Option<PathBuf>,
+    context: crate::process::wasm::BatchContext,
+) -> Result<(Chain, Vec<crate::process::LoadError>), crate::process::LoadError> {
+    let ctx = LoadContext {
+        transforms_dir,
+        cache_dir,
+        context,
+    };
+    let chain = Chain::load(processors, &ctx)?;
+    let refused = chain.check_init();
+    Ok((chain, refused))
+}
+
 /// Loads every stream's transforms as `sluice run` would (without the
 /// compile cache), for `sluice validate`: a missing module, one that is not
 /// a component of the contract, or one whose `init` refuses its
@@ -755,13 +771,13 @@ pub fn check_transforms(streams: &[StreamConfig], transforms_dir: &Path) -> Vec<
         .iter()
         .filter(|s| !s.destination.processors.transforms.is_empty())
         .flat_map(|s| {
-            let ctx = LoadContext {
-                transforms_dir: transforms_dir.to_path_buf(),
-                cache_dir: None,
-                context: transform_context(s),
-            };
-            let errors = match Chain::load(&s.destination.processors, &ctx) {
-                Ok(chain) => chain.check_init(),
+            let errors = match load_chain(
+                &s.destination.processors,
+                transforms_dir.to_path_buf(),
+                None,
+                transform_context(s),
+            ) {
+                Ok((_, refused)) => refused,
                 Err(e) => vec![e],
             };
             errors

@@ -1044,14 +1044,7 @@ fn native_dynamic_partitioning(
     const D: &str = "destination.dynamic_partitioning";
     let mut p = crate::buffer::Partitioning::default();
     let range = |key: &str, value: u64, min: u64, max: u64| {
-        if (min..=max).contains(&value) {
-            Ok(value)
-        } else {
-            Err(ConfigError::invalid(
-                format!("{D}.{key}"),
-                format!("must be between {min} and {max}, got {value}"),
-            ))
-        }
+        validate::within(&format!("{D}.{key}"), value, min, max)
     };
     if let Some(n) = raw.max_active_partitions {
         // Firehose allows up to 5,000 on request.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
+use super::validate::within as range;
 use crate::process::{MAX_BATCH_BYTES, ModuleRef, TransformConfig};
 
 /// `[[destination.transform]]`. Value types are checked with the keys
@@ -44,17 +45,6 @@ const MIN_MEMORY_BYTES: u64 = 1 << 20;
 const MAX_MEMORY_BYTES: u64 = 4 << 30;
 /// Firehose's `BufferIntervalInSeconds` range for a Lambda processor.
 const MAX_BATCH_INTERVAL_SECS: u64 = 900;
-
-fn range(option: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::invalid(
-            option,
-            format!("must be between {min} and {max}, got {value}"),
-        ))
-    }
-}
 
 /// The native `[[destination.transform]]` tables, in chain order.
 pub(super) fn native_transforms(raw: &[RawTransform]) -> Result<Vec<TransformConfig>, ConfigError> {

@@ -357,6 +357,18 @@ pub(super) fn in_range(option: &str, value: i64, min: u64, max: u64) -> Result<u
     }
 }
 
+/// A non-negative option (read as unsigned) within `[min, max]`.
+pub(super) fn within(option: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(
+            option,
+            format!("must be between {min} and {max}, got {value}"),
+        ))
+    }
+}
+
 /// Multipart part size: S3 needs at least 5 MiB per part (but the last);
 /// at most 5 GiB.
 pub(super) fn part_size_bytes(option: &str, bytes: i64) -> Result<u64, ConfigError> {

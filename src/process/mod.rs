@@ -216,13 +216,6 @@ impl BatchOutcomes {
     }
 }
 
-impl Processors {
-    /// Whether records pass through unchanged.
-    pub fn is_empty(&self) -> bool {
-        self.deaggregation.is_none() && self.transforms.is_empty() && self.metadata.is_none()
-    }
-}
-
 /// What a chain needs beside its configuration to load its transforms.
 #[derive(Debug, Clone)]
 pub struct LoadContext {
