@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, wasm_component
+from conftest import REPO, wasm_component, wasm_fixture
 
 IN_CI = os.environ.get("CI") == "true"
 # Compiling an 18 MB Python component with a debug build of sluice takes a while.
@@ -156,19 +156,7 @@ def test_usage_errors_exit_2(sluice_bin, tmp_path):
 
 @pytest.fixture(scope="module")
 def hostile() -> Path:
-    path = os.environ.get("SLUICE_WASM_FIXTURE")
-    if not path:
-        built = subprocess.run(
-            ["bash", str(REPO / "tests" / "wasm-fixtures" / "build.sh")],
-            capture_output=True,
-            timeout=600,
-        )
-        assert built.returncode == 0, built.stderr.decode(errors="replace")
-        path = built.stdout.decode().strip()
-        if not path:
-            why = "wasm32-wasip2 cannot be installed: " + built.stderr.decode(errors="replace")
-            skip_or_fail(why)
-    return Path(path)
+    return wasm_fixture()
 
 
 @pytest.mark.parametrize(
@@ -191,6 +179,26 @@ def test_a_failed_invocation_exits_1_with_its_code(sluice_bin, hostile, mode, ex
     if mode == "panic":
         # The guest's panic message (its stderr) is part of the error.
         assert "panic mode: the guest gives up" in err, err
+
+
+def test_guest_stdout_and_stderr_reach_the_log_rate_limited(sluice_bin, hostile):
+    """The chatty guest writes 1,000 `log` messages, stdout lines and stderr lines in one
+    call: the first ones reach the log with the module's name and stream, the rest are
+    held back by the instance's one rate limit and counted, and the records pass."""
+    p, out = transform_test(sluice_bin, hostile, [b"a"], "mode=chatty")
+    err = ok_stderr(p)
+    assert [r["result"] for r in out] == ["Ok"]
+    lines = err.splitlines()
+    stdout = [line for line in lines if 'stream="stdout"' in line]
+    stderr = [line for line in lines if 'stream="stderr"' in line]
+    assert stdout and "INFO" in stdout[0] and "stdout line 0" in stdout[0], err
+    assert stderr and "WARN" in stderr[0] and "stderr line 0" in stderr[0], err
+    assert all('module="fixture_guest"' in line for line in stdout + stderr), err
+    logged = [line for line in lines if "chatty line" in line] + stdout + stderr
+    assert 50 <= len(logged) <= 150, f"{len(logged)} guest lines logged of 3,000"
+    suppressed = [line for line in lines if "suppressed by the rate limit" in line]
+    assert len(suppressed) == 1, err
+    assert f"suppressed={3000 - len(logged)}" in suppressed[0], suppressed
 
 
 # --- transform new, built and run ----------------------------------------------------------------

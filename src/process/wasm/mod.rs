@@ -29,10 +29,11 @@
 //!   be opened), no environment variables, no arguments, no network (sockets and name
 //!   lookups are denied), stdin closed. componentize-py guests import WASI at run time, so
 //!   it must be linked, but nothing of the host is reachable through it. stdout and
-//!   stderr are discarded and counted (one debug line per call, so a chatty guest costs
-//!   one line); the last KiB of stderr is kept for the call's trap message, because a
-//!   Rust guest's panic message goes there. Logging is the `log` import: to `tracing`,
-//!   tagged with the module name, rate-limited per instance by a token bucket.
+//!   stderr go to sluice's log line by line (info and warn, tagged with the module name
+//!   and the stream), like the `log` import's messages, and all three share one token
+//!   bucket per instance, so a chatty guest cannot flood the log; the last KiB of stderr
+//!   is also kept for the call's trap message, because a Rust guest's panic message goes
+//!   there.
 //! - deadline per call ([`Limits::deadline`], default 60 s like a generous Lambda
 //!   timeout): epoch interruption, with one ticker thread per host bumping the epoch every
 //!   [`EPOCH_TICK`]. Epochs cost a few percent of guest speed; fuel would be exact but
@@ -86,7 +87,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// tokio blocking threads and Rust test threads), so it must leave room for the host.
 pub const WASM_STACK_BYTES: usize = 512 * 1024;
 
-/// `log` messages one instance may write in a burst, then [`LOG_PER_SEC`] per second.
+/// Lines (`log` messages, stdout and stderr) one instance may write in a burst, then
+/// [`LOG_PER_SEC`] per second.
 const LOG_BURST: f64 = 100.0;
 const LOG_PER_SEC: f64 = 20.0;
 /// A logged guest message is cut to this many bytes.
@@ -458,14 +460,12 @@ struct Instance {
     bindings: bindings::Transformer,
 }
 
-/// The store's data: WASI's (empty) context, the memory limiter and the log bucket.
+/// The store's data: WASI's (empty) context, the memory limiter and the guest's output.
 struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
-    log: LogBucket,
-    module: Arc<str>,
-    /// What the guest wrote to stdout and stderr.
+    /// Its `log` import, stdout and stderr.
     output: Arc<GuestOutput>,
 }
 
@@ -482,30 +482,13 @@ impl WasiView for GuestState {
 impl wit::Host for GuestState {}
 
 impl bindings::TransformerImports for GuestState {
-    fn log(&mut self, level: wit::Level, mut message: String) {
-        if !self.log.admit(&self.module) {
-            return;
-        }
-        if message.len() > LOG_MESSAGE_BYTES {
-            let mut end = LOG_MESSAGE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push_str(" [cut]");
-        }
-        let module = &*self.module;
-        match level {
-            wit::Level::Trace => tracing::trace!(module, "{message}"),
-            wit::Level::Debug => tracing::debug!(module, "{message}"),
-            wit::Level::Info => tracing::info!(module, "{message}"),
-            wit::Level::Warn => tracing::warn!(module, "{message}"),
-            wit::Level::Error => tracing::error!(module, "{message}"),
-        }
+    fn log(&mut self, level: wit::Level, message: String) {
+        self.output.log(level, &message);
     }
 }
 
-/// Token bucket for the `log` import, one per instance.
+/// Token bucket for what the guest logs (the `log` import, stdout, stderr), one per
+/// instance.
 struct LogBucket {
     tokens: f64,
     last: Instant,
@@ -533,15 +516,19 @@ impl LogBucket {
             return false;
         }
         self.tokens -= 1.0;
+        self.report_suppressed(module);
+        true
+    }
+
+    fn report_suppressed(&mut self, module: &str) {
         if self.suppressed > 0 {
             tracing::warn!(
                 module,
                 suppressed = self.suppressed,
-                "guest log messages suppressed by the rate limit"
+                "guest log lines suppressed by the rate limit"
             );
             self.suppressed = 0;
         }
-        true
     }
 }
 
@@ -597,61 +584,148 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// Output the guest wrote to stdout and stderr. It is dropped, but counted, and the
-/// tail of stderr is kept for one call: a Rust guest's panic message goes there, and it
-/// is the most useful part of a trap's error message.
-#[derive(Default)]
+/// What the guest writes to stdout and stderr, shared by the instance's two WASI streams
+/// and its `log` import. Output goes to sluice's log line by line, tagged with the module
+/// name and the stream (stdout at info, stderr at warn), through the instance's one rate
+/// limit, so `print` in a Python or JavaScript guest is useful and a chatty guest costs
+/// no more than its bucket allows. The tail of stderr is also kept for one call: a Rust
+/// guest's panic message goes there, and it is the most useful part of a trap's message.
 struct GuestOutput {
-    bytes: std::sync::atomic::AtomicU64,
-    stderr_tail: Mutex<Vec<u8>>,
+    module: Arc<str>,
+    state: Mutex<OutputState>,
+}
+
+struct OutputState {
+    bucket: LogBucket,
+    /// A line each stream has begun but not ended (index 0 stdout, 1 stderr).
+    partial: [Vec<u8>; 2],
+    stderr_tail: Vec<u8>,
 }
 
 /// Bytes of stderr kept for a trap's message.
 const STDERR_TAIL_BYTES: usize = 1024;
 
 impl GuestOutput {
-    /// Bytes written since the last call, and the stderr tail; both reset.
-    fn take(&self) -> (u64, String) {
-        let written = self.bytes.swap(0, std::sync::atomic::Ordering::Relaxed);
-        let mut tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
-        let text = String::from_utf8_lossy(&tail).trim().to_string();
-        tail.clear();
-        (written, text)
+    fn new(module: Arc<str>) -> Self {
+        GuestOutput {
+            module,
+            state: Mutex::new(OutputState {
+                bucket: LogBucket::new(),
+                partial: [Vec::new(), Vec::new()],
+                stderr_tail: Vec::new(),
+            }),
+        }
     }
-}
 
-/// One of the guest's output streams, writing into [`GuestOutput`].
-#[derive(Clone)]
-struct DiscardedOutput {
-    sink: Arc<GuestOutput>,
-    stderr: bool,
-}
+    fn lock(&self) -> MutexGuard<'_, OutputState> {
+        // Every change under this lock is a push or a drain; a poisoned one is usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-impl DiscardedOutput {
-    fn count(&self, buf: &[u8]) {
-        self.sink
-            .bytes
-            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        if self.stderr {
-            let mut tail = self
-                .sink
-                .stderr_tail
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+    /// A message from the `log` import, if the rate limit admits it.
+    fn log(&self, level: wit::Level, message: &str) {
+        if !self.lock().bucket.admit(&self.module) {
+            return;
+        }
+        let message = cut(message);
+        let module = &*self.module;
+        match level {
+            wit::Level::Trace => tracing::trace!(module, "{message}"),
+            wit::Level::Debug => tracing::debug!(module, "{message}"),
+            wit::Level::Info => tracing::info!(module, "{message}"),
+            wit::Level::Warn => tracing::warn!(module, "{message}"),
+            wit::Level::Error => tracing::error!(module, "{message}"),
+        }
+    }
+
+    /// Bytes written to stdout (`stderr` false) or stderr: every completed line is
+    /// logged; an unfinished one waits for its end or for the end of the call, and one
+    /// longer than a log message is logged cut rather than held.
+    fn write(&self, stderr: bool, buf: &[u8]) {
+        let mut state = self.lock();
+        if stderr {
+            let tail = &mut state.stderr_tail;
             tail.extend_from_slice(&buf[buf.len().saturating_sub(STDERR_TAIL_BYTES)..]);
             let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
             tail.drain(..excess);
         }
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = std::mem::take(&mut state.partial[usize::from(stderr)]);
+            line.extend_from_slice(&rest[..at]);
+            self.emit(&mut state, stderr, &line);
+            rest = &rest[at + 1..];
+        }
+        let partial = &mut state.partial[usize::from(stderr)];
+        partial.extend_from_slice(&rest[..rest.len().min(LOG_MESSAGE_BYTES + 1)]);
+        if partial.len() > LOG_MESSAGE_BYTES {
+            let line = std::mem::take(partial);
+            self.emit(&mut state, stderr, &line);
+        }
+    }
+
+    fn emit(&self, state: &mut OutputState, stderr: bool, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end();
+        if text.is_empty() || !state.bucket.admit(&self.module) {
+            return;
+        }
+        let module = &*self.module;
+        let text = cut(text);
+        if stderr {
+            tracing::warn!(module, stream = "stderr", "{text}");
+        } else {
+            tracing::info!(module, stream = "stdout", "{text}");
+        }
+    }
+
+    /// At the end of a call: logs the lines the guest left unfinished and returns (and
+    /// resets) the stderr tail.
+    fn end_call(&self) -> String {
+        let mut state = self.lock();
+        for stderr in [false, true] {
+            let line = std::mem::take(&mut state.partial[usize::from(stderr)]);
+            if !line.is_empty() {
+                self.emit(&mut state, stderr, &line);
+            }
+        }
+        // Said once per call, so what was held back is known without waiting for the
+        // guest's next admitted line.
+        state.bucket.report_suppressed(&self.module);
+        let text = String::from_utf8_lossy(&state.stderr_tail)
+            .trim()
+            .to_string();
+        state.stderr_tail.clear();
+        text
     }
 }
 
-impl wasmtime_wasi::cli::IsTerminal for DiscardedOutput {
+/// A log message cut to [`LOG_MESSAGE_BYTES`] on a character boundary.
+fn cut(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= LOG_MESSAGE_BYTES {
+        return message.into();
+    }
+    let mut end = LOG_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} [cut]", &message[..end]).into()
+}
+
+/// One of the guest's output streams, writing into [`GuestOutput`].
+#[derive(Clone)]
+struct GuestStream {
+    sink: Arc<GuestOutput>,
+    stderr: bool,
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestStream {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl wasmtime_wasi::cli::StdoutStream for DiscardedOutput {
+impl wasmtime_wasi::cli::StdoutStream for GuestStream {
     fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
         Box::new(self.clone())
     }
@@ -661,9 +735,9 @@ impl wasmtime_wasi::cli::StdoutStream for DiscardedOutput {
     }
 }
 
-impl wasmtime_wasi::p2::OutputStream for DiscardedOutput {
+impl wasmtime_wasi::p2::OutputStream for GuestStream {
     fn write(&mut self, bytes: Bytes) -> Result<(), wasmtime_wasi::p2::StreamError> {
-        self.count(&bytes);
+        self.sink.write(self.stderr, &bytes);
         Ok(())
     }
 
@@ -677,17 +751,17 @@ impl wasmtime_wasi::p2::OutputStream for DiscardedOutput {
 }
 
 #[wasmtime_wasi::async_trait]
-impl wasmtime_wasi::p2::Pollable for DiscardedOutput {
+impl wasmtime_wasi::p2::Pollable for GuestStream {
     async fn ready(&mut self) {}
 }
 
-impl tokio::io::AsyncWrite for DiscardedOutput {
+impl tokio::io::AsyncWrite for GuestStream {
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        self.count(buf);
+        self.sink.write(self.stderr, buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
@@ -1047,18 +1121,10 @@ impl TransformHost {
         Ok(outcomes.into_iter().flatten().collect())
     }
 
-    /// Logs (at debug level, once per call) that the guest wrote to stdout/stderr, and
-    /// returns the tail of its stderr.
+    /// Ends a call's output (its unfinished lines are logged) and returns the tail of
+    /// its stderr.
     fn take_output(&self, store: &Store<GuestState>) -> String {
-        let (written, stderr) = store.data().output.take();
-        if written > 0 {
-            tracing::debug!(
-                module = self.name(),
-                bytes = written,
-                "guest wrote to stdout/stderr (discarded; use the log import)"
-            );
-        }
-        stderr
+        store.data().output.end_call()
     }
 
     fn lock_pool(&self) -> MutexGuard<'_, Pool> {
@@ -1105,15 +1171,15 @@ impl TransformHost {
 
     /// A fresh instance in its own store, `init` already called.
     fn instantiate(&self) -> Result<Instance, TransformError> {
-        let output = Arc::new(GuestOutput::default());
+        let output = Arc::new(GuestOutput::new(self.module.name.clone()));
         // Empty context: no preopens, env, args or network; stdin closed (the default);
-        // stdout/stderr discarded and counted.
+        // stdout/stderr go to the log.
         let wasi = WasiCtx::builder()
-            .stdout(DiscardedOutput {
+            .stdout(GuestStream {
                 sink: output.clone(),
                 stderr: false,
             })
-            .stderr(DiscardedOutput {
+            .stderr(GuestStream {
                 sink: output.clone(),
                 stderr: true,
             })
@@ -1128,8 +1194,6 @@ impl TransformHost {
                     .build(),
                 memory_refused: false,
             },
-            log: LogBucket::new(),
-            module: self.module.name.clone(),
             output,
         };
         let mut store = Store::new(&self.engine, state);

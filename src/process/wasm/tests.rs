@@ -279,7 +279,8 @@ fn the_sandbox_gives_no_files_network_or_environment() {
     let seen = ok_data(&env.call(&ctx, &batch(&["a"])).unwrap());
     assert_eq!(seen, ["vars=0 args=0 cwd=Some(\"/\")"]);
 
-    // stdout/stderr and 1,000 log lines are absorbed (discarded, rate-limited).
+    // 1,000 log messages, stdout and stderr lines are rate-limited and the call succeeds
+    // (what reaches the log: tests/test_transform_cli.py).
     let chatty = host(
         "chatty",
         Limits {
