@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import random
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from conftest import (
+    assert_exactly_once,
     wait_until,
     wasm_component,
     firehose_config,
@@ -26,6 +28,8 @@ from conftest import (
     staged_files,
     write_config,
 )
+from kinesis_support import Producer, create_stream, kinesis_client, kinesis_moto, kinesis_source  # noqa: F401
+from s3_support import list_keys, read_s3_delivered, s3_client, s3_native_config
 from test_crash import check_no_dup_no_foreign, kill9_cycles
 from test_transforms import data_records, error_docs
 
@@ -196,20 +200,21 @@ def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
 
 
 def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon):
+    """Direct PUT into the local sink, 200 partitions open, 10 kill -9 cycles."""
     seed = int(os.environ.get("SLUICE_TEST_SEED", random.randrange(1 << 30)))
     print(f"SLUICE_TEST_SEED={seed}")
     rng = random.Random(seed)
     out, state = tmp_path / "out", tmp_path / "state"
     cfg = write_config(tmp_path / "crash.toml", stream_toml("crash", out, interval_secs=1, size_bytes=1 << 20))
-    make = lambda tag, batch_ids: records(batch_ids, customers=60)  # noqa: E731
+    make = lambda tag, batch_ids: records(batch_ids, customers=200)  # noqa: E731
     # Past the first epoch (1 s) in most cycles, so kills land before, during and after
     # commits.
     acked, maybe = kill9_cycles(
-        start_daemon, cfg, state, rng, 3, (1.2, 3.5), make_records=make,
+        start_daemon, cfg, state, rng, 10, (1.0, 2.5), make_records=make,
         check=lambda acked, maybe: check_no_dup_no_foreign(data_records(out), set(acked), set(maybe)),
     )
     d = start_daemon(cfg, state_dir=state)
-    final = records(range(10_000_000, 10_001_000), customers=60)
+    final = records(range(10_000_000, 10_002_000), customers=200)
     client = firehose_client(d.endpoint)
     for i in range(0, len(final), 500):
         put_batch_ok(client, "crash", final[i : i + 500])
@@ -220,8 +225,79 @@ def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon)
     missing = set(acked) - set(got)
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged records lost (seed {seed})"
     partitions = {k.split("/")[1] for k in list_objects(out) if k.startswith("data/")}
-    assert len(partitions) == 60
+    assert len(partitions) == 200
     assert not staged_files(out)
+
+
+def test_kinesis_kill9_with_200_partitions_into_s3_is_exactly_once(kinesis_moto, start_daemon, tmp_path):
+    """Kinesis (moto; plain records and KPL aggregates on 2 shards) into moto's S3 with
+    jq keys: 200 partitions open while the daemon is SIGKILLed 10 times. Every user record
+    lands once, under its own key's partition."""
+    import threading
+
+    seed = int(os.environ.get("SLUICE_TEST_SEED", random.randrange(1 << 30)))
+    print(f"SLUICE_TEST_SEED={seed}")
+    rng = random.Random(seed)
+    kin = kinesis_client(kinesis_moto, max_attempts=1)
+    s3 = s3_client(kinesis_moto)
+    tag = f"{os.getpid()}-{rng.randrange(10**6)}"
+    bucket, stream = f"parts-{tag}", f"parts-{tag}"
+    s3.create_bucket(Bucket=bucket)
+    create_stream(kin, stream, 2)
+    doc = s3_native_config(
+        "kparts", bucket=bucket, endpoint_url=kinesis_moto, interval_secs=1,
+        prefix="k=!{partitionKeyFromQuery:k}/", error_output_prefix=ERRORS,
+        dynamic_partitioning={"query": "{k: .k}"},
+    )
+    doc["source"] = kinesis_source(stream, kinesis_moto)
+    cfg = write_config(tmp_path / "kparts.toml", doc)
+    state = tmp_path / "state"
+    current = [start_daemon(cfg, state_dir=state, log_name="kparts")]
+    stop, kills, errors = threading.Event(), [0], []
+    chaos_rng = random.Random(rng.random())
+
+    def chaos():
+        try:
+            while kills[0] < 10 and not stop.wait(chaos_rng.uniform(1.5, 4.0)):
+                current[0].kill9()
+                kills[0] += 1
+                current[0] = start_daemon(cfg, state_dir=state, log_name="kparts")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=chaos, daemon=True)
+    t.start()
+    keys = [f"pk-{i:03d}" for i in range(200)]
+    p = Producer(kin, stream, "kp", pad=60)
+    try:
+        while t.is_alive():
+            p.put_plain(rng.sample(keys, 200))
+            p.put_aggregates([(rng.choice(keys), rng.randint(2, 20)) for _ in range(5)])
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert not errors, errors
+    assert kills[0] == 10, f"only {kills[0]} kills"
+
+    def delivered() -> int:
+        return sum(read_s3_delivered(s3, bucket, "k=").records.values())
+
+    # Epochs committed between kills, so kills landed after commits too.
+    during = delivered()
+    assert during > 0, "nothing was delivered while the daemon was being killed"
+    wait_until(lambda: delivered() >= len(p.expected), 120, f"{len(p.expected)} records delivered")
+    current[0].stop_ok()
+    got = read_s3_delivered(s3, bucket, "k=")
+    print(f"kinesis kill9: {len(p.expected)} user records ({during} delivered during the kills), "
+          f"{len(got.keys)} objects, shards {dict(p.on_shard)}")
+    assert_exactly_once(got.records, p.expected)
+    for key in got.keys:
+        part = key.split("/")[0].removeprefix("k=")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert {json.loads(line)["k"] for line in body.splitlines()} == {part}, key
+    assert len({k.split("/")[0] for k in got.keys}) == 200
+    assert not list_keys(s3, bucket, "errors/"), "records went to an error output"
 
 
 def test_jq_keys_from_the_firehose_shape_with_hive_paths(tmp_path, start_daemon):
