@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, ApiState, ApiStream};
-use crate::buffer::{BufferError, BufferStage, ObjectNamer};
+use crate::buffer::{BudgetShare, BufferError, BufferStage, ObjectNamer, ProcessBudget};
 use crate::checkpoint::{CheckpointError, CheckpointStore, FileCheckpointStore};
 use crate::config::{Encryption, GlueTable, MIB, SchemaSource, SourceConfig, StreamConfig, Target};
 use crate::delivery::{Delivery, DeliveryError, Epoch};
@@ -63,6 +63,10 @@ pub struct RunOptions {
     /// Where WASM transforms are found (Lambda function names, relative
     /// module paths).
     pub transforms_dir: PathBuf,
+    /// Bytes the open objects of all partitioned streams may hold together
+    /// (each stream also has its own `memory_budget_bytes`); `None`: no
+    /// process-wide limit.
+    pub memory_budget_bytes: Option<u64>,
 }
 
 /// Why the daemon stopped or could not start.
@@ -211,8 +215,13 @@ pub async fn run(
     }
     let mut parts = Vec::new();
     let mut api_streams = BTreeMap::new();
+    let process_budget = options.memory_budget_bytes.map(ProcessBudget::new);
     for config in &streams {
-        let stream = open_stream(config, &options, sdk.as_ref()).await?;
+        let share = process_budget
+            .as_ref()
+            .filter(|_| config.destination.dynamic_partitioning.is_some())
+            .map(ProcessBudget::share);
+        let stream = open_stream(config, &options, sdk.as_ref(), share).await?;
         log_summary(config, &*stream.sink);
         crate::metrics::init_stream(
             &config.name,
@@ -517,6 +526,7 @@ async fn open_stream(
     config: &StreamConfig,
     options: &RunOptions,
     sdk: Option<&aws_config::SdkConfig>,
+    process_budget: Option<BudgetShare>,
 ) -> Result<StreamParts, AppError> {
     let state_dir = options.state_dir.as_path();
     let err = |message: String| AppError::Stream {
@@ -651,6 +661,7 @@ async fn open_stream(
         processors: Arc::new(processors),
         format: destination.format.clone(),
         partitioning: destination.dynamic_partitioning.clone(),
+        process_budget,
     };
     Ok(StreamParts {
         name: config.name.clone(),

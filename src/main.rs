@@ -59,6 +59,12 @@ enum Command {
         /// NAME is DIR/NAME.wasm, and relative `module` paths are under DIR.
         #[arg(long, env = "SLUICE_TRANSFORMS_DIR", default_value = "./transforms")]
         transforms_dir: PathBuf,
+        /// Bytes the open objects of all dynamically partitioned streams may
+        /// hold in memory together (Parquet row groups, ORC stripes), on top of
+        /// each stream's own `memory_budget_bytes`; past it the largest are
+        /// finished early. Default: no process-wide limit.
+        #[arg(long, env = "SLUICE_MEMORY_BUDGET_BYTES", value_parser = clap::value_parser!(u64).range(1 << 20..))]
+        memory_budget_bytes: Option<u64>,
     },
     /// Check or repair a stream's write-ahead log (the stream must be stopped).
     Wal {
@@ -214,6 +220,7 @@ fn main() -> ExitCode {
             reset_positions,
             limits,
             transforms_dir,
+            memory_budget_bytes,
         } => {
             let api_limits = match limits.validate() {
                 Ok(limits) => limits,
@@ -266,6 +273,7 @@ fn main() -> ExitCode {
                 reset_positions,
                 api_limits,
                 transforms_dir: cwd.join(transforms_dir),
+                memory_budget_bytes,
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import pytest
 import pyarrow.parquet as pq
 
 from conftest import (
@@ -153,48 +154,61 @@ def rss_kib(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} for pid {pid}")
 
 
-def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon):
+@pytest.mark.parametrize("budget", ["stream", "process"])
+def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon, budget):
     """Parquet holds its row group in memory: 40 partitions under a 1 MiB budget are
-    finished early, into more (smaller) objects, and nothing is lost."""
-    out = tmp_path / "out"
+    finished early, into more (smaller) objects, and nothing is lost. `stream`: the
+    stream's own memory_budget_bytes; `process`: two streams with the default (512 MiB)
+    each under `sluice run --memory-budget-bytes` of 1 MiB for both."""
     fmt = "\n".join([
         "[destination.format]", 'type = "parquet"',
         "[[destination.format.schema]]", 'name = "customer_id"', 'type = "string"',
         "[[destination.format.schema]]", 'name = "id"', 'type = "bigint"',
         "[[destination.format.schema]]", 'name = "pad"', 'type = "string"',
     ])
-    cfg = write_config(tmp_path / "p.toml", stream_toml(
-        "budget", out, interval_secs=60, size_bytes=64 << 20,
-        partitioning={"memory_budget_bytes": 1 << 20}, fmt=fmt))
-    d = start_daemon(cfg)
+    names = ["budget"] if budget == "stream" else ["budget-a", "budget-b"]
+    own = {"memory_budget_bytes": 1 << 20} if budget == "stream" else {}
+    cfgs = [
+        write_config(tmp_path / f"{name}.toml", stream_toml(
+            name, tmp_path / name, interval_secs=60, size_bytes=64 << 20, partitioning=own, fmt=fmt))
+        for name in names
+    ]
+    extra = ["--memory-budget-bytes", str(1 << 20)] if budget == "process" else None
+    d = start_daemon(cfgs, extra_args=extra)
     client = firehose_client(d.endpoint)
-    sent = records(range(40_000), customers=40, pad=200)
-    put_batch_ok(client, "budget", sent[:500])
+    total = 40_000
+    sent = records(range(total), customers=40, pad=200)
+    put_batch_ok(client, names[0], sent[:500])
     base = rss_kib(d.pid, "VmRSS")
-    for i in range(500, len(sent), 500):
-        put_batch_ok(client, "budget", sent[i : i + 500])
+    for n, i in enumerate(range(500, len(sent), 500)):
+        put_batch_ok(client, names[n % len(names)], sent[i : i + 500])
+
     def finished_early():
         with urllib.request.urlopen(f"{d.endpoint}/metrics", timeout=10) as r:
             text = r.read().decode()
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("sluice_partitions_finished_for_memory_total"))
-    wait_until(finished_early, what="objects finished for the memory budget")
+                   if line.startswith("sluice_partitions_finished_for_memory_total")
+                   and f'budget="{budget}"' in line)
+    wait_until(finished_early, what=f"objects finished for the {budget} memory budget")
     # Growth over the daemon's size after its first batch: the 1 MiB budget plus what a
     # batch in flight holds (a 4 MiB read, its outcomes, 40 open Arrow builders).
     grown_mib = (rss_kib(d.pid, "VmHWM") - base) / 1024
-    print(f"peak RSS grew {grown_mib:.1f} MiB over {base / 1024:.1f} MiB with a 1 MiB budget")
+    print(f"{budget} budget: peak RSS grew {grown_mib:.1f} MiB over {base / 1024:.1f} MiB with 1 MiB")
     assert grown_mib < 1 + 48, grown_mib
     d.stop_ok()
 
-    keys = [k for k in list_objects(out) if k.startswith("data/")]
-    assert len(keys) > 40, f"{len(keys)} objects: the budget finished none early"
     got = Counter()
-    for key in keys:
-        table = pq.read_table(out / key)
-        customer = key.split("/")[1].removeprefix("customer=")
-        assert set(table.column("customer_id").to_pylist()) == {customer}, key
-        got.update(table.column("id").to_pylist())
-    assert got == Counter(range(40_000))
+    objects = 0
+    for name in names:
+        keys = [k for k in list_objects(tmp_path / name) if k.startswith("data/")]
+        objects += len(keys)
+        for key in keys:
+            table = pq.read_table(tmp_path / name / key)
+            customer = key.split("/")[1].removeprefix("customer=")
+            assert set(table.column("customer_id").to_pylist()) == {customer}, key
+            got.update(table.column("id").to_pylist())
+    assert objects > 40 * len(names), f"{objects} objects: the budget finished none early"
+    assert got == Counter(range(total))
     log = d.log_path.read_text()
     assert "Delivered an object." in log
 
@@ -343,3 +357,82 @@ def test_jq_keys_from_the_firehose_shape_with_hive_paths(tmp_path, start_daemon)
     assert set(failed) == set(bad)
     assert all(doc["errorCode"] == "DynamicPartitioning.MetadataExtractionFailed" for doc in failed.values())
     assert "not JSON" in failed[b"not json at all"]["errorMessage"]
+
+
+def event_time_toml(name: str, out: Path, late: str) -> str:
+    return "\n".join([
+        f'name = "{name}"', "[source]", 'type = "direct_put"',
+        "[destination]", 'type = "local"', f"path = {json.dumps(str(out))}", "append_delimiter = true",
+        'prefix = "data/dt=!{timestamp:yyyy-MM-dd}/hour=!{timestamp:HH}/"', f'error_output_prefix = "{ERRORS}"',
+        "[destination.buffering]", "interval_secs = 1",
+        "[destination.dynamic_partitioning]",
+        "[destination.dynamic_partitioning.event_time]",
+        'field = "event.ts"', f"lateness_secs = {3 * 86400}", f'late = "{late}"',
+    ]) + "\n"
+
+
+def test_event_time_partitions_by_the_records_time_with_a_lateness_horizon(tmp_path, start_daemon):
+    """`!{timestamp:...}` from each record's `event.ts` (epoch seconds, millis or RFC 3339)
+    over two days of hours, read back with DuckDB's Hive partitioning; stragglers 10 days
+    old go to the `late` error output on one stream and into the arrival hour on the
+    other; records without a readable time go to processing-failed. Nothing lost."""
+    import datetime as dt
+
+    now = int(time.time())
+    forms = [lambda t: t, lambda t: t * 1000, lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat()]
+    on_time = [
+        json.dumps({"n": n, "event": {"ts": forms[n % 3](now - (n % 48) * 3600 - 60)}}).encode()
+        for n in range(2_400)
+    ]
+    late = [json.dumps({"n": -n, "event": {"ts": now - 10 * 86400}}).encode() for n in range(1, 21)]
+    bad = [b"not json", json.dumps({"n": "x", "event": {}}).encode(), json.dumps({"event": {"ts": "soon"}}).encode()]
+    outs = {late_to: tmp_path / late_to for late_to in ("error_output", "arrival")}
+    cfgs = [write_config(tmp_path / f"{k}.toml", event_time_toml(f"et-{k.replace('_', '-')}", out, k)) for k, out in outs.items()]
+    d = start_daemon(cfgs)
+    client = firehose_client(d.endpoint)
+    for name in ("et-error-output", "et-arrival"):
+        for i in range(0, len(on_time), 500):
+            put_batch_ok(client, name, on_time[i : i + 500])
+        put_batch_ok(client, name, late + bad)
+    want = ['sluice_late_records_total{stream="et-error-output",to="error_output"} 20',
+            'sluice_late_records_total{stream="et-arrival",to="arrival"} 20']
+    # Records are counted as the buffer routes them, after the puts were acknowledged.
+    wait_until(lambda: all(w in urllib.request.urlopen(f"{d.endpoint}/metrics", timeout=10).read().decode() for w in want),
+               30, f"metrics {want}")
+    d.stop_ok()
+
+    def hour_of(record: bytes) -> tuple[str, str]:
+        ts = json.loads(record)["event"]["ts"]
+        t = dt.datetime.fromisoformat(ts) if isinstance(ts, str) else dt.datetime.fromtimestamp(ts / 1000 if ts > 1e11 else ts, dt.timezone.utc)
+        t = t.astimezone(dt.timezone.utc)
+        return t.strftime("%Y-%m-%d"), t.strftime("%H")
+
+    for late_to, out in outs.items():
+        got = data_records(out)
+        expected = on_time + (late if late_to == "arrival" else [])
+        assert got == Counter(expected), late_to
+        rows = duckdb.sql(
+            f"SELECT dt::VARCHAR, hour::VARCHAR, n FROM read_json_auto('{out}/data/*/*/*', hive_partitioning = true, "
+            "hive_types_autocast = false)"
+        ).fetchall()
+        placed = {n: (day, hour) for day, hour, n in rows}
+        assert len(rows) == len(expected)
+        for record in on_time:
+            assert placed[json.loads(record)["n"]] == hour_of(record), record
+        partitions = {p for p in placed.values()}
+        assert len(partitions) >= 48, partitions
+        late_docs = [
+            json.loads(line) for key in list_objects(out) if key.startswith("errors/late/")
+            for line in (out / key).read_bytes().splitlines()
+        ]
+        failed = error_docs(out)
+        assert sorted(base64.b64decode(doc["rawData"]) for doc in failed) == sorted(bad)
+        assert {doc["errorCode"] for doc in failed} == {"EventTime.InvalidTimestamp"}
+        if late_to == "arrival":
+            arrival_day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            assert all(placed[json.loads(r)["n"]][0] >= arrival_day for r in late)
+            assert late_docs == []
+        else:
+            assert sorted(base64.b64decode(doc["rawData"]) for doc in late_docs) == sorted(late)
+            assert {doc["errorCode"] for doc in late_docs} == {"EventTime.OutsideLatenessHorizon"}
+            assert "beyond the lateness horizon of 259200 s" in late_docs[0]["errorMessage"]

@@ -34,17 +34,27 @@
 //! recovery of one-object streams, at the price that a partition opened late
 //! in an epoch delivers an object younger than `interval`.
 //!
+//! With event time ([`event_time`]) a partition is also told apart by what
+//! the prefix's timestamps make of each record's own time, and its objects are
+//! named with it; the epoch design is unchanged, because a record's placement
+//! depends on its data and arrival time only, so a replay repeats it.
+//!
 //! Memory: raw objects stream to the sink, but Parquet and ORC hold their
 //! open row group or stripe. Each encoder reports what it holds
 //! ([`crate::encode::Encoder::buffered_bytes`]); when the open objects of an
-//! epoch hold more than [`Partitioning::memory_budget_bytes`], the largest are
-//! finished early (smaller files instead of an out-of-memory kill). A new
+//! epoch hold more than [`Partitioning::memory_budget_bytes`], or than the
+//! stream's share of a [`ProcessBudget`] for all streams, the largest are
+//! finished early (smaller files instead of an out-of-memory kill). What an
+//! epoch handed to delivery still holds while its objects are finished is
+//! not counted: at most two epochs per stream (one delivering, one waiting). A new
 //! partition beyond [`Partitioning::max_active_partitions`] is refused: its
 //! records go to the `activePartitionExceeded` error output, as in Firehose.
 //!
 //! Epochs go to delivery over a channel of one: while one epoch is being
 //! delivered and one waits, reading stops, which is how a slow sink pushes
 //! back to the source.
+
+pub mod event_time;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +178,14 @@ impl ObjectNamer {
         &self.prefix
     }
 
+    /// What the prefix's timestamps make of `ms` in the configured zone
+    /// ([`Prefix::time_bucket`]).
+    pub fn time_bucket(&self, ms: i64) -> String {
+        let instant = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        self.prefix
+            .time_bucket(&instant.to_zoned(self.time_zone.clone()))
+    }
+
     /// The key of an object whose oldest record arrived at `arrival_ms`.
     /// Returns the key and the object's file name without extension (the
     /// entry name inside ZIP archives).
@@ -252,6 +270,8 @@ pub struct Partitioning {
     /// Firehose's `RetryOptions.DurationInSeconds`, accepted and reported:
     /// sluice retries a failed delivery until it succeeds and never skips.
     pub retry_duration: Duration,
+    /// Event-time partitioning: the prefix's timestamps from each record's own time.
+    pub event_time: Option<event_time::EventTime>,
 }
 
 /// Firehose's default active-partition limit.
@@ -265,7 +285,71 @@ impl Default for Partitioning {
             max_active_partitions: DEFAULT_MAX_ACTIVE_PARTITIONS,
             memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
             retry_duration: Duration::from_secs(300),
+            event_time: None,
         }
+    }
+}
+
+/// A memory budget shared by the partitioned streams of one process
+/// (`sluice run --memory-budget-bytes`), on top of each stream's own. Each
+/// stream publishes what its open objects hold when it measures them; when the
+/// process total passes the limit, the measuring stream finishes its largest
+/// objects down to what the others leave it, but never below an equal share of
+/// the limit, so one stream's growth makes itself, not a quiet neighbour,
+/// write the smaller files.
+#[derive(Debug)]
+pub struct ProcessBudget {
+    limit: u64,
+    streams: std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicU64>>>,
+}
+
+impl ProcessBudget {
+    /// A budget of `limit` bytes for the whole process.
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(ProcessBudget {
+            limit,
+            streams: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A stream's share, registered for the life of the process.
+    pub fn share(self: &Arc<Self>) -> BudgetShare {
+        let slot = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        self.lock().push(slot.clone());
+        BudgetShare {
+            budget: self.clone(),
+            slot,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<std::sync::atomic::AtomicU64>>> {
+        // Pushes and loads only: a poisoned lock is still consistent.
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One stream's part of a [`ProcessBudget`].
+#[derive(Debug, Clone)]
+pub struct BudgetShare {
+    budget: Arc<ProcessBudget>,
+    slot: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl BudgetShare {
+    /// Publishes that this stream holds `held` bytes; returns what it may hold.
+    fn allowance(&self, held: u64) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.slot.store(held, Relaxed);
+        let streams = self.budget.lock();
+        let total: u64 = streams.iter().map(|s| s.load(Relaxed)).sum();
+        let others = total.saturating_sub(held);
+        let fair = self.budget.limit / streams.len().max(1) as u64;
+        self.budget.limit.saturating_sub(others).max(fair)
+    }
+
+    /// Publishes what the stream holds after finishing objects or an epoch.
+    fn publish(&self, held: u64) {
+        self.slot.store(held, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -365,6 +449,9 @@ pub struct BufferStage {
     pub format: Option<Arc<FormatConfig>>,
     /// Dynamic partitioning; `None`: one object at a time.
     pub partitioning: Option<Partitioning>,
+    /// This stream's part of the process-wide memory budget, if one is set
+    /// (partitioned streams only).
+    pub process_budget: Option<BudgetShare>,
 }
 
 impl BufferStage {
@@ -644,10 +731,13 @@ impl BufferStage {
             }
             for (outcome, route) in outcomes.iter().zip(routes) {
                 match (outcome, route) {
-                    (Outcome::Ok(processed), Route::Partition(id)) => {
+                    (Outcome::Ok(processed), Route::Partition(id, late)) => {
                         let Some(partition) = epoch.partitions.get_mut(&id) else {
                             continue;
                         };
+                        if late {
+                            self.count_late(event_time::LateRecords::Arrival);
+                        }
                         match partition.encoder.append(&processed.data) {
                             Ok(()) => {
                                 partition.records += 1;
@@ -666,6 +756,9 @@ impl BufferStage {
                         }
                     }
                     (Outcome::Ok(processed), Route::Error(kind, failure)) => {
+                        if kind == event_time::LATE {
+                            self.count_late(event_time::LateRecords::ErrorOutput);
+                        }
                         epoch.pending.push((
                             kind,
                             process::error_document(&processed.data, record.arrival_ms, &failure),
@@ -736,7 +829,7 @@ impl BufferStage {
         to_open: &mut Vec<(PartitionId, String, String)>,
     ) -> Route {
         let Some(partitioning) = &self.partitioning else {
-            return Route::Partition(Vec::new());
+            return Route::Partition(Vec::new(), false);
         };
         let keys = PartitionKeys {
             query: &processed.query_keys,
@@ -748,16 +841,32 @@ impl BufferStage {
                 process::Failure::new(PARTITION_KEY_FAILED, e.to_string()),
             )
         };
-        let id = match self.namer.prefix().partition_of(keys) {
+        let mut id = match self.namer.prefix().partition_of(keys) {
             Ok(id) => id,
             Err(e) => return failed(e),
         };
+        // The time a new object of the partition is named with: its first
+        // record's arrival (Firehose), or with event time the record's own time,
+        // which then also tells partitions apart.
+        let mut named_ms = record.arrival_ms;
+        let mut late = false;
+        if let Some(event_time) = &partitioning.event_time {
+            match event_time.place(&processed.data, keys, record.arrival_ms) {
+                event_time::Placement::At(ms) => named_ms = ms,
+                event_time::Placement::LateAtArrival(ms) => {
+                    named_ms = ms;
+                    late = true;
+                }
+                event_time::Placement::Error(kind, failure) => return Route::Error(kind, failure),
+            }
+            id.push(self.namer.time_bucket(named_ms));
+        }
         if epoch.partitions.contains_key(&id) || to_open.iter().any(|(o, _, _)| *o == id) {
-            return Route::Partition(id);
+            return Route::Partition(id, late);
         }
         // Named before the limit is checked, so a record whose keys give no
         // valid prefix is reported as that, whatever the number of partitions.
-        let (key, name) = match self.namer.key_in(record.arrival_ms, None, Some(keys)) {
+        let (key, name) = match self.namer.key_in(named_ms, None, Some(keys)) {
             Ok(named) => named,
             Err(e) => return failed(e),
         };
@@ -774,11 +883,21 @@ impl BufferStage {
             );
         }
         to_open.push((id.clone(), key, name));
-        Route::Partition(id)
+        Route::Partition(id, late)
+    }
+
+    /// Counts a record outside the lateness horizon, by where it went.
+    fn count_late(&self, to: event_time::LateRecords) {
+        crate::metrics::inc(
+            "sluice_late_records_total",
+            "Records whose event time was outside the lateness horizon, by where they went.",
+            &[("stream", self.namer.stream()), ("to", to.as_str())],
+            1,
+        );
     }
 
     /// Finishes the largest open objects until what they hold in memory is
-    /// within the budget.
+    /// within the stream's budget and its share of the process's.
     fn keep_memory_budget(&self, epoch: &mut OpenEpoch, budget: u64) -> Result<(), EncodeError> {
         let mut held: Vec<(u64, PartitionId)> = epoch
             .partitions
@@ -792,6 +911,17 @@ impl BufferStage {
             &[("stream", self.namer.stream())],
             total as f64,
         );
+        let (budget, reason) = match &self.process_budget {
+            Some(share) => {
+                let allowed = share.allowance(total);
+                if allowed < budget {
+                    (allowed, "process")
+                } else {
+                    (budget, "stream")
+                }
+            }
+            None => (budget, "stream"),
+        };
         if total <= budget {
             return Ok(());
         }
@@ -802,12 +932,15 @@ impl BufferStage {
             }
             crate::metrics::inc(
                 "sluice_partitions_finished_for_memory_total",
-                "Open objects finished early because the stream's memory budget was reached.",
-                &[("stream", self.namer.stream())],
+                "Open objects finished early because a memory budget (the stream's or the process's) was reached.",
+                &[("stream", self.namer.stream()), ("budget", reason)],
                 1,
             );
             finish_partition(epoch, &id)?;
             total -= bytes;
+        }
+        if let Some(share) = &self.process_budget {
+            share.publish(total);
         }
         Ok(())
     }
@@ -817,6 +950,10 @@ impl BufferStage {
         epoch: OpenEpoch,
         epochs: &mpsc::Sender<Epoch>,
     ) -> Result<(), BufferError> {
+        if let Some(share) = &self.process_budget {
+            // Its encoders are finished below: what they held is freed.
+            share.publish(0);
+        }
         let mut objects = epoch.finished;
         for (_, partition) in epoch.partitions {
             if partition.records > 0 {
@@ -862,8 +999,9 @@ impl BufferStage {
 
 /// Where one kept record goes.
 enum Route {
-    /// Into this partition's object.
-    Partition(PartitionId),
+    /// Into this partition's object; `late` when event time put it there because
+    /// the record was outside the lateness horizon.
+    Partition(PartitionId, bool),
     /// To this error output (its partition could not be named or opened).
     Error(&'static str, process::Failure),
     /// Not a kept record.
@@ -961,7 +1099,7 @@ mod tests {
             crate::source::direct_put::wal::WalOptions::new(1 << 30),
         )
         .unwrap();
-        let (prefix, error_output_prefix) = partition::resolve(None, None, false).unwrap();
+        let (prefix, error_output_prefix) = partition::resolve(None, None, false, false).unwrap();
         let destination = DestinationConfig {
             target: crate::config::Target::Local {
                 path: dir.path().join("out"),
@@ -1000,6 +1138,7 @@ mod tests {
             processors: Arc::default(),
             format: None,
             partitioning: None,
+            process_budget: None,
         };
         Fixture {
             _dir: dir,
@@ -1034,6 +1173,24 @@ mod tests {
         let (result, epochs) = tokio::join!(stage.run(&mut reader, tx), collect);
         result.unwrap();
         epochs
+    }
+
+    #[test]
+    fn a_process_budget_leaves_each_stream_at_least_an_equal_share() {
+        let budget = ProcessBudget::new(100);
+        let (a, b) = (budget.share(), budget.share());
+        // Alone in the budget, a stream may hold all of it.
+        assert_eq!(a.allowance(30), 100);
+        // b may hold what a leaves; a, grown, is cut down to what b leaves.
+        assert_eq!(b.allowance(10), 70);
+        assert_eq!(a.allowance(95), 90);
+        // A stream holding more than the others leave still keeps its equal share.
+        b.publish(90);
+        assert_eq!(a.allowance(40), 50);
+        assert_eq!(b.allowance(90), 60);
+        // An epoch handed to delivery frees its stream's part.
+        a.publish(0);
+        assert_eq!(b.allowance(90), 100);
     }
 
     #[tokio::test]

@@ -536,6 +536,8 @@ fn validate_destination(
         opt(&d.prefix, &prefix_option)?.map(String::as_str),
         opt(&d.error_output_prefix, &error_output_prefix_option)?.map(String::as_str),
         dynamic_partitioning.is_some(),
+        // Event time is native only: Firehose's shape has no place for it.
+        false,
     )?;
     let mut buffering = buffering(d.buffering_hints.as_ref())?;
     let compression_option = format!("{ES3}.CompressionFormat");
@@ -1902,7 +1904,7 @@ mod tests {
             );
             let Err(crate::partition::PrefixError::Invalid {
                 reason: expected, ..
-            }) = crate::partition::resolve(prefix, error_prefix, false)
+            }) = crate::partition::resolve(prefix, error_prefix, false, false)
             else {
                 panic!("{prefix:?}, {error_prefix:?} should break a prefix rule");
             };

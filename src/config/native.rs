@@ -39,6 +39,7 @@ use super::{
     SourceConfig, StartPosition, StreamConfig, Target,
 };
 use super::{format, transform};
+use crate::buffer::event_time::{EventTime, EventTimeSource, LateRecords};
 use std::time::Duration;
 
 /// A whole native config file. The `rename`s of the raw structs only change
@@ -185,6 +186,21 @@ struct RawDynamicPartitioning {
     max_active_partitions: Option<u64>,
     memory_budget_bytes: Option<u64>,
     retry_duration_secs: Option<u64>,
+    event_time: Option<RawEventTime>,
+}
+
+/// `[destination.dynamic_partitioning.event_time]`: the prefix's timestamps from a
+/// time in each record (beyond Firehose).
+#[derive(Debug, Deserialize)]
+#[serde(
+    rename = "destination.dynamic_partitioning.event_time",
+    deny_unknown_fields
+)]
+struct RawEventTime {
+    field: Option<String>,
+    key: Option<String>,
+    lateness_secs: Option<u64>,
+    late: Option<String>,
 }
 
 /// `[destination.buffering]`. Unlike Firehose's `BufferingHints`, either
@@ -369,6 +385,13 @@ pub(super) const OPTIONS: &[NativeOption] = &[
         "destination.dynamic_partitioning.retry_duration_secs",
         Count,
     ),
+    option("destination.dynamic_partitioning.event_time.field", Str),
+    option("destination.dynamic_partitioning.event_time.key", Str),
+    option(
+        "destination.dynamic_partitioning.event_time.lateness_secs",
+        Count,
+    ),
+    option("destination.dynamic_partitioning.event_time.late", Str),
     option("destination.transform.module", Str).required(),
     option("destination.transform.config", StrTable),
     option("destination.transform.retries", Count),
@@ -981,6 +1004,9 @@ fn validate_destination(
         opt(&raw.prefix, PREFIX)?.map(String::as_str),
         opt(&raw.error_output_prefix, ERROR_OUTPUT_PREFIX)?.map(String::as_str),
         dynamic_partitioning.is_some(),
+        dynamic_partitioning
+            .as_ref()
+            .is_some_and(|d| d.event_time.is_some()),
     )?;
     let hints = raw.buffering.unwrap_or_default();
     let size_bytes = opt(&hints.size_bytes, SIZE_BYTES)?
@@ -1056,7 +1082,72 @@ fn native_dynamic_partitioning(
     if let Some(secs) = raw.retry_duration_secs {
         p.retry_duration = Duration::from_secs(range("retry_duration_secs", secs, 0, 7200)?);
     }
+    p.event_time = raw.event_time.as_ref().map(native_event_time).transpose()?;
     Ok(p)
+}
+
+/// `[destination.dynamic_partitioning.event_time]`.
+fn native_event_time(raw: &RawEventTime) -> Result<EventTime, ConfigError> {
+    const E: &str = "destination.dynamic_partitioning.event_time";
+    let source = match (&raw.field, &raw.key) {
+        (Some(field), None) => {
+            // `.a.b` as in jq, or `a.b`.
+            let path: Vec<String> = field
+                .strip_prefix('.')
+                .unwrap_or(field)
+                .split('.')
+                .map(str::to_owned)
+                .collect();
+            if path.iter().any(String::is_empty) {
+                return Err(ConfigError::invalid(
+                    format!("{E}.field"),
+                    format!(
+                        "{field:?} is not a path of field names such as \"ts\" or \"event.time\""
+                    ),
+                ));
+            }
+            EventTimeSource::Field(path)
+        }
+        (None, Some(key)) if !key.is_empty() => EventTimeSource::Key(key.clone()),
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{E}.key"),
+                "must not be empty",
+            ));
+        }
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ConfigError::invalid(
+                E,
+                "give exactly one of `field` (a JSON field of the record, such as \"ts\") and `key` (a partition key of the query or a transform)",
+            ));
+        }
+    };
+    let lateness = match raw.lateness_secs {
+        Some(secs) => Duration::from_secs(validate::within(
+            &format!("{E}.lateness_secs"),
+            secs,
+            0,
+            366 * 86_400,
+        )?),
+        None => EventTime::DEFAULT_LATENESS,
+    };
+    let late = match raw.late.as_deref() {
+        None | Some("arrival") => LateRecords::Arrival,
+        Some("error_output") => LateRecords::ErrorOutput,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                format!("{E}.late"),
+                format!(
+                    "{other:?} is not \"arrival\" (into the partition of the record's arrival time) or \"error_output\" (to the `late` error output)"
+                ),
+            ));
+        }
+    };
+    Ok(EventTime {
+        source,
+        lateness,
+        late,
+    })
 }
 
 #[cfg(test)]
@@ -1081,6 +1172,72 @@ mod tests {
         type = "local"
         path = "out"
     "#;
+
+    #[test]
+    fn event_time_reads_a_field_or_a_key_and_needs_no_partition_key() {
+        let with = |prefix: &str, table: &str| {
+            format!(
+                "{MINIMAL}\nprefix = \"{prefix}\"\nerror_output_prefix = \"e/!{{firehose:error-output-type}}/\"\n[destination.dynamic_partitioning]\n[destination.dynamic_partitioning.event_time]\n{table}\n"
+            )
+        };
+        let config = parse_str(&with(
+            "day=!{timestamp:yyyy-MM-dd}/",
+            "field = \".event.time\"",
+        ))
+        .unwrap();
+        let event_time = config
+            .destination
+            .dynamic_partitioning
+            .and_then(|d| d.event_time)
+            .unwrap();
+        assert_eq!(
+            event_time,
+            EventTime {
+                source: EventTimeSource::Field(vec!["event".into(), "time".into()]),
+                lateness: EventTime::DEFAULT_LATENESS,
+                late: LateRecords::Arrival,
+            }
+        );
+        let config = parse_str(&with(
+            "c=!{partitionKeyFromQuery:c}/",
+            "key = \"t\"\nlateness_secs = 0\nlate = \"error_output\"",
+        ))
+        .unwrap();
+        let event_time = config.destination.dynamic_partitioning.unwrap().event_time;
+        assert_eq!(
+            event_time.map(|e| (e.source, e.lateness, e.late)),
+            Some((
+                EventTimeSource::Key("t".into()),
+                Duration::ZERO,
+                LateRecords::ErrorOutput
+            ))
+        );
+        for (table, needle) in [
+            ("", "give exactly one of `field`"),
+            ("field = \"a\"\nkey = \"b\"", "give exactly one of `field`"),
+            ("field = \"a..b\"", "is not a path of field names"),
+            ("key = \"\"", "event_time.key`: must not be empty"),
+            (
+                "field = \"ts\"\nlate = \"drop\"",
+                "\"drop\" is not \"arrival\"",
+            ),
+            (
+                "field = \"ts\"\nlateness_secs = 40000000",
+                "event_time.lateness_secs",
+            ),
+            ("field = 3", "event_time.field"),
+        ] {
+            let err = parse_str(&with("d/", table)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{table:?}: {err}");
+        }
+        // Without event time, a dynamic prefix still needs a key (Firehose's rule).
+        let err = parse_str(&format!(
+            "{MINIMAL}\nprefix = \"d/\"\nerror_output_prefix = \"e/!{{firehose:error-output-type}}/\"\n[destination.dynamic_partitioning]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("or partition by event time"), "{err}");
+    }
 
     #[test]
     fn local_toml_is_the_documented_default_stream() {

@@ -320,8 +320,15 @@ pub(super) fn prefixes(
     prefix: Option<&str>,
     error_output_prefix: Option<&str>,
     dynamic_partitioning: bool,
+    event_time: bool,
 ) -> Result<(Prefix, Prefix), ConfigError> {
-    partition::resolve(prefix, error_output_prefix, dynamic_partitioning).map_err(|err| match err {
+    partition::resolve(
+        prefix,
+        error_output_prefix,
+        dynamic_partitioning,
+        event_time,
+    )
+    .map_err(|err| match err {
         PrefixError::Invalid { kind, reason } => {
             let option = match kind {
                 PrefixKind::Output => prefix_option,

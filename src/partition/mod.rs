@@ -265,6 +265,22 @@ impl Prefix {
             .collect()
     }
 
+    /// What the prefix's `timestamp` expressions make of `t`, and nothing else: with
+    /// event-time partitioning, records whose times give the same text share an
+    /// object, so this is part of a partition's identity.
+    pub fn time_bucket(&self, t: &jiff::Zoned) -> String {
+        let mut out = String::new();
+        for segment in &self.segments {
+            if let Segment::Timestamp(tokens) = segment {
+                format_time(tokens, t, &mut out);
+                // A separator no pattern prints, so `yyyy` + `MM` never equals a
+                // single `yyyyMM`-like run of another template.
+                out.push('\u{1}');
+            }
+        }
+        out
+    }
+
     /// Evaluates the template. All `timestamp` expressions use the same instant
     /// (`ctx.timestamp`); each `random-string` is drawn anew.
     ///
@@ -640,8 +656,8 @@ fn format_time(tokens: &[TimeToken], t: &jiff::Zoned, out: &mut String) {
 /// field; otherwise error objects would land among delivered ones.
 ///
 /// With `dynamic` (dynamic partitioning enabled), `Prefix` must reference at
-/// least one partition key and `ErrorOutputPrefix` must be set, as in
-/// Firehose; without it, partition keys are refused (nothing would produce
+/// least one partition key (or, with `event_time`, may partition by its
+/// timestamps alone) and `ErrorOutputPrefix` must be set, as in Firehose; without it, partition keys are refused (nothing would produce
 /// them). `ErrorOutputPrefix` never takes partition keys: a record that
 /// failed may have none.
 ///
@@ -651,6 +667,7 @@ pub fn resolve(
     prefix: Option<&str>,
     error_output_prefix: Option<&str>,
     dynamic: bool,
+    event_time: bool,
 ) -> Result<(Prefix, Prefix), PrefixError> {
     let mut output = parse(prefix.unwrap_or(""), PrefixKind::Output)?;
     match (dynamic, output.partition_keys().next().is_some()) {
@@ -660,10 +677,10 @@ pub fn resolve(
                 "partitionKeyFromQuery/partitionKeyFromLambda need dynamic partitioning enabled (DynamicPartitioningConfiguration / [destination.dynamic_partitioning])",
             ));
         }
-        (true, false) => {
+        (true, false) if !event_time => {
             return Err(invalid(
                 PrefixKind::Output,
-                "dynamic partitioning is enabled, so it must use at least one !{partitionKeyFromQuery:KEY} or !{partitionKeyFromLambda:KEY}",
+                "dynamic partitioning is enabled, so it must use at least one !{partitionKeyFromQuery:KEY} or !{partitionKeyFromLambda:KEY} (or partition by event time: [destination.dynamic_partitioning.event_time])",
             ));
         }
         _ => {}
@@ -794,7 +811,7 @@ mod tests {
         prefix: Option<&str>,
         error: Option<&str>,
     ) -> Result<(Prefix, Prefix), PrefixError> {
-        resolve(prefix, error, false)
+        resolve(prefix, error, false, false)
     }
 
     fn resolve_err(prefix: Option<&str>, error: Option<&str>) -> String {
@@ -1084,16 +1101,30 @@ mod tests {
             Some(p.as_str()),
             Some("e/!{firehose:error-output-type}/"),
             true,
+            false,
         )
         .unwrap();
-        let err = resolve(Some("x/"), Some("e/!{firehose:error-output-type}/"), true)
-            .unwrap_err()
-            .to_string();
+        let err = resolve(
+            Some("x/"),
+            Some("e/!{firehose:error-output-type}/"),
+            true,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("at least one !{partitionKeyFromQuery:KEY}"),
             "{err}"
         );
-        let err = resolve(Some(p.as_str()), None, true)
+        // Event time partitions by the timestamps alone.
+        resolve(
+            Some("x/"),
+            Some("e/!{firehose:error-output-type}/"),
+            true,
+            true,
+        )
+        .unwrap();
+        let err = resolve(Some(p.as_str()), None, true, false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1104,6 +1135,7 @@ mod tests {
             Some(p.as_str()),
             Some("e/!{firehose:error-output-type}/!{partitionKeyFromLambda:k}/"),
             true,
+            false,
         )
         .unwrap_err()
         .to_string();
