@@ -574,9 +574,10 @@ impl BufferStage {
                     // (the record may have been the batch's last).
                     self.open_error_outputs(&mut epoch).await?;
                     let pending = std::mem::take(&mut epoch.pending);
+                    let stream = self.namer.stream().to_owned();
                     let (back, result) = tokio::task::spawn_blocking(move || {
                         let mut epoch = epoch;
-                        let result = write_errors(&mut epoch, pending);
+                        let result = write_errors(&stream, &mut epoch, pending);
                         (epoch, result)
                     })
                     .await
@@ -709,7 +710,7 @@ impl BufferStage {
         let limit = self.buffering.size_bytes;
         let delimiter = u64::from(self.delimiter);
         let pending = std::mem::take(&mut epoch.pending);
-        write_errors(epoch, pending)?;
+        write_errors(self.namer.stream(), epoch, pending)?;
         if !epoch.pending.is_empty() {
             return Ok(Stop::ErrorOutputs);
         }
@@ -782,7 +783,7 @@ impl BufferStage {
             *i += 1;
             if !epoch.pending.is_empty() {
                 let pending = std::mem::take(&mut epoch.pending);
-                write_errors(epoch, pending)?;
+                write_errors(self.namer.stream(), epoch, pending)?;
                 if !epoch.pending.is_empty() {
                     return Ok(Stop::ErrorOutputs);
                 }
@@ -955,6 +956,15 @@ impl BufferStage {
             share.publish(0);
         }
         let mut objects = epoch.finished;
+        let open_data = epoch.partitions.values().filter(|p| p.records > 0).count();
+        if self.partitioning.is_some() {
+            crate::metrics::inc(
+                "sluice_partitions_closed_total",
+                "Partition objects delivered (dynamic partitioning): finished by size or memory, or closed with their epoch.",
+                &[("stream", self.namer.stream())],
+                (objects.len() + open_data) as u64,
+            );
+        }
         for (_, partition) in epoch.partitions {
             if partition.records > 0 {
                 objects.push(EpochObject {
@@ -1035,6 +1045,7 @@ struct Processing {
 
 /// Appends error documents to their (open) error objects.
 fn write_errors(
+    stream: &str,
     epoch: &mut OpenEpoch,
     docs: Vec<(&'static str, Vec<u8>)>,
 ) -> Result<(), EncodeError> {
@@ -1045,8 +1056,8 @@ fn write_errors(
                 *count += 1;
                 crate::metrics::inc(
                     "sluice_error_records_total",
-                    "Records written to an error output, by type.",
-                    &[("type", kind)],
+                    "Records written to an error output, by stream and type.",
+                    &[("stream", stream), ("type", kind)],
                     1,
                 );
             }
