@@ -44,6 +44,7 @@ use crate::source::direct_put::wal::WalOptions;
 use crate::source::direct_put::{Wal, WalError};
 use crate::source::kinesis::{KinesisProgress, KinesisShared, KinesisSource};
 use crate::source::{self, Source};
+use crate::status::{State, StreamStatus};
 
 /// Runtime options from the command line.
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub struct RunOptions {
     /// (each stream also has its own `memory_budget_bytes`); `None`: no
     /// process-wide limit.
     pub memory_budget_bytes: Option<u64>,
+    /// How often failures an operator must fix are retried.
+    pub operator_retry: Duration,
 }
 
 /// Why the daemon stopped or could not start.
@@ -171,6 +174,8 @@ enum SourceParts {
 #[derive(Debug, Clone)]
 struct StreamParts {
     name: String,
+    /// What it is doing, for the API, metrics and systemd.
+    status: Arc<StreamStatus>,
     source: SourceParts,
     sink: Arc<dyn ObjectSink>,
     store: Arc<dyn CheckpointStore>,
@@ -187,6 +192,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
     let _lock = lock_state_dir(&options.state_dir)?;
+    crate::status::set_operator_retry(options.operator_retry);
     let created = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     // One AWS config per process, loaded only when a stream needs AWS.
     let needs_aws = |s: &StreamConfig| {
@@ -235,6 +241,7 @@ pub async fn run(
                     SourceParts::Kinesis(_) => None,
                 },
                 description: description(config, &*stream.sink, created),
+                status: stream.status.clone(),
             },
         );
         parts.push(stream);
@@ -264,6 +271,24 @@ pub async fn run(
         }
     });
 
+    let statuses: Vec<Arc<StreamStatus>> = parts.iter().map(|p| p.status.clone()).collect();
+    // systemd: READY once no stream is starting (each serves, or failed with a
+    // reason it reports and keeps retrying, so one broken bucket cannot hold the
+    // whole service in "activating"); the watchdog for the life of the process.
+    let notifier = tokio::spawn({
+        let statuses = statuses.clone();
+        async move {
+            while statuses.iter().any(|s| s.state() == State::Starting) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let line = crate::service::summary(&statuses);
+            tracing::info!(status = %line, "Ready.");
+            crate::service::ready(&line);
+            if let Some(interval) = crate::service::watchdog_interval() {
+                crate::service::watchdog(statuses, interval).await;
+            }
+        }
+    });
     let (stopping, stopping_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for stream in parts {
@@ -278,6 +303,9 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("Shutting down: refusing new records, draining every stream.");
+    notifier.abort();
+    crate::service::stopping();
+    statuses.iter().for_each(|s| s.draining());
     state.start_draining();
     stopping.send_replace(true);
     // Kinesis readers stop on `stopping`; Direct PUT logs stop taking appends.
@@ -665,6 +693,7 @@ async fn open_stream(
     };
     Ok(StreamParts {
         name: config.name.clone(),
+        status: Arc::new(StreamStatus::new(&config.name)),
         source,
         sink,
         store,
@@ -890,35 +919,58 @@ fn processing_description(d: &crate::config::DestinationConfig) -> Value {
 }
 
 /// Runs one stream's pipeline until its source ends, restarting it from the
-/// last checkpoint whenever it fails. After `stopping` is set, a failure is
-/// final: the records stay in the log for the next start.
+/// last checkpoint whenever it fails, as the error's classification says: a
+/// retriable failure after a backoff doubling up to [`MAX_RESTART_BACKOFF`],
+/// one an operator must fix (bucket missing, access denied, stream not found)
+/// every [`crate::status::operator_retry`], so the stream heals once it is fixed without
+/// filling the log. Meanwhile the stream reports itself failing with the
+/// reason. After `stopping` is set, a failure is final: the records stay in
+/// the log for the next start.
 async fn run_stream(
     parts: StreamParts,
     stopping: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match run_pipeline(&parts, &stopping).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                crate::metrics::PIPELINE_RESTARTS.inc(&parts.name, 1);
-                tracing::error!(
-                    stream = %parts.name,
-                    error = %e,
-                    fault = %e.fault(),
-                    retriable = e.is_retriable(),
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "Pipeline failed; restarting from the last checkpoint."
-                );
-                if *stopping.borrow() {
-                    return Err(e);
+    let status = parts.status.clone();
+    crate::status::scope(status.clone(), async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match run_pipeline(&parts, &stopping).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    crate::metrics::PIPELINE_RESTARTS.inc(&parts.name, 1);
+                    let wait = if e.is_retriable() {
+                        jitter(backoff)
+                    } else {
+                        crate::status::operator_retry()
+                    };
+                    tracing::error!(
+                        stream = %parts.name,
+                        error = %e,
+                        fault = %e.fault(),
+                        retriable = e.is_retriable(),
+                        retry_in_ms = wait.as_millis() as u64,
+                        "Pipeline failed; restarting from the last checkpoint."
+                    );
+                    if *stopping.borrow() {
+                        return Err(e);
+                    }
+                    status.failing(e.to_string(), e.fault());
+                    // Cut short by shutdown: the restart then drains.
+                    let mut stop = stopping.clone();
+                    tokio::select! {
+                        () = crate::status::sleep_ticking(Some(&status), wait) => {}
+                        _ = stop.wait_for(|stopping| *stopping) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
                 }
-                tokio::time::sleep(jitter(backoff)).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
-    }
+    })
+    .await
 }
+
+/// Longest wait before restarting a pipeline after a retriable failure.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Up to ±25% random spread, so restarting streams do not retry in lockstep.
 fn jitter(d: Duration) -> Duration {
@@ -940,6 +992,7 @@ async fn run_pipeline(
                 Arc::new(wal.clone()),
             );
             let start = delivery.recover().await?;
+            parts.status.active();
             (delivery, Box::new(wal.reader(start.wal)))
         }
         SourceParts::Kinesis(shared) => {
@@ -952,6 +1005,7 @@ async fn run_pipeline(
                 progress,
             );
             delivery.recover().await?;
+            parts.status.active();
             (
                 delivery,
                 Box::new(KinesisSource::start(

@@ -137,6 +137,30 @@ pub fn failpoint(name: &str) {
     }
 }
 
+/// Test hook: `name=SECS` in `SLUICE_FAILPOINTS` blocks the calling thread
+/// for SECS seconds the first time `name` is reached (a wedged pipeline, for
+/// the watchdog's tests); later calls pass.
+pub fn pause_point(name: &str) {
+    static PAUSED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(list) = std::env::var("SLUICE_FAILPOINTS") else {
+        return;
+    };
+    let Some(secs) = list.split(',').find_map(|f| {
+        let (n, secs) = f.trim().split_once('=')?;
+        (n == name).then(|| secs.parse::<f64>().ok()).flatten()
+    }) else {
+        return;
+    };
+    let mut paused = PAUSED.lock().unwrap_or_else(|e| e.into_inner());
+    if paused.iter().any(|n| n == name) {
+        return;
+    }
+    paused.push(name.to_owned());
+    drop(paused);
+    eprintln!("failpoint {name} hit: pausing {secs} s");
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+}
+
 /// Runs the protocol for one stream.
 #[derive(Debug)]
 pub struct Delivery {

@@ -53,5 +53,7 @@ pub mod metrics;
 pub mod partition;
 pub mod process;
 pub mod record;
+pub mod service;
 pub mod sink;
 pub mod source;
+pub mod status;

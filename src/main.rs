@@ -65,6 +65,12 @@ enum Command {
         /// finished early. Default: no process-wide limit.
         #[arg(long, env = "SLUICE_MEMORY_BUDGET_BYTES", value_parser = clap::value_parser!(u64).range(1 << 20..))]
         memory_budget_bytes: Option<u64>,
+        /// Seconds between retries of a failure an operator must fix (S3
+        /// bucket missing, access denied, Kinesis stream not found). Such a
+        /// stream reports itself failing meanwhile (/readyz, logs, metrics)
+        /// and heals at the first retry after the fix.
+        #[arg(long, env = "SLUICE_OPERATOR_RETRY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        operator_retry_secs: u64,
     },
     /// Check or repair a stream's write-ahead log (the stream must be stopped).
     Wal {
@@ -221,6 +227,7 @@ fn main() -> ExitCode {
             limits,
             transforms_dir,
             memory_budget_bytes,
+            operator_retry_secs,
         } => {
             let api_limits = match limits.validate() {
                 Ok(limits) => limits,
@@ -274,6 +281,7 @@ fn main() -> ExitCode {
                 api_limits,
                 transforms_dir: cwd.join(transforms_dir),
                 memory_budget_bytes,
+                operator_retry: std::time::Duration::from_secs(operator_retry_secs),
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.

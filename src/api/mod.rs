@@ -43,6 +43,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::source::direct_put::{Wal, WalError};
+use crate::status::{State as StreamState, StreamStatus};
 
 pub mod server;
 
@@ -63,8 +64,11 @@ pub struct ApiStream {
     /// Where its records go; `None` for a Kinesis-sourced stream, which
     /// (as in Firehose) takes no Direct PUT records.
     pub wal: Option<Wal>,
-    /// Its `DeliveryStreamDescription` for `DescribeDeliveryStream`.
+    /// Its `DeliveryStreamDescription` for `DescribeDeliveryStream`, but its
+    /// status, which comes from `status` at each call.
     pub description: Value,
+    /// What it is doing now.
+    pub status: Arc<StreamStatus>,
 }
 
 /// Shared state of the HTTP server.
@@ -97,7 +101,78 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/metrics",
             axum::routing::get(|| async { crate::metrics::render() }),
         )
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
         .with_state(state)
+}
+
+/// A stream whose loops have not ticked for this long makes `/healthz` fail.
+/// Loops tick at least every second while they run or wait by design, so this is
+/// a wedged pipeline, not a slow one.
+pub const HEALTH_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Liveness: the process answers and every stream's loops tick (a container's
+/// liveness probe, Docker's HEALTHCHECK). A failing stream is alive: it retries.
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
+    let silent: Vec<Value> = state
+        .streams
+        .values()
+        .filter(|s| s.status.since_tick() > HEALTH_SILENCE)
+        .map(|s| json!({"stream": s.status.name(), "silent_ms": s.status.since_tick().as_millis() as u64}))
+        .collect();
+    if silent.is_empty() {
+        json_response(StatusCode::OK, json!({"status": "ok"}))
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "wedged", "streams": silent}),
+        )
+    }
+}
+
+/// Readiness: every stream active (a readiness probe). Otherwise 503 with each
+/// stream's state and, for failing ones, the reason.
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    let mut ready = !state.draining.load(Ordering::SeqCst);
+    let streams: Vec<Value> = state
+        .streams
+        .values()
+        .map(|s| {
+            let current = s.status.state();
+            ready &= matches!(current, StreamState::Active);
+            let mut entry = json!({"stream": s.status.name(), "state": current.name()});
+            if let StreamState::Failing {
+                reason,
+                fault,
+                since_ms,
+            } = current
+            {
+                entry["reason"] = json!(reason);
+                entry["fault"] = json!(fault.to_string());
+                entry["since"] = json!(
+                    jiff::Timestamp::from_millisecond(since_ms)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                );
+            }
+            entry
+        })
+        .collect();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(code, json!({"ready": ready, "streams": streams}))
 }
 
 /// A Firehose error response.
@@ -391,7 +466,19 @@ struct DescribeIn {
 fn describe(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     let input: DescribeIn = parse(body)?;
     let stream = stream(state, input.stream.as_deref())?;
-    Ok(ok(json!({"DeliveryStreamDescription": stream.description})))
+    let mut description = stream.description.clone();
+    // Firehose keeps a stream ACTIVE while its deliveries fail (they show in
+    // CloudWatch); sluice says why in FailureDescription, Firehose's shape for it.
+    let (status, failure) = match stream.status.state() {
+        StreamState::Starting => ("CREATING", None),
+        StreamState::Active | StreamState::Draining => ("ACTIVE", None),
+        StreamState::Failing { reason, .. } => ("ACTIVE", Some(reason)),
+    };
+    description["DeliveryStreamStatus"] = json!(status);
+    if let Some(details) = failure {
+        description["FailureDescription"] = json!({"Type": "UNKNOWN_ERROR", "Details": details});
+    }
+    Ok(ok(json!({"DeliveryStreamDescription": description})))
 }
 
 #[derive(Deserialize)]

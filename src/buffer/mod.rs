@@ -75,6 +75,10 @@ use crate::record::{Positions, Record};
 use crate::sink::{ObjectSink, SinkError};
 use crate::source::{Source, SourceError};
 
+/// Longest time the buffer loop waits for records before it ticks its
+/// stream's liveness ([`crate::status`]).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Most bytes read from the source in one batch.
 const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
@@ -466,16 +470,34 @@ impl BufferStage {
         epochs: mpsc::Sender<Epoch>,
     ) -> Result<(), BufferError> {
         let mut open: Option<OpenEpoch> = None;
+        let status = crate::status::current();
+        let tick = || {
+            if let Some(status) = &status {
+                status.tick();
+            }
+        };
         loop {
+            tick();
             let deadline = open.as_ref().map(|o| o.opened + self.buffering.interval);
-            let batch = tokio::select! {
-                batch = source.next_batch(READ_BATCH_BYTES) => batch?,
-                () = sleep_until_opt(deadline) => {
-                    if let Some(epoch) = open.take() {
-                        self.close(epoch, &epochs).await?;
+            let batch = {
+                // Liveness while idle by design: a tick every HEARTBEAT without
+                // dropping the read (a slow read is not restarted).
+                let next = source.next_batch(READ_BATCH_BYTES);
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        batch = &mut next => break Some(batch?),
+                        () = sleep_until_opt(deadline) => break None,
+                        () = tokio::time::sleep(HEARTBEAT) => tick(),
                     }
-                    continue;
                 }
+            };
+            let Some(batch) = batch else {
+                // The interval passed: close the epoch.
+                if let Some(epoch) = open.take() {
+                    self.close(epoch, &epochs).await?;
+                }
+                continue;
             };
             let Some(batch) = batch else {
                 if let Some(epoch) = open.take() {
@@ -534,6 +556,7 @@ impl BufferStage {
         // before any of it is encoded.
         let processors = self.processors.clone();
         let mut batch = tokio::task::spawn_blocking(move || {
+            crate::delivery::pause_point("wedge_buffer");
             let outcomes = processors.run(&records);
             Processing { records, outcomes }
         })

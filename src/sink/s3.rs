@@ -35,7 +35,7 @@
 //! jitter: retriable failures (5xx, `SlowDown`, throttling, timeouts,
 //! connection resets) back off up to 20 s; failures that need an operator
 //! (`AccessDenied`, `NoSuchBucket`, KMS errors) are logged with their S3 error
-//! code at every step and retried every 60 s. Nothing is skipped: while S3
+//! code at every step and retried every `--operator-retry-secs` (60 s). Nothing is skipped: while S3
 //! fails the pipeline waits, the write-ahead log fills, and the API pushes
 //! back with `ServiceUnavailableException`.
 
@@ -849,8 +849,10 @@ impl S3StagingWriter {
         let number = self.next_part;
         self.next_part += 1;
         let upload = self.upload.clone();
-        self.in_flight
-            .push_back(self.runtime.spawn(upload.put_part(number, data)));
+        self.in_flight.push_back(
+            self.runtime
+                .spawn(crate::status::in_current(upload.put_part(number, data))),
+        );
         Ok(())
     }
 
@@ -895,7 +897,9 @@ impl StagingWriter for S3StagingWriter {
                 this.next_part += 1;
                 let upload = this.upload.clone();
                 this.in_flight
-                    .push_back(tokio::spawn(upload.put_part(number, tail)));
+                    .push_back(tokio::spawn(crate::status::in_current(
+                        upload.put_part(number, tail),
+                    )));
             }
             for task in std::mem::take(&mut this.in_flight) {
                 let part = task
@@ -998,8 +1002,9 @@ fn classify_code(code: Option<&str>, status: Option<u16>) -> (Fault, bool) {
 
 /// Backoff for failures retrying can fix soon.
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
-/// Retry period for failures that need an operator.
-const SLOW_RETRY: Duration = Duration::from_secs(60);
+/// Failed attempts of a retriable request after which its stream reports
+/// itself failing (about 3 s of backoff).
+const FAILING_AFTER_ATTEMPTS: u32 = 5;
 
 /// Runs `op` until it succeeds. Returns only success, `NoSuchUpload`, or an
 /// error that is not an S3 failure: sluice never skips undelivered data.
@@ -1010,10 +1015,20 @@ where
 {
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 0u32;
+    let status = crate::status::current();
     loop {
         attempt += 1;
         match op().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                if let Some(status) = &status {
+                    // Progress: an upload of many parts ticks per part.
+                    status.tick();
+                    if attempt > 1 {
+                        status.cleared();
+                    }
+                }
+                return Ok(value);
+            }
             // The upload is gone (aborted by recovery after a pipeline
             // restart, while this part was still being retried): retrying
             // cannot help; the caller's pipeline starts over.
@@ -1055,15 +1070,26 @@ struct Failure<'a> {
 
 impl Failure<'_> {
     /// Logs the failure and sleeps until the next attempt: soon (growing
-    /// `backoff`) when retrying can fix it, [`SLOW_RETRY`] when an operator
+    /// `backoff`) when retrying can fix it, [`crate::status::operator_retry`] when an operator
     /// must (bucket missing, access denied): nothing is dropped meanwhile.
     async fn wait(&self, backoff: &mut Duration) {
         let wait = if self.retriable {
             jitter(*backoff)
         } else {
-            SLOW_RETRY
+            crate::status::operator_retry()
         };
         let (operation, key, code) = (self.operation, self.key, self.code.unwrap_or("-"));
+        // The stream reports what an operator must fix at once, a transient
+        // fault once it persists (a few quick retries are routine).
+        let status = crate::status::current();
+        if let Some(status) = &status
+            && (!self.retriable || self.attempt >= FAILING_AFTER_ATTEMPTS)
+        {
+            status.failing(
+                format!("S3 {operation} {key}: {code}: {}", self.message),
+                self.fault,
+            );
+        }
         let (attempt, error, retry_in_ms) = (self.attempt, self.message, wait.as_millis() as u64);
         if self.retriable {
             tracing::warn!(
@@ -1088,7 +1114,8 @@ impl Failure<'_> {
                 "S3 request failed and needs an operator; retrying slowly, nothing is dropped."
             );
         }
-        tokio::time::sleep(wait).await;
+        // A wait by design: the stream's loops are alive (the watchdog's view).
+        crate::status::sleep_ticking(status.as_deref(), wait).await;
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
     }
 }

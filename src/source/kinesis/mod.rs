@@ -226,7 +226,10 @@ impl KinesisSource {
         stopping: watch::Receiver<bool>,
     ) -> Self {
         let (tx, events) = mpsc::channel(CHANNEL_BATCHES);
-        let coordinator = tokio::spawn(coordinate(shared, progress, stopping, tx));
+        // The coordinator reports to the stream's status (a missing stream).
+        let coordinator = tokio::spawn(crate::status::in_current(coordinate(
+            shared, progress, stopping, tx,
+        )));
         KinesisSource {
             events,
             coordinator,
@@ -295,9 +298,13 @@ async fn coordinate(
         if *stopping.borrow() {
             break;
         }
+        let status = crate::status::current();
         match list_shards(&shared.client, &stream).await {
             Ok(shards) => {
                 backoff = Duration::from_millis(500);
+                if let Some(status) = &status {
+                    status.cleared();
+                }
                 if let Ok(mut closed) = closed.lock() {
                     for shard in &shards {
                         if let Some(end) = shard
@@ -319,11 +326,22 @@ async fn coordinate(
                         events: events.clone(),
                         stopping: stopping.clone(),
                     };
-                    readers.spawn(reader.run(start));
+                    readers.spawn(crate::status::in_current(reader.run(start)));
                 }
             }
             Err(message) => {
                 tracing::error!(stream = %stream, error = %message, retry_in_ms = backoff.as_millis() as u64, "Cannot list Kinesis shards; retrying.");
+                if let Some(status) = &status {
+                    // A missing stream or refused access needs an operator.
+                    let fault = if message.contains("ResourceNotFound")
+                        || message.contains("AccessDenied")
+                    {
+                        Fault::Config
+                    } else {
+                        Fault::Remote
+                    };
+                    status.failing(format!("Kinesis ListShards {stream}: {message}"), fault);
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF * 3);
             }
         }

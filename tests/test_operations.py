@@ -1,0 +1,171 @@
+"""Operating sluice: systemd's notify protocol and watchdog, health and readiness,
+and a stream whose bucket is missing failing alone, visibly, then healing.
+
+systemd is not PID 1 here, so its side of `Type=notify` is played by a Unix datagram
+socket in the test (`NOTIFY_SOCKET`), which is all sd_notify(3) talks to; the watchdog
+interval is given as systemd gives it (`WATCHDOG_USEC`). A wedged pipeline is the
+`wedge_buffer=SECS` failpoint: the buffer's worker blocks for SECS seconds once.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from conftest import (
+    assert_exactly_once,
+    firehose_client,
+    native_config,
+    put_batch_ok,
+    read_delivered,
+    wait_until,
+    write_config,
+)
+from s3_support import moto_server, reset_moto, s3_client, s3_native_config  # noqa: F401
+from test_transforms import data_records
+
+
+class NotifySocket:
+    """systemd's end of $NOTIFY_SOCKET: every datagram, with its arrival time."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while not self.stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            for line in data.decode().splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def times(self, line: str) -> list[float]:
+        return [t for t, m in list(self.messages) if m == line]
+
+    def lines(self, start: str) -> list[str]:
+        return [m for _, m in list(self.messages) if m.startswith(start)]
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_notify_ready_watchdog_follows_the_pipeline_and_stopping(tmp_path, start_daemon, monkeypatch):
+    """READY=1 once the stream has recovered (and /readyz says ready), with a STATUS line;
+    WATCHDOG=1 every third of the interval while the pipeline ticks, none while its
+    buffer is wedged (and /healthz is unchanged: it allows more), pings again after;
+    STOPPING=1 on SIGTERM; every record delivered."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+        monkeypatch.setenv("WATCHDOG_USEC", "3000000")  # 3 s: pings every 1 s, silence allowed 1.5 s
+        monkeypatch.setenv("SLUICE_FAILPOINTS", "wedge_buffer=5")
+        out = tmp_path / "out"
+        cfg = write_config(tmp_path / "n.toml", native_config("n", out, interval_secs=1))
+        d = start_daemon(cfg)
+        wait_until(lambda: notify.times("READY=1"), 20, "READY=1")
+        assert get(f"{d.endpoint}/readyz") == (200, {"ready": True, "streams": [{"stream": "n", "state": "active"}]})
+        assert any("1 of 1 streams active" in s for s in notify.lines("STATUS=")), notify.messages
+        wait_until(lambda: len(notify.times("WATCHDOG=1")) >= 3, 10, "three watchdog pings")
+
+        # The first batch wedges the buffer for 5 s: pings stop, then resume.
+        client = firehose_client(d.endpoint)
+        sent = [json.dumps({"n": i}).encode() for i in range(100)]
+        put_batch_ok(client, "n", sent)
+        wedged_at = time.monotonic()
+        wait_until(lambda: "failpoint wedge_buffer hit" in d.log_path.read_text(), 10, "the wedge")
+        wait_until(lambda: [t for t in notify.times("WATCHDOG=1") if t > wedged_at + 5.5], 15, "pings after the wedge")
+        pings = notify.times("WATCHDOG=1")
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        before = [b - a for a, b in zip(pings, pings[1:]) if b < wedged_at]
+        assert max(before) < 1.6, f"pings while healthy came {before} s apart"
+        assert max(gaps) > 3.0, f"pings did not stop while the pipeline was wedged: gaps {gaps}"
+        log = d.log_path.read_text()
+        assert "has not made progress; no watchdog ping until it does" in log
+        assert "watchdog pings resume" in log
+        assert get(f"{d.endpoint}/healthz")[0] == 200
+
+        d.stop_ok()
+        assert notify.times("STOPPING=1"), notify.messages
+        assert notify.times("READY=1")[0] < notify.times("STOPPING=1")[0]
+        assert data_records(out) == {r: 1 for r in sent}
+    finally:
+        notify.close()
+
+
+def test_a_missing_bucket_fails_one_stream_visibly_then_heals(tmp_path, start_daemon, moto_server, monkeypatch):
+    """One stream delivers to a bucket that does not exist, the other to a local
+    directory. The process starts (READY), the local stream delivers, /readyz and
+    DescribeDeliveryStream name the failing stream and why; puts to it are still
+    acknowledged (its log holds them). Once the bucket exists it heals at the next
+    operator retry and delivers everything exactly once."""
+    reset_moto(moto_server)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+        bucket = f"late-bucket-{int(time.time() * 1000) % 10**9}"
+        s3cfg = write_config(tmp_path / "s3.toml", s3_native_config("remote", bucket=bucket, endpoint_url=moto_server))
+        localcfg = write_config(tmp_path / "local.toml", native_config("local", tmp_path / "out"))
+        d = start_daemon([s3cfg, localcfg], extra_args=["--operator-retry-secs", "2"])
+        client = firehose_client(d.endpoint)
+
+        wait_until(lambda: notify.times("READY=1"), 30, "READY=1 with one stream failing")
+        code, ready = get(f"{d.endpoint}/readyz")
+        assert code == 503, ready
+        streams = {s["stream"]: s for s in ready["streams"]}
+        assert streams["local"]["state"] == "active"
+        assert streams["remote"]["state"] == "failing", streams
+        assert "NoSuchBucket" in streams["remote"]["reason"] and streams["remote"]["fault"] == "config", streams
+        # READY's status line: sent once no stream was starting, the remote one failing.
+        assert any("1 of 2 streams active, 1 failing (remote: S3" in s for s in notify.lines("STATUS=")), notify.messages
+        desc = client.describe_delivery_stream(DeliveryStreamName="remote")["DeliveryStreamDescription"]
+        assert desc["DeliveryStreamStatus"] == "ACTIVE"
+        assert "NoSuchBucket" in desc["FailureDescription"]["Details"], desc.get("FailureDescription")
+        assert "FailureDescription" not in client.describe_delivery_stream(DeliveryStreamName="local")["DeliveryStreamDescription"]
+        assert get(f"{d.endpoint}/healthz")[0] == 200, "a failing stream that retries is alive"
+
+        remote = [json.dumps({"remote": i}).encode() for i in range(300)]
+        local = [json.dumps({"local": i}).encode() for i in range(300)]
+        put_batch_ok(client, "remote", remote)
+        put_batch_ok(client, "local", local)
+        wait_until(lambda: sum(read_delivered(tmp_path / "out").records.values()) >= 300, 30, "the local stream delivering")
+
+        s3 = s3_client(moto_server)
+        s3.create_bucket(Bucket=bucket)
+        wait_until(lambda: get(f"{d.endpoint}/readyz")[0] == 200, 30, "the stream healing")
+
+        def remote_records():
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if not o["Key"].startswith(".sluice")]
+            return [line for k in keys for line in s3.get_object(Bucket=bucket, Key=k)["Body"].read().splitlines()]
+
+        wait_until(lambda: len(remote_records()) >= 300, 30, "the healed stream delivering")
+        d.stop_ok()
+        from collections import Counter
+
+        assert_exactly_once(Counter(remote_records()), remote)
+        assert_exactly_once(read_delivered(tmp_path / "out").records, local)
+        log = d.log_path.read_text()
+        assert "Stream recovered." in log
+    finally:
+        notify.close()
