@@ -236,17 +236,22 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let loaded = if configs.is_empty() {
-                sluice::config::native::parse(
-                    BUILT_IN_DEFAULT,
-                    std::path::Path::new("built-in default (config/local.toml)"),
-                    &cwd,
-                )
-                .map(|stream| vec![stream])
-            } else {
-                sluice::config::load_all(&configs, &cwd)
+            let load = {
+                let (configs, cwd) = (configs.clone(), cwd.clone());
+                move || {
+                    if configs.is_empty() {
+                        sluice::config::native::parse(
+                            BUILT_IN_DEFAULT,
+                            std::path::Path::new("built-in default (config/local.toml)"),
+                            &cwd,
+                        )
+                        .map(|stream| vec![stream])
+                    } else {
+                        sluice::config::load_all(&configs, &cwd)
+                    }
+                }
             };
-            let streams = match loaded {
+            let streams = match load() {
                 Ok(streams) => streams,
                 Err(errors) => {
                     print_config_errors(&errors);
@@ -285,17 +290,23 @@ fn main() -> ExitCode {
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.
-            let shutdown = {
+            let (shutdown, reloads) = {
                 let _context = runtime.enter();
-                match shutdown_signal() {
-                    Ok(shutdown) => shutdown,
-                    Err(e) => {
+                match (shutdown_signal(), reload_signal()) {
+                    (Ok(shutdown), Ok(signals)) => (
+                        shutdown,
+                        sluice::app::Reloads {
+                            signals,
+                            load: Box::new(move || load().map_err(|errors| errors.to_string())),
+                        },
+                    ),
+                    (Err(e), _) | (_, Err(e)) => {
                         eprintln!("error: cannot install signal handlers: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
             };
-            match runtime.block_on(sluice::app::run(streams, options, shutdown)) {
+            match runtime.block_on(sluice::app::run(streams, options, shutdown, Some(reloads))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "sluice stopped with an error.");
@@ -336,6 +347,21 @@ fn main() -> ExitCode {
 /// A future resolving on SIGTERM (systemd, container runtimes) or SIGINT
 /// (Ctrl-C). The handlers are registered when this is called, not when the
 /// future is first polled.
+/// SIGHUP (`systemctl reload`, `kill -HUP`): one message per signal. Installed
+/// before the port opens, since SIGHUP's default action would end the process.
+fn reload_signal() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // A reload already waiting covers this signal too.
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
+}
+
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;

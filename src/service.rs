@@ -35,6 +35,14 @@ pub fn status(line: &str) {
     send(&[NotifyState::Status(line)]);
 }
 
+/// A reload began (READY follows when it is done).
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
 /// The drain began.
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("draining")]);
@@ -67,12 +75,13 @@ pub fn summary(streams: &[Arc<StreamStatus>]) -> String {
 /// Pings systemd's watchdog every third of `interval` while every stream's loops
 /// tick at least every half `interval`; logs the stream that stopped ticking, once,
 /// and again when it ticks again. Also refreshes the status line. Never returns.
-pub async fn watchdog(streams: Vec<Arc<StreamStatus>>, interval: Duration) {
+pub async fn watchdog(streams: impl Fn() -> Vec<Arc<StreamStatus>>, interval: Duration) {
     let allowed = interval / 2;
     let mut wedged: Option<String> = None;
     let mut last_line = String::new();
     loop {
         tokio::time::sleep(interval / 3).await;
+        let streams = streams();
         let stuck = streams.iter().find(|s| s.since_tick() > allowed);
         match (stuck, &wedged) {
             (Some(s), None) => {

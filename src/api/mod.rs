@@ -59,7 +59,7 @@ pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 const TARGET_PREFIX: &str = "Firehose_20150804.";
 
 /// One stream as the API sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiStream {
     /// Where its records go; `None` for a Kinesis-sourced stream, which
     /// (as in Firehose) takes no Direct PUT records.
@@ -71,10 +71,11 @@ pub struct ApiStream {
     pub status: Arc<StreamStatus>,
 }
 
-/// Shared state of the HTTP server.
+/// Shared state of the HTTP server: the registry of streams it serves, which
+/// `app` changes at runtime (a reload adds, replaces and removes streams).
 #[derive(Debug)]
 pub struct ApiState {
-    streams: BTreeMap<String, ApiStream>,
+    streams: std::sync::RwLock<BTreeMap<String, Arc<ApiStream>>>,
     draining: AtomicBool,
 }
 
@@ -82,7 +83,9 @@ impl ApiState {
     /// State serving the given streams.
     pub fn new(streams: BTreeMap<String, ApiStream>) -> Self {
         ApiState {
-            streams,
+            streams: std::sync::RwLock::new(
+                streams.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            ),
             draining: AtomicBool::new(false),
         }
     }
@@ -90,6 +93,38 @@ impl ApiState {
     /// From now on, puts are refused with `ServiceUnavailableException`.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Serves `stream` as `name`, in place of any stream of that name.
+    pub fn insert(&self, name: &str, stream: ApiStream) {
+        self.write().insert(name.to_owned(), Arc::new(stream));
+    }
+
+    /// Stops serving `name`: its requests get `ResourceNotFoundException`.
+    pub fn remove(&self, name: &str) {
+        self.write().remove(name);
+    }
+
+    /// The stream called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<ApiStream>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Every stream, by name.
+    pub fn all(&self) -> Vec<(String, Arc<ApiStream>)> {
+        self.read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<ApiStream>>> {
+        // Inserts and removes only: a poisoned lock is still consistent.
+        self.streams.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<ApiStream>>> {
+        self.streams.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -124,8 +159,9 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 /// liveness probe, Docker's HEALTHCHECK). A failing stream is alive: it retries.
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     let silent: Vec<Value> = state
-        .streams
-        .values()
+        .all()
+        .into_iter()
+        .map(|(_, s)| s)
         .filter(|s| s.status.since_tick() > HEALTH_SILENCE)
         .map(|s| json!({"stream": s.status.name(), "silent_ms": s.status.since_tick().as_millis() as u64}))
         .collect();
@@ -144,9 +180,9 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     let mut ready = !state.draining.load(Ordering::SeqCst);
     let streams: Vec<Value> = state
-        .streams
-        .values()
-        .map(|s| {
+        .all()
+        .into_iter()
+        .map(|(_, s)| {
             let current = s.status.state();
             ready &= matches!(current, StreamState::Active);
             let mut entry = json!({"stream": s.status.name(), "state": current.name()});
@@ -312,9 +348,9 @@ struct PutRecordBatchIn {
     records: Option<Vec<RecordIn>>,
 }
 
-fn stream<'a>(state: &'a ApiState, name: Option<&str>) -> Result<&'a ApiStream, ApiError> {
+fn stream(state: &ApiState, name: Option<&str>) -> Result<Arc<ApiStream>, ApiError> {
     let name = name.ok_or_else(|| ApiError::missing("deliveryStreamName"))?;
-    state.streams.get(name).ok_or_else(|| {
+    state.get(name).ok_or_else(|| {
         ApiError::new(
             "ResourceNotFoundException",
             format!("Firehose {name} under this sluice instance not found."),
@@ -412,14 +448,14 @@ fn decode_put_record(body: &Bytes) -> Result<(Option<String>, Bytes), ApiError> 
 async fn put_record(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     let (name, data) = decode_put_record(body)?;
     let stream = stream(state, name.as_deref())?;
-    let ids = append(state, stream, vec![data]).await?;
+    let ids = append(state, &stream, vec![data]).await?;
     Ok(ok(json!({"RecordId": ids[0], "Encrypted": false})))
 }
 
 async fn put_record_batch(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     let (name, data) = decode_put_record_batch(body)?;
     let stream = stream(state, name.as_deref())?;
-    let ids = append(state, stream, data).await?;
+    let ids = append(state, &stream, data).await?;
     let responses: Vec<Value> = ids.into_iter().map(|id| json!({"RecordId": id})).collect();
     Ok(ok(
         json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}),
@@ -494,10 +530,10 @@ struct ListIn {
 fn list(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     let input: ListIn = parse(body)?;
     let limit = input.limit.unwrap_or(10_000).clamp(1, 10_000);
-    let names: Vec<&String> = state
-        .streams
+    let all = state.all();
+    let names: Vec<&String> = all
         .iter()
-        .filter(|(name, _)| input.start.as_ref().is_none_or(|start| *name > start))
+        .filter(|(name, _)| input.start.as_ref().is_none_or(|start| name > start))
         .filter(|(_, s)| {
             input
                 .kind

@@ -476,7 +476,10 @@ pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigErrors> {
     }
 }
 
-/// Loads every file and checks stream names are unique.
+/// Loads every file and checks stream names are unique. A directory stands
+/// for the `*.toml` and `*.json` files directly in it, in name order, so a
+/// stream is added or removed (at the next start or reload) by adding or
+/// removing its file.
 ///
 /// # Errors
 /// The errors of every file, not only the first bad one: a user fixing
@@ -484,7 +487,32 @@ pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigErrors> {
 pub fn load_all(paths: &[PathBuf], cwd: &Path) -> Result<Vec<StreamConfig>, ConfigErrors> {
     let mut streams: Vec<(StreamConfig, &Path)> = Vec::new();
     let mut errors = Vec::new();
+    let mut files = Vec::new();
     for path in paths {
+        let full = cwd.join(path);
+        if !full.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        match std::fs::read_dir(&full) {
+            Ok(entries) => {
+                let mut found: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file() && p.extension().is_some_and(|x| x == "toml" || x == "json")
+                    })
+                    .collect();
+                found.sort();
+                files.extend(found);
+            }
+            Err(e) => errors.push(FileError {
+                path: path.clone(),
+                position: None,
+                error: ConfigError::Read(e),
+            }),
+        }
+    }
+    for path in &files {
         match load(path, cwd) {
             Ok(stream) => {
                 if let Some((_, first)) = streams.iter().find(|(s, _)| s.name == stream.name) {

@@ -1,8 +1,12 @@
-//! Wiring: one pipeline per delivery stream, the shared HTTP API, shutdown.
+//! Wiring: one pipeline per delivery stream, the shared HTTP API, reload and
+//! shutdown.
 //!
 //! Neighbours: `main` parses the command line and calls [`run`] with the
-//! validated [`StreamConfig`]s and a shutdown future (SIGTERM/SIGINT); tests
-//! call [`run`] in-process with their own future.
+//! validated [`StreamConfig`]s, a shutdown future (SIGTERM/SIGINT) and the
+//! SIGHUP [`Reloads`]. The running streams are a registry ([`supervisor`]),
+//! which the API serves from and reloads change; each stream's
+//! [`crate::status::StreamStatus`] feeds `/readyz`, `DescribeDeliveryStream`
+//! and systemd ([`crate::service`]).
 //!
 //! Per stream, under `<state dir>/<stream>/`: `checkpoint.json`, and `wal/`
 //! (the Direct PUT write-ahead log) or `kinesis-start.json` (when sluice first
@@ -11,9 +15,11 @@
 //!
 //! A stream's pipeline is
 //! source -> [`BufferStage`] -> [`Delivery`]; when any part fails, the whole
-//! pipeline is dropped and restarted from the last checkpoint after a backoff
-//! (recovery is the one well-tested path back to a consistent state), and the
-//! failure is logged with its classification.
+//! pipeline is dropped and restarted from the last checkpoint (recovery is the
+//! one well-tested path back to a consistent state) after a wait its error's
+//! classification decides: a doubling backoff for a retriable fault, the
+//! operator retry period for one an operator must fix, while the stream
+//! reports itself failing with the reason.
 //!
 //! Shutdown: the API starts answering `ServiceUnavailableException`, each
 //! log is closed after the appends already queued, Kinesis readers finish
@@ -30,8 +36,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+mod supervisor;
+use supervisor::Supervisor;
+
 use crate::api::{self, ApiState, ApiStream};
-use crate::buffer::{BudgetShare, BufferError, BufferStage, ObjectNamer, ProcessBudget};
+use crate::buffer::{BudgetShare, BufferError, BufferStage, ObjectNamer};
 use crate::checkpoint::{CheckpointError, CheckpointStore, FileCheckpointStore};
 use crate::config::{Encryption, GlueTable, MIB, SchemaSource, SourceConfig, StreamConfig, Target};
 use crate::delivery::{Delivery, DeliveryError, Epoch};
@@ -182,7 +191,40 @@ struct StreamParts {
     stage: BufferStage,
 }
 
-/// Runs every stream until `shutdown` resolves, then drains and returns.
+/// Re-reading the configuration on SIGHUP.
+pub struct Reloads {
+    /// One message per SIGHUP.
+    pub signals: mpsc::Receiver<()>,
+    /// Reads every stream config again (the same files as at start), or says
+    /// why they cannot be used (every error of every file, as `sluice validate`).
+    pub load: Box<dyn Fn() -> Result<Vec<StreamConfig>, String> + Send>,
+}
+
+/// Whether a stream needs the AWS configuration (S3, Kinesis or Glue).
+fn needs_aws(s: &StreamConfig) -> bool {
+    matches!(s.destination.target, Target::S3(_))
+        || matches!(s.source, SourceConfig::Kinesis(_))
+        || s.destination
+            .format
+            .as_ref()
+            .is_some_and(|f| matches!(f.schema, SchemaSource::Glue(_)))
+}
+
+/// A stream as the API serves it.
+fn api_stream(config: &StreamConfig, parts: &StreamParts, created: f64) -> ApiStream {
+    ApiStream {
+        wal: match &parts.source {
+            SourceParts::DirectPut(wal) => Some(wal.clone()),
+            SourceParts::Kinesis(_) => None,
+        },
+        description: description(config, &*parts.sink, created),
+        status: parts.status.clone(),
+    }
+}
+
+/// Runs every stream until `shutdown` resolves, then drains and returns; on
+/// each of `reloads`' signals, applies the configuration as it is then
+/// ([`supervisor`]).
 ///
 /// # Errors
 /// [`AppError`] when start-up fails or a stream cannot drain.
@@ -190,78 +232,37 @@ pub async fn run(
     streams: Vec<StreamConfig>,
     options: RunOptions,
     shutdown: impl std::future::Future<Output = ()>,
+    reloads: Option<Reloads>,
 ) -> Result<(), AppError> {
     let _lock = lock_state_dir(&options.state_dir)?;
     crate::status::set_operator_retry(options.operator_retry);
-    let created = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-    // One AWS config per process, loaded only when a stream needs AWS.
-    let needs_aws = |s: &StreamConfig| {
-        matches!(s.destination.target, Target::S3(_))
-            || matches!(s.source, SourceConfig::Kinesis(_))
-            || s.destination
-                .format
-                .as_ref()
-                .is_some_and(|f| matches!(f.schema, SchemaSource::Glue(_)))
-    };
-    let sdk = if streams.iter().any(needs_aws) {
-        let region = aws_config::meta::region::RegionProviderChain::default_provider()
-            .or_else(aws_config::Region::new("us-east-1"));
-        Some(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(region)
-                .load()
-                .await,
-        )
-    } else {
-        None
-    };
-    let mut streams = streams;
-    for config in &mut streams {
-        resolve_glue_schema(config, sdk.as_ref()).await?;
-    }
-    let mut parts = Vec::new();
-    let mut api_streams = BTreeMap::new();
-    let process_budget = options.memory_budget_bytes.map(ProcessBudget::new);
-    for config in &streams {
-        let share = process_budget
-            .as_ref()
-            .filter(|_| config.destination.dynamic_partitioning.is_some())
-            .map(ProcessBudget::share);
-        let stream = open_stream(config, &options, sdk.as_ref(), share).await?;
-        log_summary(config, &*stream.sink);
-        crate::metrics::init_stream(
-            &config.name,
-            matches!(config.source, SourceConfig::DirectPut(_)),
-        );
-        api_streams.insert(
-            config.name.clone(),
-            ApiStream {
-                wal: match &stream.source {
-                    SourceParts::DirectPut(wal) => Some(wal.clone()),
-                    SourceParts::Kinesis(_) => None,
-                },
-                description: description(config, &*stream.sink, created),
-                status: stream.status.clone(),
-            },
-        );
-        parts.push(stream);
+    let state = Arc::new(ApiState::new(BTreeMap::new()));
+    let (listen, limits, state_dir) = (
+        options.listen,
+        options.api_limits.clone(),
+        options.state_dir.clone(),
+    );
+    let mut supervisor = Supervisor::new(options, state.clone());
+    let streams = supervisor.resolve(streams).await?;
+    let mut prepared = Vec::new();
+    for config in streams {
+        let parts = supervisor.prepare(&config).await?;
+        prepared.push((config, parts));
     }
 
-    let state = Arc::new(ApiState::new(api_streams));
-    let listener = tokio::net::TcpListener::bind(options.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| AppError::Listen {
-            addr: options.listen,
+            addr: listen,
             source,
         })?;
-    let address = listener.local_addr().unwrap_or(options.listen);
-    let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-    tracing::info!(%address, streams = ?names, state_dir = %options.state_dir.display(), "Listening.");
+    let address = listener.local_addr().unwrap_or(listen);
+    let names: Vec<&str> = prepared.iter().map(|(c, _)| c.name.as_str()).collect();
+    tracing::info!(%address, streams = ?names, state_dir = %state_dir.display(), "Listening.");
 
     let (stop_server, server_stopped) = watch::channel(false);
     let server = tokio::spawn({
         let state = state.clone();
-        let limits = options.api_limits.clone();
         let mut server_stopped = server_stopped;
         async move {
             api::serve(listener, api::router(state), limits, async move {
@@ -270,103 +271,78 @@ pub async fn run(
             .await
         }
     });
+    for (config, parts) in prepared {
+        supervisor.launch(config, parts);
+    }
+    let statuses = {
+        let state = state.clone();
+        move || -> Vec<Arc<StreamStatus>> {
+            state
+                .all()
+                .into_iter()
+                .map(|(_, s)| s.status.clone())
+                .collect()
+        }
+    };
+    let mut notifier = tokio::spawn(notify_ready(statuses.clone()));
 
-    let statuses: Vec<Arc<StreamStatus>> = parts.iter().map(|p| p.status.clone()).collect();
-    // systemd: READY once no stream is starting (each serves, or failed with a
-    // reason it reports and keeps retrying, so one broken bucket cannot hold the
-    // whole service in "activating"); the watchdog for the life of the process.
-    let notifier = tokio::spawn({
-        let statuses = statuses.clone();
-        async move {
-            while statuses.iter().any(|s| s.state() == State::Starting) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (mut signals, load) = match reloads {
+        Some(r) => (Some(r.signals), Some(r.load)),
+        None => (None, None),
+    };
+    loop {
+        let reload = async {
+            match &mut signals {
+                Some(signals) => signals.recv().await,
+                None => std::future::pending().await,
             }
-            let line = crate::service::summary(&statuses);
-            tracing::info!(status = %line, "Ready.");
-            crate::service::ready(&line);
-            if let Some(interval) = crate::service::watchdog_interval() {
-                crate::service::watchdog(statuses, interval).await;
+        };
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reload => {
+                let Some(load) = &load else { continue };
+                tracing::info!("SIGHUP: reloading the configuration.");
+                crate::service::reloading();
+                match supervisor.reload(load()).await {
+                    Ok(what) => tracing::info!(changes = %what, "Reloaded."),
+                    Err(why) => tracing::error!(error = %why, "Reload refused; every stream keeps its running configuration."),
+                }
+                // READY again once the restarted streams have recovered.
+                notifier.abort();
+                notifier = tokio::spawn(notify_ready(statuses.clone()));
             }
         }
-    });
-    let (stopping, stopping_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    for stream in parts {
-        let source = stream.source.clone();
-        let name = stream.name.clone();
-        tasks.push((
-            name,
-            source,
-            tokio::spawn(run_stream(stream, stopping_rx.clone())),
-        ));
     }
-
-    shutdown.await;
     tracing::info!("Shutting down: refusing new records, draining every stream.");
     notifier.abort();
     crate::service::stopping();
-    statuses.iter().for_each(|s| s.draining());
     state.start_draining();
-    stopping.send_replace(true);
-    // Kinesis readers stop on `stopping`; Direct PUT logs stop taking appends.
-    for (_, source, _) in &tasks {
-        if let SourceParts::DirectPut(wal) = source {
-            wal.close().await;
+    let result = supervisor.shutdown().await;
+    // Past the drain timeout the process exits at once; otherwise the API
+    // answers until every stream has drained, then stops.
+    if !matches!(result, Err(AppError::DrainTimeout { .. })) {
+        stop_server.send_replace(true);
+        if let Ok(Err(e)) = server.await {
+            tracing::warn!(error = %e, "HTTP server stopped with an error.");
         }
-    }
-    let drain = async {
-        let mut result = Ok(());
-        for (stream, _, task) in &mut tasks {
-            let stream = stream.clone();
-            let outcome = match task.await {
-                Ok(outcome) => outcome,
-                Err(join) => {
-                    tracing::error!(%stream, error = %join, "Stream task panicked.");
-                    if result.is_ok() {
-                        result = Err(AppError::Stream {
-                            stream,
-                            message: format!("task failed: {join}"),
-                        });
-                    }
-                    continue;
-                }
-            };
-            match outcome {
-                Ok(()) => tracing::info!(%stream, "Drained."),
-                Err(source) => {
-                    if result.is_ok() {
-                        result = Err(AppError::Drain {
-                            stream,
-                            source: Box::new(source),
-                        });
-                    }
-                }
-            }
-        }
-        result
-    };
-    let result = match tokio::time::timeout(options.drain_timeout, drain).await {
-        Ok(result) => result,
-        Err(_) => {
-            let streams = tasks
-                .iter()
-                .filter(|(_, _, task)| !task.is_finished())
-                .map(|(name, _, _)| name.clone())
-                .collect();
-            // Nothing acknowledged is lost: undelivered records are in the
-            // log (Direct PUT) or still in the shards (Kinesis), and staged
-            // objects of unfinished epochs are aborted at the next start.
-            return Err(AppError::DrainTimeout {
-                secs: options.drain_timeout.as_secs(),
-                streams,
-            });
-        }
-    };
-    stop_server.send_replace(true);
-    if let Ok(Err(e)) = server.await {
-        tracing::warn!(error = %e, "HTTP server stopped with an error.");
     }
     result
+}
+
+/// systemd: READY once no stream is starting (each serves, or failed with a
+/// reason it reports and keeps retrying, so one broken bucket cannot hold the
+/// whole service in "activating"); then the watchdog.
+async fn notify_ready(statuses: impl Fn() -> Vec<Arc<StreamStatus>> + Send + 'static) {
+    while statuses().iter().any(|s| s.state() == State::Starting) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = crate::service::summary(&statuses());
+    tracing::info!(status = %line, "Ready.");
+    crate::service::ready(&line);
+    if let Some(interval) = crate::service::watchdog_interval() {
+        crate::service::watchdog(statuses, interval).await;
+    }
 }
 
 /// Reads a Glue table's columns into the stream's conversion schema, once at
