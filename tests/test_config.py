@@ -245,3 +245,18 @@ def test_every_error_of_every_file_in_one_run(tmp_path, sluice_bin):
         assert re.fullmatch(
             rf"error: {re.escape(str(bad_json))}:\d+:\d+: unknown field `Prefx`: did you mean `Prefix`\?", lines[1]
         ), lines[1]
+
+
+def test_config_from_an_environment_variable(tmp_path, sluice_bin, monkeypatch):
+    """`--config env:NAME`: a sidecar's stream config in an environment variable, TOML or
+    Firehose JSON; a missing variable and a bad config are refused naming it."""
+    monkeypatch.setenv("SLUICE_TEST_TOML", to_toml(nat(tmp_path)))
+    monkeypatch.setenv("SLUICE_TEST_JSON", json.dumps(firehose_config("j", tmp_path / "out")))
+    p = run_sluice(["validate", "--config", "env:SLUICE_TEST_TOML", "--config", "env:SLUICE_TEST_JSON"], timeout=30)
+    assert p.returncode == 0, p.stderr
+    monkeypatch.delenv("SLUICE_TEST_JSON")
+    rc, err = validate("env:SLUICE_TEST_JSON")
+    assert rc == 2 and "env:SLUICE_TEST_JSON" in err and "environment variable SLUICE_TEST_JSON is not set" in err, err
+    monkeypatch.setenv("SLUICE_TEST_TOML", to_toml(nat(tmp_path, size_bytes=0)))
+    rc, err = validate("env:SLUICE_TEST_TOML")
+    assert rc == 2 and "env:SLUICE_TEST_TOML" in err and "size_bytes" in err, err

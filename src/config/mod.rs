@@ -459,6 +459,9 @@ impl Classify for ConfigErrors {
     }
 }
 
+/// `--config env:NAME`: the config is in the environment variable NAME.
+pub const ENV_PREFIX: &str = "env:";
+
 /// Reads one config file, choosing the shape by content: a JSON object is the
 /// Firehose shape, anything else is native TOML. Relative paths inside resolve
 /// against `cwd`.
@@ -466,9 +469,27 @@ impl Classify for ConfigErrors {
 /// # Errors
 /// Every [`FileError`] found in the file (see [`native::parse`] and
 /// [`firehose::parse`] for how many each shape can find at once).
+///
+/// `env:NAME` is not a file but the environment variable NAME holding the
+/// config (a sidecar container configured without mounting files).
 pub fn load(path: &Path, cwd: &Path) -> Result<StreamConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::one(path, None, ConfigError::Read(e)))?;
+    let text = match path.to_str().and_then(|p| p.strip_prefix(ENV_PREFIX)) {
+        Some(name) => std::env::var(name).map_err(|e| {
+            let why = match e {
+                std::env::VarError::NotPresent => "is not set".to_owned(),
+                std::env::VarError::NotUnicode(_) => "is not UTF-8".to_owned(),
+            };
+            ConfigErrors::one(
+                path,
+                None,
+                ConfigError::Read(std::io::Error::other(format!(
+                    "the environment variable {name} {why}"
+                ))),
+            )
+        })?,
+        None => std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::one(path, None, ConfigError::Read(e)))?,
+    };
     if text.trim_start().starts_with('{') {
         firehose::parse(&text, path, cwd)
     } else {
@@ -490,7 +511,7 @@ pub fn load_all(paths: &[PathBuf], cwd: &Path) -> Result<Vec<StreamConfig>, Conf
     let mut files = Vec::new();
     for path in paths {
         let full = cwd.join(path);
-        if !full.is_dir() {
+        if path.to_str().is_some_and(|p| p.starts_with(ENV_PREFIX)) || !full.is_dir() {
             files.push(path.clone());
             continue;
         }
