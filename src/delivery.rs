@@ -124,14 +124,23 @@ impl Classify for DeliveryError {
     }
 }
 
+/// `SLUICE_FAILPOINTS`, read once: the test hooks below are all off in a
+/// normal run, at the cost of one load per call.
+fn failpoints() -> &'static [String] {
+    static LIST: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        std::env::var("SLUICE_FAILPOINTS")
+            .map(|list| list.split(',').map(|f| f.trim().to_owned()).collect())
+            .unwrap_or_default()
+    })
+}
+
 /// Crash-test hook: when the environment variable `SLUICE_FAILPOINTS` lists
 /// `name` (comma-separated), the process aborts at that point, as kill -9
 /// would: no destructors, no flushing. Tests use it to prove recovery from
-/// every step of the protocol; it costs one environment lookup per epoch.
+/// every step of the protocol.
 pub fn failpoint(name: &str) {
-    if let Ok(list) = std::env::var("SLUICE_FAILPOINTS")
-        && list.split(',').any(|f| f.trim() == name)
-    {
+    if failpoints().iter().any(|f| f == name) {
         eprintln!("failpoint {name} hit: aborting");
         std::process::abort();
     }
@@ -142,11 +151,8 @@ pub fn failpoint(name: &str) {
 /// the watchdog's tests); later calls pass.
 pub fn pause_point(name: &str) {
     static PAUSED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let Ok(list) = std::env::var("SLUICE_FAILPOINTS") else {
-        return;
-    };
-    let Some(secs) = list.split(',').find_map(|f| {
-        let (n, secs) = f.trim().split_once('=')?;
+    let Some(secs) = failpoints().iter().find_map(|f| {
+        let (n, secs) = f.split_once('=')?;
         (n == name).then(|| secs.parse::<f64>().ok()).flatten()
     }) else {
         return;
@@ -159,6 +165,19 @@ pub fn pause_point(name: &str) {
     drop(paused);
     eprintln!("failpoint {name} hit: pausing {secs} s");
     std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+}
+
+/// Test hook for poison records: with `name` in `SLUICE_FAILPOINTS`, a record
+/// whose data contains `SLUICE-POISON-<name>` panics here, as a bug in a
+/// stage would on one particular input.
+pub fn poison_point(name: &str, data: &[u8]) {
+    if failpoints().is_empty() || !failpoints().iter().any(|f| f == name) {
+        return;
+    }
+    let marker = format!("SLUICE-POISON-{name}");
+    if data.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+        panic!("failpoint {name}: this record crashes the stage");
+    }
 }
 
 /// Runs the protocol for one stream.

@@ -36,7 +36,7 @@ impl std::fmt::Display for WalPosition {
 }
 
 /// Where one record sits in its source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Position {
     /// Write-ahead log: the position just *after* the record (committing it
     /// means this record and everything before it are delivered).

@@ -280,3 +280,43 @@ def test_reload_under_load_changes_adds_and_removes_streams_exactly_once(tmp_pat
     # `a` ran untouched until it was removed: drained once, never restarted.
     assert log.count("stream=a") and "Reload: the configuration changed; draining the stream, then starting it again. stream=a" not in log
     print(f"reload: acked {[len(v) for v in putter.acked.values()]}, refused codes {putter.codes}")
+
+
+def test_a_poison_record_goes_to_processing_failed_and_the_stream_goes_on(tmp_path, start_daemon, monkeypatch):
+    """Two records trigger a bug (failpoints: a panic while processing one, while
+    encoding the other). The processing one is isolated within its batch at once; the
+    encoding one crashes the pipeline, which restarts from its checkpoint, a bounded
+    number of times (3), then sends it to processing-failed. Every other record is
+    delivered exactly once and the daemon stops cleanly."""
+    from test_transforms import error_docs
+
+    monkeypatch.setenv("SLUICE_FAILPOINTS", "process,encode")
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "p.toml", native_config(
+        "p", out, interval_secs=1, prefix="data/", error_output_prefix="errors/!{firehose:error-output-type}/"))
+    d = start_daemon(cfg)
+    client = firehose_client(d.endpoint)
+    good = [json.dumps({"n": i}).encode() for i in range(600)]
+    poison = [b'{"x": "SLUICE-POISON-process"}', b'{"x": "SLUICE-POISON-encode"}']
+    put_batch_ok(client, "p", good[:200] + poison[:1] + good[200:400] + poison[1:])
+    put_batch_ok(client, "p", good[400:])
+    wait_until(lambda: len(error_docs(out)) >= 2, 60, "both poison records in processing-failed")
+    more = [json.dumps({"after": i}).encode() for i in range(100)]
+    put_batch_ok(client, "p", more)
+    wait_until(lambda: sum(data_records(out).values()) >= 700, 30, "records after the poison")
+    d.stop_ok()
+
+    assert_exactly_once(data_records(out), good + more)
+    docs = {base64_decode(doc["rawData"]): doc for doc in error_docs(out)}
+    assert sorted(docs) == sorted(poison), docs
+    assert {doc["errorCode"] for doc in docs.values()} == {"Sluice.RecordCrashedPipeline"}
+    assert "processing this record panicked" in docs[poison[0]]["errorMessage"]
+    assert "encoding this record panicked 3 times" in docs[poison[1]]["errorMessage"]
+    log = d.log_path.read_text()
+    assert log.count("Pipeline failed; restarting from the last checkpoint.") == 3, "restarts were not bounded"
+
+
+def base64_decode(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)

@@ -247,6 +247,7 @@ pub async fn run(
     let mut prepared = Vec::new();
     for config in streams {
         let parts = supervisor.prepare(&config).await?;
+        supervisor.list(&config, &parts);
         prepared.push((config, parts));
     }
 
@@ -666,6 +667,7 @@ async fn open_stream(
         format: destination.format.clone(),
         partitioning: destination.dynamic_partitioning.clone(),
         process_budget,
+        quarantine: Arc::default(),
     };
     Ok(StreamParts {
         name: config.name.clone(),

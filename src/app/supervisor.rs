@@ -113,11 +113,17 @@ impl Supervisor {
         Ok(parts)
     }
 
+    /// Makes the API serve a prepared stream (its puts go to its log), before
+    /// it runs: at start-up every stream is listed before the port opens.
+    pub(super) fn list(&self, config: &StreamConfig, parts: &StreamParts) {
+        self.api
+            .insert(&config.name, api_stream(config, parts, self.created));
+    }
+
     /// Serves and runs a prepared stream.
     pub(super) fn launch(&mut self, config: StreamConfig, parts: StreamParts) {
         let fingerprint = fingerprint(&config, &self.options.transforms_dir);
-        self.api
-            .insert(&config.name, api_stream(&config, &parts, self.created));
+        self.list(&config, &parts);
         let (stop, stopping) = watch::channel(false);
         let source = parts.source.clone();
         let status = parts.status.clone();

@@ -357,6 +357,60 @@ impl BudgetShare {
     }
 }
 
+/// Times a record may crash encoding (each time the pipeline restarts from
+/// its checkpoint and reads it again) before it goes to processing-failed.
+pub const POISON_ATTEMPTS: u32 = 3;
+/// Most records a stream's quarantine remembers: poison records are rare; a
+/// flood of them is a bug that has to be fixed, not remembered.
+const QUARANTINE_RECORDS: usize = 1_000;
+
+/// Records that made encoding panic, by source position: a bug one input
+/// triggers would otherwise crash the pipeline at every replay of that
+/// record, forever. After [`POISON_ATTEMPTS`] crashes the record goes to
+/// processing-failed instead, and the stream goes on. (A panic while
+/// processing is caught per batch: [`Chain::run_guarded`].)
+#[derive(Debug, Default)]
+pub struct Quarantine {
+    strikes: std::sync::Mutex<std::collections::HashMap<crate::record::Position, (u32, String)>>,
+    /// Whether any record is remembered: the common case costs one load.
+    any: std::sync::atomic::AtomicBool,
+}
+
+impl Quarantine {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<crate::record::Position, (u32, String)>>
+    {
+        self.strikes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more crash of the record at `position`; how many so far.
+    fn strike(&self, position: &crate::record::Position, message: &str) -> u32 {
+        let mut strikes = self.lock();
+        if strikes.len() >= QUARANTINE_RECORDS && !strikes.contains_key(position) {
+            return 1;
+        }
+        let entry = strikes
+            .entry(position.clone())
+            .or_insert((0, String::new()));
+        entry.0 += 1;
+        entry.1 = message.to_owned();
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
+        entry.0
+    }
+
+    /// Why the record at `position` must not be encoded again, if it must not.
+    fn poisoned(&self, position: &crate::record::Position) -> Option<String> {
+        if !self.any.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.lock()
+            .get(position)
+            .filter(|(n, _)| *n >= POISON_ATTEMPTS)
+            .map(|(_, message)| message.clone())
+    }
+}
+
 /// The values of a partition's keys, in the prefix's order (empty without
 /// dynamic partitioning: one partition).
 type PartitionId = Vec<String>;
@@ -456,6 +510,8 @@ pub struct BufferStage {
     /// This stream's part of the process-wide memory budget, if one is set
     /// (partitioned streams only).
     pub process_budget: Option<BudgetShare>,
+    /// Records that crashed encoding, kept across the pipeline's restarts.
+    pub quarantine: Arc<Quarantine>,
 }
 
 impl BufferStage {
@@ -557,7 +613,7 @@ impl BufferStage {
         let processors = self.processors.clone();
         let mut batch = tokio::task::spawn_blocking(move || {
             crate::delivery::pause_point("wedge_buffer");
-            let outcomes = processors.run(&records);
+            let outcomes = processors.run_guarded(&records);
             Processing { records, outcomes }
         })
         .await
@@ -572,13 +628,30 @@ impl BufferStage {
             let (epoch_back, batch_back, reached, result) =
                 tokio::task::spawn_blocking(move || {
                     let mut i = next;
-                    let result = stage.append_records(&mut epoch, &batch, &mut i);
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        stage.append_records(&mut epoch, &batch, &mut i)
+                    }));
                     (epoch, batch, i, result)
                 })
                 .await
                 .map_err(|e| BufferError::Task(e.to_string()))?;
             batch = batch_back;
             next = reached;
+            let result = match result {
+                Ok(result) => result,
+                Err(panic) => {
+                    // The epoch's encoders are in no known state: drop it (its
+                    // staged objects are aborted by recovery) and restart, with
+                    // the record that did it remembered.
+                    let message = process::panic_message(&*panic);
+                    let record = &batch.records[next];
+                    let strikes = self.quarantine.strike(&record.position, &message);
+                    return Err(BufferError::Task(format!(
+                        "encoding the record at {:?} panicked (attempt {strikes} of {POISON_ATTEMPTS}; then it goes to processing-failed): {message}",
+                        record.position
+                    )));
+                }
+            };
             let mut epoch = epoch_back;
             if self.partitioning.is_some() {
                 crate::metrics::set(
@@ -740,7 +813,22 @@ impl BufferStage {
         let mut touched: Vec<PartitionId> = Vec::new();
         while *i < batch.records.len() {
             let record = &batch.records[*i];
-            let outcomes = batch.outcomes.of(*i);
+            let quarantined;
+            let outcomes = match self.quarantine.poisoned(&record.position) {
+                None => batch.outcomes.of(*i),
+                Some(message) => {
+                    quarantined = [Outcome::Failed {
+                        raw: record.data.clone(),
+                        failure: process::Failure::new(
+                            process::POISON_CODE,
+                            format!(
+                                "encoding this record panicked {POISON_ATTEMPTS} times (a bug in sluice): {message}"
+                            ),
+                        ),
+                    }];
+                    &quarantined[..]
+                }
+            };
             // Where each outcome goes, decided before anything is written.
             let mut routes = Vec::with_capacity(outcomes.len());
             let mut to_open: Vec<(PartitionId, String, String)> = Vec::new();
@@ -762,6 +850,7 @@ impl BufferStage {
                         if late {
                             self.count_late(event_time::LateRecords::Arrival);
                         }
+                        crate::delivery::poison_point("encode", &processed.data);
                         match partition.encoder.append(&processed.data) {
                             Ok(()) => {
                                 partition.records += 1;
@@ -1173,6 +1262,7 @@ mod tests {
             format: None,
             partitioning: None,
             process_budget: None,
+            quarantine: Arc::default(),
         };
         Fixture {
             _dir: dir,
@@ -1207,6 +1297,19 @@ mod tests {
         let (result, epochs) = tokio::join!(stage.run(&mut reader, tx), collect);
         result.unwrap();
         epochs
+    }
+
+    #[test]
+    fn the_quarantine_holds_a_record_back_after_its_attempts() {
+        let q = Quarantine::default();
+        let at = crate::record::Position::Wal(crate::record::WalPosition::START);
+        assert_eq!(q.poisoned(&at), None);
+        for n in 1..POISON_ATTEMPTS {
+            assert_eq!(q.strike(&at, "boom"), n);
+            assert_eq!(q.poisoned(&at), None, "held back after {n} crashes");
+        }
+        q.strike(&at, "boom again");
+        assert_eq!(q.poisoned(&at).as_deref(), Some("boom again"));
     }
 
     #[test]

@@ -216,6 +216,20 @@ impl BatchOutcomes {
     }
 }
 
+/// `errorCode` of a record that made a stage panic (processing, or encoding
+/// after repeated attempts): a bug, routed to processing-failed so that one
+/// record cannot stall its stream.
+pub const POISON_CODE: &str = "Sluice.RecordCrashedPipeline";
+
+/// A panic's message, for logs and error documents.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// What a chain needs beside its configuration to load its transforms.
 #[derive(Debug, Clone)]
 pub struct LoadContext {
@@ -373,6 +387,43 @@ impl Chain {
             .collect()
     }
 
+    /// [`Chain::run`], guarded against a bug that one record triggers: if
+    /// the batch panics, each record is run alone, and a record that panics
+    /// alone goes to processing-failed ([`POISON_CODE`]) instead of crashing
+    /// the pipeline again at every replay; the others are processed as usual.
+    pub fn run_guarded(&self, records: &[Record]) -> BatchOutcomes {
+        let run = |records: &[Record]| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(records)))
+        };
+        let panicked = match run(records) {
+            Ok(outcomes) => return outcomes,
+            Err(panic) => panic_message(&*panic),
+        };
+        tracing::error!(records = records.len(), error = %panicked, "Processing a batch panicked; processing its records one by one to find the one that does.");
+        let mut out = BatchOutcomes {
+            outcomes: Vec::new(),
+            starts: vec![0],
+        };
+        for record in records {
+            match run(std::slice::from_ref(record)) {
+                Ok(one) => out.outcomes.extend(one.outcomes),
+                Err(panic) => {
+                    let message = panic_message(&*panic);
+                    tracing::error!(position = ?record.position, error = %message, "A record crashes processing; it goes to processing-failed.");
+                    out.outcomes.push(Outcome::Failed {
+                        raw: record.data.clone(),
+                        failure: Failure::new(
+                            POISON_CODE,
+                            format!("processing this record panicked (a bug in sluice): {message}"),
+                        ),
+                    });
+                }
+            }
+            out.starts.push(out.outcomes.len());
+        }
+        out
+    }
+
     /// Runs the chain on a batch of source records (blocking: call it off the
     /// async reactor).
     pub fn run(&self, records: &[Record]) -> BatchOutcomes {
@@ -392,6 +443,7 @@ impl Chain {
                 });
                 continue;
             }
+            crate::delivery::poison_point("process", &record.data);
             subs.clear();
             match deaggregate(self.deaggregation.as_ref(), &record.data, &mut subs) {
                 Ok(()) => items.extend(subs.drain(..).map(|data| Item {
