@@ -331,6 +331,47 @@ class Daemon:
         return firehose_client(self.endpoint, **kw)
 
 
+class KillLoop:
+    """Chaos for crash tests: on a thread, SIGKILL the daemon and start it again every
+    `lo`-`hi` seconds (drawn from `rng`), at most `limit` times. Use as a context manager
+    around the load; `daemon` is the one running now, `kills` how many were killed. A start
+    that fails on the thread is raised when the block ends."""
+
+    def __init__(self, start, rng, lo: float, hi: float, limit: int | None = None):
+        import threading
+
+        self._start, self._rng, self._lo, self._hi, self._limit = start, rng, lo, hi, limit
+        self.daemon: Daemon = start()
+        self.kills = 0
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while (self._limit is None or self.kills < self._limit) and not self._stop.wait(
+                    self._rng.uniform(self._lo, self._hi)):
+                self.daemon.kill9()
+                self.kills += 1
+                self.daemon = self._start()
+        except BaseException as e:  # noqa: BLE001 - raised in __exit__
+            self._errors.append(e)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> "KillLoop":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "the kill loop did not stop"
+        if self._errors:
+            raise AssertionError(f"restarting the daemon failed: {self._errors[0]!r}") from self._errors[0]
+
+
 @pytest.fixture
 def start_daemon(request, tmp_path, sluice_bin):
     """Factory: start_daemon(configs, state_dir=None, log_name=None, port=None, extra_args=None,

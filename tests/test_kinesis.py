@@ -23,6 +23,7 @@ import botocore.exceptions
 import pytest
 
 from conftest import (
+    KillLoop,
     assert_exactly_once,
     firehose_config,
     list_objects,
@@ -193,42 +194,22 @@ def test_reshard_with_kill9_restarts_exactly_once(kinesis_moto, start_daemon, tm
     """The resharding scenario while the daemon is SIGKILLed and restarted every 1-2.5 s:
     parents' SHARD_END and children's positions must survive crashes (no record lost,
     none twice)."""
-    import threading
-
     rng = seeded("reshard-kill9")
     kin = kinesis_client(kinesis_moto, max_attempts=1)
     stream = unique("orders")
     create_stream(kin, stream, 2)
     out, state = tmp_path / "out", tmp_path / "state"
     cfg = write_config(tmp_path / "kk.toml", kinesis_local_config("kk", stream, kinesis_moto, out, interval_secs=1))
-    current = [start_daemon(cfg, state_dir=state, log_name="kill9")]
-    stop, kills, errors = threading.Event(), [0], []
-    chaos_rng = random.Random(rng.random())
-
-    def chaos():
-        try:
-            while not stop.wait(chaos_rng.uniform(1.0, 2.5)):
-                current[0].kill9()
-                kills[0] += 1
-                current[0] = start_daemon(cfg, state_dir=state, log_name="kill9")
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    t = threading.Thread(target=chaos, daemon=True)
-    t.start()
     p = Producer(kin, stream, "kk", pad=120)
-    try:
+    with KillLoop(lambda: start_daemon(cfg, state_dir=state, log_name="kill9"),
+                  random.Random(rng.random()), 1.0, 2.5) as chaos:
         roles = reshard_while_putting(kin, stream, p, rng, lambda: count_local_lines(out))
         time.sleep(2.0)
-    finally:
-        stop.set()
-        t.join(timeout=30)
-    assert not errors, errors
     wait_count(lambda: count_local_lines(out), len(p.expected), 60, "reshard with kill -9")
-    current[0].stop_ok()
+    chaos.daemon.stop_ok()
     got = read_delivered(out, stream="kk")
-    print(f"reshard-kill9: {len(p.expected)} user records, {kills[0]} kills, {len(got.keys)} objects, per shard {dict(p.on_shard)}")
-    assert kills[0] >= 3, f"only {kills[0]} kills"
+    print(f"reshard-kill9: {len(p.expected)} user records, {chaos.kills} kills, {len(got.keys)} objects, per shard {dict(p.on_shard)}")
+    assert chaos.kills >= 3, f"only {chaos.kills} kills"
     assert_exactly_once(got.records, p.expected)
     check_lineage_committed(state, roles)
 

@@ -19,6 +19,7 @@ import pytest
 import pyarrow.parquet as pq
 
 from conftest import (
+    KillLoop,
     assert_exactly_once,
     wait_until,
     wasm_component,
@@ -251,8 +252,6 @@ def test_kinesis_kill9_with_200_partitions_into_s3_is_exactly_once(kinesis_moto,
     """Kinesis (moto; plain records and KPL aggregates on 2 shards) into moto's S3 with
     jq keys: 200 partitions open while the daemon is SIGKILLed 10 times. Every user record
     lands once, under its own key's partition."""
-    import threading
-
     seed = int(os.environ.get("SLUICE_TEST_SEED", random.randrange(1 << 30)))
     print(f"SLUICE_TEST_SEED={seed}")
     rng = random.Random(seed)
@@ -270,33 +269,15 @@ def test_kinesis_kill9_with_200_partitions_into_s3_is_exactly_once(kinesis_moto,
     doc["source"] = kinesis_source(stream, kinesis_moto)
     cfg = write_config(tmp_path / "kparts.toml", doc)
     state = tmp_path / "state"
-    current = [start_daemon(cfg, state_dir=state, log_name="kparts")]
-    stop, kills, errors = threading.Event(), [0], []
-    chaos_rng = random.Random(rng.random())
-
-    def chaos():
-        try:
-            while kills[0] < 10 and not stop.wait(chaos_rng.uniform(1.5, 4.0)):
-                current[0].kill9()
-                kills[0] += 1
-                current[0] = start_daemon(cfg, state_dir=state, log_name="kparts")
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    t = threading.Thread(target=chaos, daemon=True)
-    t.start()
     keys = [f"pk-{i:03d}" for i in range(200)]
     p = Producer(kin, stream, "kp", pad=60)
-    try:
-        while t.is_alive():
+    with KillLoop(lambda: start_daemon(cfg, state_dir=state, log_name="kparts"),
+                  random.Random(rng.random()), 1.5, 4.0, limit=10) as chaos:
+        while chaos.running():
             p.put_plain(rng.sample(keys, 200))
             p.put_aggregates([(rng.choice(keys), rng.randint(2, 20)) for _ in range(5)])
             time.sleep(0.2)
-    finally:
-        stop.set()
-        t.join(timeout=60)
-    assert not errors, errors
-    assert kills[0] == 10, f"only {kills[0]} kills"
+    assert chaos.kills == 10, f"only {chaos.kills} kills"
 
     def delivered() -> int:
         return sum(read_s3_delivered(s3, bucket, "k=").records.values())
@@ -305,7 +286,7 @@ def test_kinesis_kill9_with_200_partitions_into_s3_is_exactly_once(kinesis_moto,
     during = delivered()
     assert during > 0, "nothing was delivered while the daemon was being killed"
     wait_until(lambda: delivered() >= len(p.expected), 120, f"{len(p.expected)} records delivered")
-    current[0].stop_ok()
+    chaos.daemon.stop_ok()
     got = read_s3_delivered(s3, bucket, "k=")
     print(f"kinesis kill9: {len(p.expected)} user records ({during} delivered during the kills), "
           f"{len(got.keys)} objects, shards {dict(p.on_shard)}")

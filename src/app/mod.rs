@@ -273,7 +273,8 @@ pub async fn run(
         }
     });
     for (config, parts) in prepared {
-        supervisor.launch(config, parts);
+        let print = supervisor.fingerprint(&config);
+        supervisor.launch(config, print, parts);
     }
     let statuses = {
         let state = state.clone();

@@ -47,6 +47,19 @@ struct Running {
     task: JoinHandle<Result<(), PipelineError>>,
 }
 
+impl Running {
+    /// Starts a drain: the status says so, a Direct PUT log stops taking
+    /// appends, and the pipeline (a Kinesis reader too) sees its stop signal,
+    /// delivers what it read and ends.
+    async fn stop_taking(&self) {
+        self.status.draining();
+        if let SourceParts::DirectPut(wal) = &self.source {
+            wal.close().await;
+        }
+        self.stop.send_replace(true);
+    }
+}
+
 /// The running streams and what launching more needs.
 pub(super) struct Supervisor {
     options: RunOptions,
@@ -120,9 +133,14 @@ impl Supervisor {
             .insert(&config.name, api_stream(config, parts, self.created));
     }
 
-    /// Serves and runs a prepared stream.
-    pub(super) fn launch(&mut self, config: StreamConfig, parts: StreamParts) {
-        let fingerprint = fingerprint(&config, &self.options.transforms_dir);
+    /// What decides whether a reload restarts `config`'s stream (see [`fingerprint`]).
+    pub(super) fn fingerprint(&self, config: &StreamConfig) -> String {
+        fingerprint(config, &self.options.transforms_dir)
+    }
+
+    /// Serves and runs a prepared stream; `fingerprint` is [`Self::fingerprint`]
+    /// of `config`, computed once by the caller (it reads every module).
+    pub(super) fn launch(&mut self, config: StreamConfig, fingerprint: String, parts: StreamParts) {
         self.list(&config, &parts);
         let (stop, stopping) = watch::channel(false);
         let source = parts.source.clone();
@@ -144,14 +162,10 @@ impl Supervisor {
     /// Drains one stream and forgets it: its log stops taking records, its
     /// pipeline delivers what it read, then its task ends (or is aborted past
     /// the drain timeout: the records stay in the log). With `unlist`, the API
-    /// stops serving it too. Returns its configuration.
-    async fn drain(&mut self, name: &str, unlist: bool) -> Option<StreamConfig> {
+    /// stops serving it too. Returns its configuration and fingerprint.
+    async fn drain(&mut self, name: &str, unlist: bool) -> Option<(StreamConfig, String)> {
         let running = self.running.remove(name)?;
-        running.status.draining();
-        if let SourceParts::DirectPut(wal) = &running.source {
-            wal.close().await;
-        }
-        running.stop.send_replace(true);
+        running.stop_taking().await;
         let mut task = running.task;
         match tokio::time::timeout(self.options.drain_timeout, &mut task).await {
             Ok(Ok(Ok(()))) => tracing::info!(stream = name, "Drained."),
@@ -172,7 +186,7 @@ impl Supervisor {
         if unlist {
             self.api.remove(name);
         }
-        Some(running.config)
+        Some((running.config, running.fingerprint))
     }
 
     /// Applies a new configuration (see the module docs): `Ok` with what
@@ -185,16 +199,19 @@ impl Supervisor {
         let dir = self.options.transforms_dir.clone();
         let (mut unchanged, mut changed, mut added) = (Vec::new(), Vec::new(), Vec::new());
         for config in configs {
+            let print = self.fingerprint(&config);
             match self.running.get(&config.name) {
-                Some(r) if r.fingerprint == fingerprint(&config, &dir) => {
-                    unchanged.push(config.name.clone());
-                }
-                Some(_) => changed.push(config),
-                None => added.push(config),
+                Some(r) if r.fingerprint == print => unchanged.push(config.name.clone()),
+                Some(_) => changed.push((config, print)),
+                None => added.push((config, print)),
             }
         }
         // Every transform of what will start must load, as `sluice validate` checks.
-        let starting: Vec<StreamConfig> = changed.iter().chain(&added).cloned().collect();
+        let starting: Vec<StreamConfig> = changed
+            .iter()
+            .chain(&added)
+            .map(|(c, _)| c.clone())
+            .collect();
         let errors = tokio::task::spawn_blocking(move || super::check_transforms(&starting, &dir))
             .await
             .map_err(|e| format!("checking transforms: {e}"))?;
@@ -204,7 +221,7 @@ impl Supervisor {
         let kept: Vec<&str> = unchanged
             .iter()
             .map(String::as_str)
-            .chain(changed.iter().map(|c| c.name.as_str()))
+            .chain(changed.iter().map(|(c, _)| c.name.as_str()))
             .collect();
         let removed: Vec<String> = self
             .running
@@ -216,21 +233,21 @@ impl Supervisor {
             tracing::info!(stream = %name, "Reload: the stream is no longer configured; draining it.");
             self.drain(name, true).await;
         }
-        let restarted: Vec<String> = changed.iter().map(|c| c.name.clone()).collect();
-        for config in changed {
+        let restarted: Vec<String> = changed.iter().map(|(c, _)| c.name.clone()).collect();
+        for (config, print) in changed {
             tracing::info!(stream = %config.name, "Reload: the configuration changed; draining the stream, then starting it again.");
             // Still listed meanwhile: its closed log answers puts with
             // ServiceUnavailableException, which clients retry.
             let old = self.drain(&config.name, false).await;
             match self.prepare(&config).await {
-                Ok(parts) => self.launch(config, parts),
+                Ok(parts) => self.launch(config, print, parts),
                 Err(e) => {
                     tracing::error!(stream = %config.name, error = %e, "Reload: cannot start the new configuration; starting the previous one again.");
                     let name = config.name.clone();
                     let relaunched = match old {
-                        Some(old) => match self.prepare(&old).await {
+                        Some((old, old_print)) => match self.prepare(&old).await {
                             Ok(parts) => {
-                                self.launch(old, parts);
+                                self.launch(old, old_print, parts);
                                 true
                             }
                             Err(e) => {
@@ -246,10 +263,10 @@ impl Supervisor {
                 }
             }
         }
-        let started: Vec<String> = added.iter().map(|c| c.name.clone()).collect();
-        for config in added {
+        let started: Vec<String> = added.iter().map(|(c, _)| c.name.clone()).collect();
+        for (config, print) in added {
             match self.prepare(&config).await {
-                Ok(parts) => self.launch(config, parts),
+                Ok(parts) => self.launch(config, print, parts),
                 Err(e) => {
                     tracing::error!(stream = %config.name, error = %e, "Reload: cannot start the new stream.")
                 }
@@ -264,14 +281,7 @@ impl Supervisor {
     pub(super) async fn shutdown(&mut self) -> Result<(), AppError> {
         let running = std::mem::take(&mut self.running);
         for r in running.values() {
-            r.status.draining();
-            r.stop.send_replace(true);
-        }
-        // Kinesis readers stop on their stop signal; Direct PUT logs stop taking appends.
-        for r in running.values() {
-            if let SourceParts::DirectPut(wal) = &r.source {
-                wal.close().await;
-            }
+            r.stop_taking().await;
         }
         let mut tasks: Vec<(String, JoinHandle<Result<(), PipelineError>>)> = running
             .into_iter()
