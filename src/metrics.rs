@@ -6,6 +6,14 @@
 //! request, batch, epoch or S3 call — never per record — so one mutex is
 //! cheap enough and keeps this dependency-free. Labels are low-cardinality by
 //! rule: stream, shard, operation, error code; never keys or record data.
+//!
+//! Names follow Firehose's CloudWatch metrics where one applies (FIREHOSE.md
+//! §9), snake-cased with Prometheus' unit suffixes: `IncomingRecords` is
+//! `sluice_incoming_records_total`, `DeliveryToS3.DataFreshness` is
+//! `sluice_delivery_to_s3_data_freshness_seconds` (the local-directory
+//! destination reports under the same `delivery_to_s3` names, so one dashboard
+//! serves both). The README's metrics table lists every family and its
+//! Firehose counterpart.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,6 +83,11 @@ pub const INCOMING_BYTES: StreamCounter = StreamCounter {
     name: "sluice_incoming_bytes_total",
     help: "Record bytes acknowledged by the Direct PUT API.",
 };
+/// PutRecord and PutRecordBatch calls whose records were acknowledged.
+pub const INCOMING_PUT_REQUESTS: StreamCounter = StreamCounter {
+    name: "sluice_incoming_put_requests_total",
+    help: "PutRecord and PutRecordBatch calls whose records were acknowledged (IncomingPutRequests).",
+};
 /// Records refused with ServiceUnavailableException.
 pub const THROTTLED_RECORDS: StreamCounter = StreamCounter {
     name: "sluice_throttled_records_total",
@@ -82,18 +95,48 @@ pub const THROTTLED_RECORDS: StreamCounter = StreamCounter {
 };
 /// Source records delivered.
 pub const DELIVERED_RECORDS: StreamCounter = StreamCounter {
-    name: "sluice_delivered_records_total",
-    help: "Source records delivered (committed and completed).",
+    name: "sluice_delivery_to_s3_records_total",
+    help: "Source records delivered, committed and visible (DeliveryToS3.Records).",
 };
 /// Source bytes delivered.
 pub const DELIVERED_BYTES: StreamCounter = StreamCounter {
-    name: "sluice_delivered_bytes_total",
-    help: "Source record bytes delivered, before compression.",
+    name: "sluice_delivery_to_s3_bytes_total",
+    help: "Source record bytes delivered, before processing and compression (DeliveryToS3.Bytes).",
 };
 /// Objects made visible.
 pub const DELIVERED_OBJECTS: StreamCounter = StreamCounter {
-    name: "sluice_delivered_objects_total",
-    help: "Objects made visible (data, backup, error outputs).",
+    name: "sluice_delivery_to_s3_objects_total",
+    help: "Objects made visible: data, backup, error outputs (DeliveryToS3.ObjectCount).",
+};
+/// Records a transform returned `ok`.
+pub const SUCCEED_PROCESSING_RECORDS: StreamCounter = StreamCounter {
+    name: "sluice_succeed_processing_records_total",
+    help: "Records the stream's transforms returned ok (SucceedProcessing.Records); failures are sluice_error_records_total{type=\"processing-failed\"}.",
+};
+/// Bytes of the records a transform returned `ok`.
+pub const SUCCEED_PROCESSING_BYTES: StreamCounter = StreamCounter {
+    name: "sluice_succeed_processing_bytes_total",
+    help: "Bytes of the records the stream's transforms returned ok, as returned (SucceedProcessing.Bytes).",
+};
+/// Records converted to Parquet or ORC.
+pub const SUCCEED_CONVERSION_RECORDS: StreamCounter = StreamCounter {
+    name: "sluice_succeed_conversion_records_total",
+    help: "Records converted to Parquet or ORC (SucceedConversion.Records).",
+};
+/// Their JSON bytes.
+pub const SUCCEED_CONVERSION_BYTES: StreamCounter = StreamCounter {
+    name: "sluice_succeed_conversion_bytes_total",
+    help: "JSON bytes of the records converted to Parquet or ORC (SucceedConversion.Bytes).",
+};
+/// Records that did not fit the schema (to format-conversion-failed).
+pub const FAILED_CONVERSION_RECORDS: StreamCounter = StreamCounter {
+    name: "sluice_failed_conversion_records_total",
+    help: "Records that did not fit the conversion schema, sent to format-conversion-failed (FailedConversion.Records).",
+};
+/// Their bytes.
+pub const FAILED_CONVERSION_BYTES: StreamCounter = StreamCounter {
+    name: "sluice_failed_conversion_bytes_total",
+    help: "Bytes of the records that did not fit the conversion schema (FailedConversion.Bytes).",
 };
 /// Pipeline restarts.
 pub const PIPELINE_RESTARTS: StreamCounter = StreamCounter {
@@ -110,7 +153,12 @@ pub fn init_stream(stream: &str, direct_put: bool) {
         &PIPELINE_RESTARTS,
     ];
     if direct_put {
-        families.extend([&INCOMING_RECORDS, &INCOMING_BYTES, &THROTTLED_RECORDS]);
+        families.extend([
+            &INCOMING_RECORDS,
+            &INCOMING_BYTES,
+            &INCOMING_PUT_REQUESTS,
+            &THROTTLED_RECORDS,
+        ]);
     }
     for family in families {
         family.inc(stream, 0);
@@ -178,7 +226,7 @@ mod tests {
         init_stream("fresh", true);
         let text = render();
         assert!(
-            text.contains("sluice_delivered_records_total{stream=\"fresh\"} 0\n"),
+            text.contains("sluice_delivery_to_s3_records_total{stream=\"fresh\"} 0\n"),
             "{text}"
         );
         assert!(

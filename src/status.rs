@@ -11,11 +11,18 @@
 //! `service` (READY once no stream is starting, the watchdog only while every
 //! stream's loops tick).
 //!
+//! It also knows what the stream holds but has not delivered (the open epoch and
+//! the closed ones delivery has not committed yet): the buffer and delivery report
+//! epochs opening, growing, closing and committing, and `/metrics` reads the age of
+//! the oldest such record (Firehose's `DeliveryToS3.DataFreshness`) and the counts
+//! when it is scraped, so a stream stuck on a failing S3 shows its data ageing.
+//!
 //! Liveness is not a timer that pings regardless: ticks come from the loops
 //! themselves (the buffer's between batches and while idle, delivery's per epoch and
 //! per S3 attempt, including the waits between attempts), so a pipeline stuck in a
 //! call that never returns stops ticking and the watchdog notices.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,11 +61,32 @@ impl State {
     }
 }
 
+/// Source records read into one epoch and not delivered yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Arrival time of its oldest record (ms since the epoch).
+    pub oldest_ms: i64,
+    /// Source records.
+    pub records: u64,
+    /// Their bytes, as they came from the source.
+    pub bytes: u64,
+}
+
+/// What a stream holds and has not delivered.
+#[derive(Debug, Default)]
+struct Undelivered {
+    /// The epoch the buffer is filling.
+    open: Option<Held>,
+    /// Closed epochs, oldest first, until delivery commits them (in order).
+    closed: VecDeque<Held>,
+}
+
 /// One stream's state and the time of its loops' last tick.
 #[derive(Debug)]
 pub struct StreamStatus {
     name: String,
     state: Mutex<State>,
+    undelivered: Mutex<Undelivered>,
     /// Milliseconds since `born` at the last tick.
     last_tick: AtomicU64,
     born: Instant,
@@ -70,6 +98,7 @@ impl StreamStatus {
         StreamStatus {
             name: name.to_owned(),
             state: Mutex::new(State::Starting),
+            undelivered: Mutex::default(),
             last_tick: AtomicU64::new(0),
             born: Instant::now(),
         }
@@ -143,6 +172,44 @@ impl StreamStatus {
     /// Shutdown began.
     pub fn draining(&self) {
         self.set(State::Draining);
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Undelivered> {
+        self.undelivered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The buffer's open epoch holds this much (set after each source batch).
+    pub fn epoch_holds(&self, held: Held) {
+        self.held().open = Some(held);
+    }
+
+    /// The buffer closed its open epoch and hands it to delivery.
+    pub fn epoch_closed(&self) {
+        let mut u = self.held();
+        if let Some(held) = u.open.take() {
+            u.closed.push_back(held);
+        }
+    }
+
+    /// Delivery committed (and completed) the oldest closed epoch.
+    pub fn epoch_delivered(&self) {
+        self.held().closed.pop_front();
+    }
+
+    /// The pipeline (re)starts from its checkpoint: what it held is read again.
+    pub fn pipeline_started(&self) {
+        *self.held() = Undelivered::default();
+    }
+
+    /// Everything read and not delivered, summed; `oldest_ms` is the oldest
+    /// arrival among it. `None` when nothing is held.
+    pub fn undelivered(&self) -> Option<Held> {
+        let u = self.held();
+        u.closed.iter().chain(&u.open).copied().reduce(|a, b| Held {
+            oldest_ms: a.oldest_ms.min(b.oldest_ms),
+            records: a.records + b.records,
+            bytes: a.bytes + b.bytes,
+        })
     }
 
     /// The stream's loops made progress, or are waiting by design.
@@ -249,6 +316,45 @@ mod tests {
         s.failing("late", Fault::Remote);
         s.active();
         assert_eq!(s.state(), State::Draining);
+    }
+
+    #[test]
+    fn undelivered_records_are_counted_until_their_epoch_is_delivered() {
+        let s = StreamStatus::new("s");
+        assert_eq!(s.undelivered(), None);
+        let first = Held {
+            oldest_ms: 1_000,
+            records: 2,
+            bytes: 20,
+        };
+        s.epoch_holds(first);
+        s.epoch_closed();
+        // An epoch with nothing opened (a shard's end alone) moves nothing.
+        s.epoch_closed();
+        s.epoch_holds(Held {
+            oldest_ms: 5_000,
+            records: 3,
+            bytes: 30,
+        });
+        assert_eq!(
+            s.undelivered(),
+            Some(Held {
+                oldest_ms: 1_000,
+                records: 5,
+                bytes: 50
+            })
+        );
+        s.epoch_delivered();
+        assert_eq!(
+            s.undelivered(),
+            Some(Held {
+                oldest_ms: 5_000,
+                records: 3,
+                bytes: 30
+            })
+        );
+        s.pipeline_started();
+        assert_eq!(s.undelivered(), None);
     }
 
     #[test]

@@ -139,7 +139,7 @@ def test_a_burst_of_10000_keys_overflows_exactly_past_500(tmp_path, start_daemon
     for i in range(0, len(sent), 500):
         put_batch_ok(client, "burst", sent[i : i + 500])
     want = ['sluice_error_records_total{stream="burst",type="activePartitionExceeded"} 9500',
-            'sluice_partitions_open{stream="burst"} 500', 'sluice_partitions_created_total{stream="burst"} 500']
+            'sluice_partition_count{stream="burst"} 500', 'sluice_partitions_created_total{stream="burst"} 500']
     wait_until(lambda: all(w in urllib.request.urlopen(f"{d.endpoint}/metrics", timeout=10).read().decode() for w in want),
                30, f"metrics {want}")
     d.stop_ok()

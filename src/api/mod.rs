@@ -132,13 +132,51 @@ impl ApiState {
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/", axum::routing::post(handle))
-        .route(
-            "/metrics",
-            axum::routing::get(|| async { crate::metrics::render() }),
-        )
+        .route("/metrics", axum::routing::get(metrics_page))
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
         .with_state(state)
+}
+
+/// `GET /metrics`. The gauges that age by themselves (data freshness) or that
+/// several stages move (what is held and not delivered, the log's size) are
+/// read from each stream when scraped: a stream stuck on a failing S3 shows its
+/// data ageing although none of its loops updates anything.
+async fn metrics_page(State(state): State<Arc<ApiState>>) -> String {
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    for (name, stream) in state.all() {
+        let labels = [("stream", name.as_str())];
+        let undelivered = stream.status.undelivered();
+        let freshness = undelivered.map_or(0.0, |h| (now_ms - h.oldest_ms).max(0) as f64 / 1000.0);
+        let held = undelivered.unwrap_or_default();
+        crate::metrics::set(
+            "sluice_delivery_to_s3_data_freshness_seconds",
+            "Age of the oldest record read and not yet delivered; 0 when nothing waits (DeliveryToS3.DataFreshness).",
+            &labels,
+            freshness,
+        );
+        crate::metrics::set(
+            "sluice_buffered_records",
+            "Source records read and not yet delivered (open and closing objects).",
+            &labels,
+            held.records as f64,
+        );
+        crate::metrics::set(
+            "sluice_buffered_bytes",
+            "Source bytes read and not yet delivered (open and closing objects).",
+            &labels,
+            held.bytes as f64,
+        );
+        if let Some(wal) = &stream.wal {
+            crate::metrics::set(
+                "sluice_wal_bytes",
+                "Bytes of the write-ahead log not yet released (acknowledged, not all delivered).",
+                &labels,
+                wal.live_bytes() as f64,
+            );
+        }
+    }
+    crate::metrics::render()
 }
 
 /// A stream whose loops have not ticked for this long makes `/healthz` fail.
@@ -406,6 +444,7 @@ async fn append(
         Ok(ids) => {
             crate::metrics::INCOMING_RECORDS.inc(stream_name, count);
             crate::metrics::INCOMING_BYTES.inc(stream_name, bytes);
+            crate::metrics::INCOMING_PUT_REQUESTS.inc(stream_name, 1);
             Ok(ids.into_iter().map(record_id).collect())
         }
         Err(e @ (WalError::Full { .. } | WalError::NoSpace(_) | WalError::Closed)) => {

@@ -962,6 +962,8 @@ async fn run_pipeline(
     parts: &StreamParts,
     stopping: &watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    // What a failed run held is read again from the log or the shards.
+    parts.status.pipeline_started();
     let (mut delivery, mut source): (Delivery, Box<dyn Source>) = match &parts.source {
         SourceParts::DirectPut(wal) => {
             let mut delivery = Delivery::new(
@@ -1005,7 +1007,12 @@ async fn run_pipeline(
     };
     let deliver = async {
         while let Some(epoch) = closed.recv().await {
+            // Epochs that only end a shard hold no records.
+            let held = epoch.oldest_ms.is_some();
             delivery.deliver(epoch).await?;
+            if held {
+                parts.status.epoch_delivered();
+            }
         }
         Ok::<(), PipelineError>(())
     };

@@ -462,11 +462,44 @@ struct OpenEpoch {
     bytes: u64,
     records: u64,
     positions: Positions,
+    /// Conversion outcomes since they were last counted on `/metrics`.
+    converted: Converted,
+}
+
+/// Records converted to Parquet or ORC and records that did not fit, with
+/// their bytes: counted in the blocking append loop, published per batch.
+#[derive(Debug, Default)]
+struct Converted {
+    ok: (u64, u64),
+    failed: (u64, u64),
+}
+
+impl Converted {
+    fn publish(self, stream: &str) {
+        use crate::metrics::*;
+        if self.ok.0 > 0 {
+            SUCCEED_CONVERSION_RECORDS.inc(stream, self.ok.0);
+            SUCCEED_CONVERSION_BYTES.inc(stream, self.ok.1);
+        }
+        if self.failed.0 > 0 {
+            FAILED_CONVERSION_RECORDS.inc(stream, self.failed.0);
+            FAILED_CONVERSION_BYTES.inc(stream, self.failed.1);
+        }
+    }
 }
 
 impl OpenEpoch {
     fn objects(&self) -> usize {
         self.partitions.len() + self.finished.len()
+    }
+
+    /// What it holds, for the stream's status.
+    fn held(&self) -> crate::status::Held {
+        crate::status::Held {
+            oldest_ms: self.oldest_ms,
+            records: self.records,
+            bytes: self.bytes,
+        }
     }
 }
 
@@ -611,13 +644,20 @@ impl BufferStage {
         // The chain sees the whole batch (transforms are called per batch)
         // before any of it is encoded.
         let processors = self.processors.clone();
+        let span = tracing::Span::current();
         let mut batch = tokio::task::spawn_blocking(move || {
+            let _stream = span.enter();
             crate::delivery::pause_point("wedge_buffer");
             let outcomes = processors.run_guarded(&records);
             Processing { records, outcomes }
         })
         .await
         .map_err(|e| BufferError::Task(e.to_string()))?;
+        if self.processors.has_transforms() {
+            let (records, bytes) = batch.outcomes.succeeded();
+            crate::metrics::SUCCEED_PROCESSING_RECORDS.inc(self.namer.stream(), records);
+            crate::metrics::SUCCEED_PROCESSING_BYTES.inc(self.namer.stream(), bytes);
+        }
         let mut next = 0;
         while next < batch.records.len() {
             let mut epoch = match open.take() {
@@ -653,10 +693,11 @@ impl BufferStage {
                 }
             };
             let mut epoch = epoch_back;
+            std::mem::take(&mut epoch.converted).publish(self.namer.stream());
             if self.partitioning.is_some() {
                 crate::metrics::set(
-                    "sluice_partitions_open",
-                    "Partition objects open in the current epoch (dynamic partitioning).",
+                    "sluice_partition_count",
+                    "Partition objects open in the current epoch (PartitionCount; dynamic partitioning).",
                     &[("stream", self.namer.stream())],
                     epoch.partitions.len() as f64,
                 );
@@ -703,6 +744,9 @@ impl BufferStage {
                 }
             }
         }
+        if let (Some(epoch), Some(status)) = (open.as_ref(), crate::status::current()) {
+            status.epoch_holds(epoch.held());
+        }
         Ok(())
     }
 
@@ -741,6 +785,7 @@ impl BufferStage {
             bytes: 0,
             records: 0,
             positions: Positions::default(),
+            converted: Converted::default(),
         })
     }
 
@@ -851,8 +896,14 @@ impl BufferStage {
                             self.count_late(event_time::LateRecords::Arrival);
                         }
                         crate::delivery::poison_point("encode", &processed.data);
+                        let converting = self.format.is_some();
+                        let len = processed.data.len() as u64;
                         match partition.encoder.append(&processed.data) {
                             Ok(()) => {
+                                if converting {
+                                    epoch.converted.ok.0 += 1;
+                                    epoch.converted.ok.1 += len;
+                                }
                                 partition.records += 1;
                                 partition.bytes += processed.data.len() as u64 + delimiter;
                                 if self.partitioning.is_some() {
@@ -860,6 +911,8 @@ impl BufferStage {
                                 }
                             }
                             Err(EncodeError::Record { code, message }) => {
+                                epoch.converted.failed.0 += 1;
+                                epoch.converted.failed.1 += len;
                                 epoch.pending.push((
                                     FORMAT_CONVERSION_FAILED,
                                     conversion_error(record, &processed.data, code, &message),
@@ -1019,7 +1072,7 @@ impl BufferStage {
             .collect();
         let mut total: u64 = held.iter().map(|(b, _)| b).sum();
         crate::metrics::set(
-            "sluice_buffered_bytes",
+            "sluice_partition_memory_bytes",
             "Bytes the open objects of a partitioned stream hold in memory, as last measured.",
             &[("stream", self.namer.stream())],
             total as f64,
@@ -1063,6 +1116,10 @@ impl BufferStage {
         epoch: OpenEpoch,
         epochs: &mpsc::Sender<Epoch>,
     ) -> Result<(), BufferError> {
+        if let Some(status) = crate::status::current() {
+            status.epoch_holds(epoch.held());
+            status.epoch_closed();
+        }
         if let Some(share) = &self.process_budget {
             // Its encoders are finished below: what they held is freed.
             share.publish(0);

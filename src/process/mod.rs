@@ -207,6 +207,16 @@ pub struct BatchOutcomes {
 }
 
 impl BatchOutcomes {
+    /// How many outcomes are not failures (`Ok`, or dropped on purpose), and
+    /// the bytes of the `Ok` ones (Firehose's `SucceedProcessing` metrics).
+    pub fn succeeded(&self) -> (u64, u64) {
+        self.outcomes.iter().fold((0, 0), |(n, bytes), o| match o {
+            Outcome::Ok(p) => (n + 1, bytes + p.data.len() as u64),
+            Outcome::Dropped => (n + 1, bytes),
+            Outcome::Failed { .. } => (n, bytes),
+        })
+    }
+
     /// The outcomes of source record `i`.
     pub fn of(&self, i: usize) -> &[Outcome] {
         match (self.starts.get(i), self.starts.get(i + 1)) {
@@ -314,6 +324,12 @@ struct Item {
 }
 
 impl Chain {
+    /// Whether any WASM transform runs (Firehose reports processing metrics
+    /// only for streams with a Lambda).
+    pub fn has_transforms(&self) -> bool {
+        !self.transforms.is_empty()
+    }
+
     /// The chain of `processors` without their transforms (none may be
     /// configured there): de-aggregation only. Needs no loading.
     pub fn without_transforms(processors: &Processors) -> Chain {

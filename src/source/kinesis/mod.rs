@@ -627,15 +627,15 @@ async fn read_shard(reader: &ShardReader, start: Start) {
             }
             metrics::set(
                 "sluice_kinesis_millis_behind_latest",
-                "How far the last GetRecords was behind the shard's tip.",
+                "How far the last GetRecords was behind the shard's tip (KinesisMillisBehindLatest).",
                 &labels,
                 ms as f64,
             );
         }
         let payload: usize = out.records.iter().map(|r| r.data.as_ref().len()).sum();
         metrics::inc(
-            "sluice_kinesis_read_bytes_total",
-            "GetRecords payload bytes read.",
+            "sluice_data_read_from_kinesis_stream_bytes_total",
+            "GetRecords payload bytes read, re-reads after a restart included (DataReadFromKinesisStream.Bytes).",
             &labels,
             payload as u64,
         );
@@ -660,8 +660,8 @@ async fn read_shard(reader: &ShardReader, start: Start) {
             .bytes
             .fetch_add(payload as u64, Ordering::Relaxed);
         metrics::inc(
-            "sluice_kinesis_read_records_total",
-            "User records read (after KPL de-aggregation).",
+            "sluice_data_read_from_kinesis_stream_records_total",
+            "User records read after KPL de-aggregation, re-reads after a restart included (DataReadFromKinesisStream.Records).",
             &labels,
             records.len() as u64,
         );
