@@ -10,20 +10,35 @@
 //!   (`sluice::convert::cli`).
 //! - `sluice transform test|new` runs a WASM transform on sample records, or
 //!   scaffolds a plugin project (`sluice::process::wasm::cli`).
+//! - `sluice health [--ready]` probes a running daemon (container health checks).
+//!
+//! Logs go to stderr: human-readable text, or one JSON object per line with
+//! `--log-format json` (log shippers, `journalctl -o cat`, CloudWatch agents).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod probe;
 mod put;
 
 /// A self-hosted, single-binary replacement for Amazon Data Firehose.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    /// How log lines look on stderr: `text` (colored on a terminal) or
+    /// `json` (one object per line: timestamp, level, fields, target).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +121,17 @@ enum Command {
         #[command(subcommand)]
         command: sluice::convert::cli::SchemaCommand,
     },
+    /// Ask a running daemon whether it is healthy (`/healthz`: alive, its
+    /// loops ticking) or, with --ready, ready (`/readyz`: every stream
+    /// active). Exits 0 when so, 1 when not, printing the answer.
+    Health {
+        /// The daemon's API address (its --listen; 0.0.0.0 is asked on 127.0.0.1).
+        #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:4195")]
+        listen: std::net::SocketAddr,
+        /// Ask /readyz instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+    },
     /// WASM transform plugins: `transform test` runs one on sample records,
     /// `transform new` creates a plugin project.
     Transform {
@@ -143,22 +169,47 @@ enum WalCommand {
 /// so the binary alone is enough to try sluice.
 const BUILT_IN_DEFAULT: &str = include_str!("../config/local.toml");
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     // `SLUICE_LOG` takes tracing target directives, e.g. `info` or `sluice=debug`.
     let filter: tracing_subscriber::filter::Targets = std::env::var("SLUICE_LOG")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| "info".parse().unwrap_or_default());
+    use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Text => layer
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        // Flattened: a line's message and fields are top-level keys, as log
+        // shippers index them.
+        // `span` holds the stream a line is logged for (`{"name": "stream",
+        // "stream": "orders"}`), where the line has no `stream` field of its own.
+        LogFormat::Json => layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(layer)
         .with(filter)
         .init();
+    if format == LogFormat::Json {
+        // The default hook writes plain text to stderr, which would break a
+        // JSON log stream; a panic becomes one error line (a caught one, such
+        // as a transform's or a poison record's, too). RUST_BACKTRACE still
+        // decides whether it carries a backtrace.
+        std::panic::set_hook(Box::new(|info| {
+            let message = sluice::process::panic_message(info.payload());
+            let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+            let backtrace = std::backtrace::Backtrace::capture();
+            tracing::error!(panic = %message, %location, backtrace = %backtrace, "A thread panicked.");
+        }));
+    }
 }
 
 /// Every config error, one per line (`error: <file>:<line>:<column>: ...`).
@@ -170,7 +221,7 @@ fn print_config_errors(errors: &sluice::config::ConfigErrors) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match cli.command {
         Command::Convert(args) => ExitCode::from(sluice::convert::cli::convert(&args)),
@@ -314,22 +365,30 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Health { listen, ready } => {
+            let Some(answer) = block_on(probe::check(listen, ready)) else {
+                return ExitCode::FAILURE;
+            };
+            match answer {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Put {
             endpoint,
             stream,
             file,
         } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(sent) = block_on(put::run(&endpoint, &stream, file.as_deref())) else {
+                return ExitCode::FAILURE;
             };
-            match runtime.block_on(put::run(&endpoint, &stream, file.as_deref())) {
+            match sent {
                 Ok(sent) => {
                     let noun = if sent == 1 { "record" } else { "records" };
                     eprintln!("sent {sent} {noun} to `{stream}`");
@@ -340,6 +399,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a client command's future on a one-thread runtime; `None` (after
+/// saying why) when the runtime cannot start.
+fn block_on<F: std::future::Future>(future: F) -> Option<F::Output> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt.block_on(future)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
         }
     }
 }

@@ -262,8 +262,10 @@ pub fn current() -> Option<std::sync::Arc<StreamStatus>> {
     CURRENT.try_with(std::sync::Arc::clone).ok()
 }
 
-/// A future that runs as work of the current stream, for spawning.
+/// A future that runs as work of the current stream, for spawning: its status
+/// and its tracing span (every log line of the task names the stream).
 pub fn in_current<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
+    use tracing::Instrument;
     let status = current();
     async move {
         match status {
@@ -271,6 +273,7 @@ pub fn in_current<F: std::future::Future>(f: F) -> impl std::future::Future<Outp
             None => f.await,
         }
     }
+    .in_current_span()
 }
 
 /// Sleeps `total`, ticking `status` every second: a wait by design (a retry's

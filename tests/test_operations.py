@@ -320,3 +320,26 @@ def base64_decode(text: str) -> bytes:
     import base64
 
     return base64.b64decode(text)
+
+
+def test_json_logs_are_one_object_per_line_naming_the_stream_and_key(start_daemon, tmp_path, monkeypatch):
+    """`--log-format json`: every line of stderr is a JSON object with a timestamp, a level
+    and a message; a delivered object's line names its stream, key and record count, and an
+    error deep in a stage (a record that crashes processing) names its stream too."""
+    monkeypatch.setenv("SLUICE_FAILPOINTS", "process")
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "j.toml", native_config("jlog", out, interval_secs=1))
+    d = start_daemon(cfg, extra_args=["--log-format", "json"])
+    put_batch_ok(d.client(), "jlog", [b"one", b"two", b"SLUICE-POISON-process"])
+    wait_until(lambda: "Delivered an object." in d.log_path.read_text(), 20, "a delivery line")
+    d.stop_ok()
+    lines = [l for l in d.log_path.read_text().splitlines() if l and not l.startswith("=====")]
+    events = [json.loads(l) for l in lines]  # every line parses
+    assert all({"timestamp", "level", "message"} <= e.keys() for e in events), events[:3]
+    (delivered,) = [e for e in events if e["message"] == "Delivered an object."
+                    and not e["key"].startswith("processing-failed/")]
+    assert delivered["stream"] == "jlog" and delivered["records"] == 2 and delivered["level"] == "INFO", delivered
+    assert (out / delivered["key"]).read_bytes() == b"one\ntwo\n"
+    assert any(e["message"] == "Drained." and e["stream"] == "jlog" for e in events), events
+    crash = [e for e in events if e["message"].startswith("A record crashes processing")]
+    assert crash and crash[0]["level"] == "ERROR" and crash[0]["span"] == {"name": "stream", "stream": "jlog"}, crash

@@ -909,7 +909,11 @@ async fn run_stream(
     parts: StreamParts,
     stopping: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    use tracing::Instrument;
     let status = parts.status.clone();
+    // Every line logged by the stream's tasks carries its name (the `stream`
+    // span), errors deep in a stage included.
+    let span = tracing::info_span!("stream", stream = %parts.name);
     crate::status::scope(status.clone(), async move {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -945,6 +949,7 @@ async fn run_stream(
             }
         }
     })
+    .instrument(span)
     .await
 }
 
