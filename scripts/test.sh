@@ -4,15 +4,18 @@
 # On a fresh Debian machine (or a developer's) it installs what the tests need, then runs:
 #   1. cargo build --locked        (the binary the end-to-end tests drive: target/debug/sluice)
 #   2. cargo test --locked         (Rust unit and integration tests)
-#   3. transforms/build.sh         (WASM guest side: SDK and example plugins' native tests,
+#   3. cargo build --target x86_64-unknown-linux-musl
+#                                  (the static binary tests/test_container.py puts in the
+#                                   Dockerfile's image; podman, buildah, musl-tools installed)
+#   4. transforms/build.sh         (WASM guest side: SDK and example plugins' native tests,
 #                                   their components built and checked; own cargo workspace)
-#   4. pytest tests/               (end-to-end tests against the real binary, with real
+#   5. pytest tests/               (end-to-end tests against the real binary, with real
 #                                   AWS SDK clients and independent output readers)
 # Runnable from any directory, idempotent, exits non-zero if anything fails.
 #
 # Environment:
 #   SLUICE_SKIP_CARGO=1   skip steps 1-2 (iterate on the Python suite only)
-#   SLUICE_SKIP_GUEST=1   skip step 3
+#   SLUICE_SKIP_GUEST=1   skip step 4
 #   PYTEST_ARGS="..."     extra pytest arguments (e.g. "-k crash -x")
 set -euo pipefail
 
@@ -91,6 +94,30 @@ if [[ "${SLUICE_SKIP_CARGO:-0}" != 1 ]]; then
     export SLUICE_WASM_FIXTURE
     log "cargo test --locked"
     cargo test --locked
+fi
+
+# --- The container image's static binary ------------------------------------------------------
+# tests/test_container.py builds the Dockerfile with podman around a musl binary (no registry
+# is reachable for the Dockerfile's own build stage) and runs it with buildah. A debug build:
+# the test needs the image's behaviour, not its speed.
+MUSL=x86_64-unknown-linux-musl
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1 \
+    && ! { command -v podman && command -v buildah && command -v musl-gcc; } >/dev/null 2>&1; then
+    log "installing podman, buildah and musl-tools (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah musl-tools >/dev/null
+fi
+if [[ "${SLUICE_SKIP_CARGO:-0}" != 1 ]] && command -v musl-gcc >/dev/null 2>&1; then
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
+        log "rustup target add $MUSL"
+        rustup target add "$MUSL" >/dev/null
+    fi
+    log "cargo build --locked --target $MUSL"
+    cargo build --locked --target "$MUSL" --bin sluice
+fi
+if [[ -x "$REPO/target/$MUSL/debug/sluice" ]]; then
+    export SLUICE_STATIC_BIN="$REPO/target/$MUSL/debug/sluice"
+else
+    log "no static binary (musl-gcc missing?): tests/test_container.py will be skipped"
 fi
 
 # --- WASM transform guests (transforms/, its own cargo workspace) -----------------------------

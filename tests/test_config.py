@@ -260,3 +260,13 @@ def test_config_from_an_environment_variable(tmp_path, sluice_bin, monkeypatch):
     monkeypatch.setenv("SLUICE_TEST_TOML", to_toml(nat(tmp_path, size_bytes=0)))
     rc, err = validate("env:SLUICE_TEST_TOML")
     assert rc == 2 and "env:SLUICE_TEST_TOML" in err and "size_bytes" in err, err
+
+
+def test_an_empty_config_directory_is_refused(tmp_path):
+    """`--config DIR` with no *.toml or *.json in it (a mount that did not happen, a typo'd
+    extension) is an error naming the directory, not a daemon that runs nothing."""
+    empty = tmp_path / "configs"
+    empty.mkdir()
+    (empty / "stream.yaml").write_text("name: x\n")
+    rc, err = validate(str(empty))
+    assert rc == 2 and str(empty) in err and "holds no stream config" in err, err

@@ -372,6 +372,10 @@ pub enum ConfigError {
         /// The fields, as dotted paths.
         options: Vec<String>,
     },
+    /// A `--config` directory holds no stream config: running nothing (or a
+    /// reload removing every stream) is far likelier a mistake than the intent.
+    #[error("the directory holds no stream config (*.toml or *.json files directly in it)")]
+    EmptyDirectory,
     /// Two config files define the same stream name.
     #[error("delivery stream `{name}` is already defined in {}", .first.display())]
     DuplicateStream {
@@ -524,6 +528,13 @@ pub fn load_all(paths: &[PathBuf], cwd: &Path) -> Result<Vec<StreamConfig>, Conf
                     })
                     .collect();
                 found.sort();
+                if found.is_empty() {
+                    errors.push(FileError {
+                        path: path.clone(),
+                        position: None,
+                        error: ConfigError::EmptyDirectory,
+                    });
+                }
                 files.extend(found);
             }
             Err(e) => errors.push(FileError {
