@@ -345,25 +345,31 @@ impl Delivery {
         crate::metrics::DELIVERED_BYTES.inc(&self.stream, epoch.bytes);
         crate::metrics::DELIVERED_OBJECTS.inc(&self.stream, checkpoint.staged.len() as u64);
         let now = jiff::Timestamp::now().as_millisecond();
+        let age = epoch.oldest_ms.map(|t| (now - t) as f64 / 1000.0);
+        // One line per epoch at info (a stream with hundreds of partitions
+        // delivers hundreds of objects at once), one per object at debug.
         for (object, records) in checkpoint.staged.iter().zip(counts) {
-            tracing::info!(
+            tracing::debug!(
                 stream = %self.stream,
                 key = %object.key,
                 records,
                 bytes = object.bytes,
-                oldest_record_age_secs = epoch.oldest_ms.map(|t| (now - t) as f64 / 1000.0),
                 "Delivered an object."
+            );
+        }
+        if !checkpoint.staged.is_empty() {
+            tracing::info!(
+                stream = %self.stream,
+                epoch = checkpoint.epoch,
+                objects = checkpoint.staged.len(),
+                records = epoch.records,
+                bytes = epoch.bytes,
+                oldest_record_age_secs = age,
+                "Delivered."
             );
         }
         self.source.committed(&checkpoint.positions);
         self.committed = checkpoint.positions;
-        tracing::debug!(
-            epoch = self.epoch,
-            records = epoch.records,
-            bytes = epoch.bytes,
-            keys = ?checkpoint.staged.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
-            "Delivered."
-        );
         Ok(())
     }
 }

@@ -324,9 +324,10 @@ def base64_decode(text: str) -> bytes:
 
 def test_json_logs_are_one_object_per_line_naming_the_stream_and_key(start_daemon, tmp_path, monkeypatch):
     """`--log-format json`: every line of stderr is a JSON object with a timestamp, a level
-    and a message; a delivered object's line names its stream, key and record count, and an
+    and a message; a delivery's line names its stream and counts, an object's its key, and an
     error deep in a stage (a record that crashes processing) names its stream too."""
     monkeypatch.setenv("SLUICE_FAILPOINTS", "process")
+    monkeypatch.setenv("SLUICE_LOG", "info,sluice::delivery=debug")  # a line per object too
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "j.toml", native_config("jlog", out, interval_secs=1))
     d = start_daemon(cfg, extra_args=["--log-format", "json"])
@@ -338,8 +339,10 @@ def test_json_logs_are_one_object_per_line_naming_the_stream_and_key(start_daemo
     assert all({"timestamp", "level", "message"} <= e.keys() for e in events), events[:3]
     (delivered,) = [e for e in events if e["message"] == "Delivered an object."
                     and not e["key"].startswith("processing-failed/")]
-    assert delivered["stream"] == "jlog" and delivered["records"] == 2 and delivered["level"] == "INFO", delivered
+    assert delivered["stream"] == "jlog" and delivered["records"] == 2 and delivered["level"] == "DEBUG", delivered
     assert (out / delivered["key"]).read_bytes() == b"one\ntwo\n"
+    (epoch,) = [e for e in events if e["message"] == "Delivered."]
+    assert epoch["stream"] == "jlog" and epoch["objects"] == 2 and epoch["records"] == 3, epoch
     assert any(e["message"] == "Drained." and e["stream"] == "jlog" for e in events), events
     crash = [e for e in events if e["message"].startswith("A record crashes processing")]
     assert crash and crash[0]["level"] == "ERROR" and crash[0]["span"] == {"name": "stream", "stream": "jlog"}, crash

@@ -215,7 +215,7 @@ def test_memory_budget_finishes_parquet_objects_early(tmp_path, start_daemon, bu
     assert objects > 40 * len(names), f"{objects} objects: the budget finished none early"
     assert got == Counter(range(total))
     log = d.log_path.read_text()
-    assert "Delivered an object." in log
+    assert "Delivered. stream=" in log
 
 
 def test_kill9_with_many_open_partitions_is_exactly_once(tmp_path, start_daemon):

@@ -80,7 +80,7 @@ def test_put_says_what_it_sent_and_wants_a_url(tmp_path, start_daemon):
     assert p.returncode != 0 and "must be a URL with a scheme" in err and f"http://{bare}" in err, err
     d.stop_ok()
     log = d.log_path.read_text()
-    # One start-up summary per stream and one line per delivered object.
+    # One start-up summary per stream and one line per delivery.
     assert "Stream configured. stream=cli source=Direct PUT" in log, log[-2000:]
-    assert "Delivered an object. stream=cli key=" in log and "records=1 " in log, log[-2000:]
+    assert "Delivered. stream=cli epoch=1 objects=1 records=1 " in log, log[-2000:]
     assert "Positions {" not in log, "an internal struct was logged"
