@@ -330,17 +330,37 @@ class Daemon:
     def client(self, **kw):
         return firehose_client(self.endpoint, **kw)
 
+    def wait_ready(self, timeout: float = 60.0) -> "Daemon":
+        """Until `/readyz` answers 200: every stream recovered and active."""
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/readyz", timeout=5) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            assert self.running(), f"sluice exited:\n{_tail(self.log_path)}"
+            assert time.monotonic() < deadline, f"not ready within {timeout}s:\n{_tail(self.log_path)}"
+            time.sleep(0.1)
+
 
 class KillLoop:
     """Chaos for crash tests: on a thread, SIGKILL the daemon and start it again every
-    `lo`-`hi` seconds (drawn from `rng`), at most `limit` times. Use as a context manager
+    `lo`-`hi` seconds (drawn from `rng`), at most `limit` times. With `ready`, each
+    interval counts from the moment the daemon is ready (recovery done), so slow
+    recoveries still see their pipeline run before the next kill. Use as a context manager
     around the load; `daemon` is the one running now, `kills` how many were killed. A start
     that fails on the thread is raised when the block ends."""
 
-    def __init__(self, start, rng, lo: float, hi: float, limit: int | None = None):
+    def __init__(self, start, rng, lo: float, hi: float, limit: int | None = None, ready: bool = False):
         import threading
 
         self._start, self._rng, self._lo, self._hi, self._limit = start, rng, lo, hi, limit
+        self._ready = ready
         self.daemon: Daemon = start()
         self.kills = 0
         self._stop = threading.Event()
@@ -349,8 +369,11 @@ class KillLoop:
 
     def _run(self) -> None:
         try:
-            while (self._limit is None or self.kills < self._limit) and not self._stop.wait(
-                    self._rng.uniform(self._lo, self._hi)):
+            while self._limit is None or self.kills < self._limit:
+                if self._ready:
+                    self.daemon.wait_ready()
+                if self._stop.wait(self._rng.uniform(self._lo, self._hi)):
+                    break
                 self.daemon.kill9()
                 self.kills += 1
                 self.daemon = self._start()

@@ -515,17 +515,23 @@ def count_local_lines(out_dir: Path) -> int:
     return n
 
 
-DELIVERED_RE = re.compile(r"Delivered\..*?epoch=(\d+).*?keys=\[([^\]]*)\]")
+DELIVERED_RE = re.compile(r"Delivered\. .*?epoch=(\d+)")
+OBJECT_RE = re.compile(r"Delivered an object\. .*?key=(\S+)")
 
 
 def commit_order(log_path: Path) -> list[str]:
-    """Object keys in the order their epochs were delivered, from the daemon's
-    `Delivered.` debug lines (SLUICE_LOG=sluice=debug). Epoch numbers must increase."""
+    """Object keys in the order their epochs were delivered, from the daemon's log
+    (SLUICE_LOG=sluice=debug): each epoch's `Delivered an object.` debug lines (one per
+    key), then its `Delivered.` line. Epoch numbers must increase."""
     keys: list[str] = []
+    pending: list[str] = []
     last_epoch = 0
     text = Path(log_path).read_text(errors="replace")
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     for line in text.splitlines():
+        if (o := OBJECT_RE.search(line)) is not None:
+            pending.append(o.group(1))
+            continue
         if "Delivered." not in line:
             continue
         m = DELIVERED_RE.search(line)
@@ -533,7 +539,8 @@ def commit_order(log_path: Path) -> list[str]:
         epoch = int(m.group(1))
         assert epoch > last_epoch, f"epochs out of order in the log: {epoch} after {last_epoch}"
         last_epoch = epoch
-        keys += [k.strip().strip('"') for k in m.group(2).split(",") if k.strip()]
+        keys += pending
+        pending = []
     return keys
 
 

@@ -16,6 +16,7 @@ warning saying why, only when its toolchain is missing, and never on CI (CI=true
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -196,9 +197,13 @@ def test_guest_stdout_and_stderr_reach_the_log_rate_limited(sluice_bin, hostile)
     assert all('module="fixture_guest"' in line for line in stdout + stderr), err
     logged = [line for line in lines if "chatty line" in line] + stdout + stderr
     assert 50 <= len(logged) <= 150, f"{len(logged)} guest lines logged of 3,000"
+    # Usually one report at the end; on a slow machine the bucket refills during the
+    # call, a line passes and the count so far is reported then. Every line is either
+    # logged or counted.
     suppressed = [line for line in lines if "suppressed by the rate limit" in line]
-    assert len(suppressed) == 1, err
-    assert f"suppressed={3000 - len(logged)}" in suppressed[0], suppressed
+    assert suppressed, err
+    counted = sum(int(re.search(r"suppressed=(\d+)", line)[1]) for line in suppressed)
+    assert counted == 3000 - len(logged), suppressed
 
 
 # --- transform new, built and run ----------------------------------------------------------------

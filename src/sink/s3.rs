@@ -521,44 +521,54 @@ impl S3Sink {
         &self,
         doomed: Vec<(String, String)>,
     ) -> Result<Vec<(String, String)>, SinkError> {
+        use futures_util::{StreamExt, TryStreamExt};
         let Some(me) = self.instance_id.get() else {
             return Ok(doomed);
         };
         let own = self.filter.claim_dir();
-        let mut foreign_markers: HashMap<String, bool> = HashMap::new();
-        let mut mine = Vec::with_capacity(doomed.len());
-        'uploads: for (key, id) in doomed {
+        // Every directory strictly below the own claim's, down to each key's:
+        // one marker each, read once and many at a time (a partitioned prefix
+        // has a few levels per partition, hundreds of partitions).
+        let markers_of = |key: &str| -> Vec<String> {
             let Some(rest) = key.strip_prefix(own) else {
-                mine.push((key, id));
-                continue;
+                return Vec::new();
             };
-            // Every directory strictly below the own claim's, down to the key's.
-            for (i, _) in rest.match_indices('/') {
-                let marker = marker_key(&key[..own.len() + i + 1], &self.filter.stream);
-                let foreign = match foreign_markers.get(&marker) {
-                    Some(&foreign) => foreign,
-                    None => {
-                        let read = retry("GetObject", &marker, || self.read_marker_once(&marker));
-                        let foreign = match read.await? {
-                            Marker::Absent => false,
-                            Marker::Present(holder, _) => {
-                                holder.is_none_or(|h| h.instance_id != *me)
-                            }
-                        };
-                        foreign_markers.insert(marker.clone(), foreign);
-                        foreign
-                    }
+            rest.match_indices('/')
+                .map(|(i, _)| marker_key(&key[..own.len() + i + 1], &self.filter.stream))
+                .collect()
+        };
+        let mut wanted: Vec<String> = doomed.iter().flat_map(|(k, _)| markers_of(k)).collect();
+        wanted.sort();
+        wanted.dedup();
+        let reads: Vec<_> = wanted
+            .into_iter()
+            .map(|marker| async move {
+                let read = retry("GetObject", &marker, || self.read_marker_once(&marker)).await?;
+                let foreign = match read {
+                    Marker::Absent => false,
+                    Marker::Present(holder, _) => holder.is_none_or(|h| h.instance_id != *me),
                 };
-                if foreign {
-                    tracing::warn!(stream = %self.filter.stream, key, marker = %self.marker_url(&marker), "Not aborting an upload below another instance's claim of this stream.");
-                    continue 'uploads;
-                }
+                Ok::<_, SinkError>((marker, foreign))
+            })
+            .collect();
+        let foreign: HashMap<String, bool> = futures_util::stream::iter(reads)
+            .buffer_unordered(RECOVERY_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut mine = Vec::with_capacity(doomed.len());
+        for (key, id) in doomed {
+            if let Some(marker) = markers_of(&key).into_iter().find(|m| foreign[m]) {
+                tracing::warn!(stream = %self.filter.stream, key, marker = %self.marker_url(&marker), "Not aborting an upload below another instance's claim of this stream.");
+                continue;
             }
             mine.push((key, id));
         }
         Ok(mine)
     }
 }
+
+/// S3 requests recovery runs at once (claim markers read, uploads aborted).
+const RECOVERY_CONCURRENCY: usize = 16;
 
 fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
@@ -737,9 +747,17 @@ impl ObjectSink for S3Sink {
                 }
             }
             let doomed = self.without_foreign_claims(doomed).await?;
-            for (key, id) in &doomed {
-                abort(&self.client, &self.options.bucket, key, id).await?;
-            }
+            use futures_util::{StreamExt, TryStreamExt};
+            // Built up front (not polled until buffered): a closure over the
+            // borrowed pairs would not be general enough for the boxed future.
+            let aborts: Vec<_> = doomed
+                .iter()
+                .map(|(key, id)| abort(&self.client, &self.options.bucket, key, id))
+                .collect();
+            futures_util::stream::iter(aborts)
+                .buffer_unordered(RECOVERY_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
             Ok(doomed.len())
         })
     }
