@@ -86,6 +86,17 @@ enum Command {
         /// and heals at the first retry after the fix.
         #[arg(long, env = "SLUICE_OPERATOR_RETRY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
         operator_retry_secs: u64,
+        /// Access keys that may call the API (TOML `[[key]]` tables:
+        /// `access_key_id`, `secret_access_key`, `allow` = "data" | "all",
+        /// `streams` = name patterns). With it every Firehose operation must
+        /// carry a valid AWS Signature Version 4; without it requests are not
+        /// checked, which only a loopback --listen allows.
+        #[arg(long, env = "SLUICE_AUTH_FILE")]
+        auth_file: Option<PathBuf>,
+        /// Listen beyond loopback without --auth-file: anyone who reaches the
+        /// port may put records. Logged as a warning at every start.
+        #[arg(long)]
+        allow_unauthenticated: bool,
     },
     /// Check or repair a stream's write-ahead log (the stream must be stopped).
     Wal {
@@ -279,7 +290,37 @@ fn main() -> ExitCode {
             transforms_dir,
             memory_budget_bytes,
             operator_retry_secs,
+            auth_file,
+            allow_unauthenticated,
         } => {
+            let keys = match auth_file
+                .as_deref()
+                .map(|p| sluice::api::auth::Keys::load(&cwd.join(p)))
+            {
+                None => None,
+                Some(Ok(keys)) => Some(keys),
+                Some(Err(e)) => {
+                    eprintln!("error: --auth-file {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(why) =
+                sluice::api::auth::listen_rule(listen, keys.is_some(), allow_unauthenticated)
+            {
+                eprintln!("error: {why}");
+                return ExitCode::from(2);
+            }
+            match &keys {
+                Some(keys) => tracing::info!(
+                    keys = keys.len(),
+                    "Requests must be signed (SigV4) with a configured access key."
+                ),
+                None if !listen.ip().is_loopback() => tracing::warn!(
+                    %listen,
+                    "--allow-unauthenticated: the API takes unsigned requests from anyone who can reach {listen}."
+                ),
+                None => {}
+            }
             let api_limits = match limits.validate() {
                 Ok(limits) => limits,
                 Err(e) => {
@@ -338,6 +379,7 @@ fn main() -> ExitCode {
                 transforms_dir: cwd.join(transforms_dir),
                 memory_budget_bytes,
                 operator_retry: std::time::Duration::from_secs(operator_retry_secs),
+                auth: keys,
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.

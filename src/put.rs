@@ -4,7 +4,7 @@
 //! within Firehose's limits (500 records, 4 MiB), and resends what the server
 //! refused: whole requests answered `ServiceUnavailableException` (backoff),
 //! and single records listed as failed in `RequestResponses`. Requests are
-//! not SigV4-signed: this talks to sluice, which does not check signatures.
+//! not SigV4-signed: it serves listeners without `--auth-file` (loopback by default).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

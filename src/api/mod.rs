@@ -26,8 +26,11 @@
 //! The last three, and the connection limits and timeouts, are the
 //! [`server`]'s: it reads every body before the router sees the request.
 //!
-//! Requests are not SigV4-verified: sluice trusts its listen address (bind it
-//! to loopback or a private interface).
+//! With access keys configured ([`auth`]), every operation must carry a valid
+//! SigV4 signature of a key allowed to run it on that stream
+//! (`MissingAuthenticationToken`, `IncompleteSignature`, `InvalidSignatureException`,
+//! `UnrecognizedClientException`, `AccessDeniedException`); without them requests are
+//! not checked, which `sluice run` allows only on loopback.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +48,7 @@ use serde_json::{Value, json};
 use crate::source::direct_put::{Wal, WalError};
 use crate::status::{State as StreamState, StreamStatus};
 
+pub mod auth;
 pub mod server;
 
 pub use server::{ApiLimits, LimitArgs, ServerError, serve};
@@ -77,6 +81,7 @@ pub struct ApiStream {
 pub struct ApiState {
     streams: std::sync::RwLock<BTreeMap<String, Arc<ApiStream>>>,
     draining: AtomicBool,
+    keys: Option<auth::Keys>,
 }
 
 impl ApiState {
@@ -87,7 +92,14 @@ impl ApiState {
                 streams.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             ),
             draining: AtomicBool::new(false),
+            keys: None,
         }
+    }
+
+    /// Requests must be signed by one of `keys` (`None`: not checked).
+    pub fn with_keys(mut self, keys: Option<auth::Keys>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// From now on, puts are refused with `ServiceUnavailableException`.
@@ -324,8 +336,18 @@ fn with_request_id(mut response: Response) -> Response {
     response
 }
 
-async fn handle(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
-    let response = match dispatch(&state, &headers, body).await {
+async fn handle(
+    State(state): State<Arc<ApiState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request = Signed {
+        method: method.as_str(),
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+    };
+    let response = match dispatch(&state, &request, &headers, body).await {
         Ok(response) => response,
         Err(err) => {
             tracing::debug!(kind = err.kind, message = %err.message, "Request refused.");
@@ -335,7 +357,59 @@ async fn handle(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bo
     with_request_id(response)
 }
 
-async fn dispatch(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+/// What a signature covers besides the headers and body.
+struct Signed<'a> {
+    method: &'a str,
+    path_and_query: &'a str,
+}
+
+/// Refuses a request the configured keys do not allow (see [`auth`]).
+fn authorize(
+    keys: &auth::Keys,
+    request: &Signed<'_>,
+    operation: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let refuse = |e: auth::AuthError| {
+        tracing::info!(operation, error = %e, code = e.code(), "Request refused: not authorized.");
+        let status = match e {
+            auth::AuthError::Missing => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(e.code(), e.to_string()).with_status(status)
+    };
+    let caller = keys
+        .verify(
+            request.method,
+            request.path_and_query,
+            headers,
+            body,
+            std::time::SystemTime::now(),
+        )
+        .map_err(refuse)?;
+    // Only a key limited to some streams needs the name (a second scan of the body).
+    let stream = if caller.stream_scoped() {
+        #[derive(Deserialize)]
+        struct Named {
+            #[serde(rename = "DeliveryStreamName")]
+            name: Option<String>,
+        }
+        serde_json::from_slice::<Named>(body)
+            .ok()
+            .and_then(|n| n.name)
+    } else {
+        None
+    };
+    caller.allows(operation, stream.as_deref()).map_err(refuse)
+}
+
+async fn dispatch(
+    state: &ApiState,
+    request: &Signed<'_>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -346,6 +420,9 @@ async fn dispatch(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<R
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+    if let Some(keys) = &state.keys {
+        authorize(keys, request, operation, headers, &body)?;
+    }
     match operation {
         "PutRecord" => put_record(state, &body).await,
         "PutRecordBatch" => put_record_batch(state, &body).await,

@@ -79,6 +79,8 @@ pub struct RunOptions {
     pub memory_budget_bytes: Option<u64>,
     /// How often failures an operator must fix are retried.
     pub operator_retry: Duration,
+    /// The access keys requests must be signed with; `None`: not checked.
+    pub auth: Option<api::auth::Keys>,
 }
 
 /// Why the daemon stopped or could not start.
@@ -236,7 +238,7 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let _lock = lock_state_dir(&options.state_dir)?;
     crate::status::set_operator_retry(options.operator_retry);
-    let state = Arc::new(ApiState::new(BTreeMap::new()));
+    let state = Arc::new(ApiState::new(BTreeMap::new()).with_keys(options.auth.clone()));
     let (listen, limits, state_dir) = (
         options.listen,
         options.api_limits.clone(),
