@@ -350,17 +350,18 @@ class Daemon:
 
 class KillLoop:
     """Chaos for crash tests: on a thread, SIGKILL the daemon and start it again every
-    `lo`-`hi` seconds (drawn from `rng`), at most `limit` times. With `ready`, each
-    interval counts from the moment the daemon is ready (recovery done), so slow
-    recoveries still see their pipeline run before the next kill. Use as a context manager
+    `lo`-`hi` seconds (drawn from `rng`), at most `limit` times. With `settle(daemon)`,
+    each interval counts from when it returns (say, once the daemon is ready or has
+    delivered something), so slow recoveries still see their pipeline run before the next
+    kill. Use as a context manager
     around the load; `daemon` is the one running now, `kills` how many were killed. A start
     that fails on the thread is raised when the block ends."""
 
-    def __init__(self, start, rng, lo: float, hi: float, limit: int | None = None, ready: bool = False):
+    def __init__(self, start, rng, lo: float, hi: float, limit: int | None = None, settle=None):
         import threading
 
         self._start, self._rng, self._lo, self._hi, self._limit = start, rng, lo, hi, limit
-        self._ready = ready
+        self._settle = settle
         self.daemon: Daemon = start()
         self.kills = 0
         self._stop = threading.Event()
@@ -370,8 +371,8 @@ class KillLoop:
     def _run(self) -> None:
         try:
             while self._limit is None or self.kills < self._limit:
-                if self._ready:
-                    self.daemon.wait_ready()
+                if self._settle is not None:
+                    self._settle(self.daemon)
                 if self._stop.wait(self._rng.uniform(self._lo, self._hi)):
                     break
                 self.daemon.kill9()
