@@ -97,6 +97,13 @@ enum Command {
         /// port may put records. Logged as a warning at every start.
         #[arg(long)]
         allow_unauthenticated: bool,
+        /// Serve the API over TLS with this PEM certificate chain (with
+        /// --tls-key). Both files are read again on SIGHUP.
+        #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Check or repair a stream's write-ahead log (the stream must be stopped).
     Wal {
@@ -292,7 +299,21 @@ fn main() -> ExitCode {
             operator_retry_secs,
             auth_file,
             allow_unauthenticated,
+            tls_cert,
+            tls_key,
         } => {
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => {
+                    match sluice::api::tls::Tls::load(&cwd.join(cert), &cwd.join(key)) {
+                        Ok(tls) => Some(tls),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                _ => None,
+            };
             let keys = match auth_file
                 .as_deref()
                 .map(|p| sluice::api::auth::Keys::load(&cwd.join(p)))
@@ -380,6 +401,7 @@ fn main() -> ExitCode {
                 memory_budget_bytes,
                 operator_retry: std::time::Duration::from_secs(operator_retry_secs),
                 auth: keys,
+                tls,
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.

@@ -50,6 +50,7 @@ use crate::status::{State as StreamState, StreamStatus};
 
 pub mod auth;
 pub mod server;
+pub mod tls;
 
 pub use server::{ApiLimits, LimitArgs, ServerError, serve};
 

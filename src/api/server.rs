@@ -357,6 +357,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ApiLimits,
+    tls: Option<Arc<super::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     // 64 descriptors for everything else: logs, checkpoints, S3 connections.
@@ -430,8 +431,9 @@ pub async fn serve(
                         continue;
                     };
                     let (app, shared, stopping) = (app.clone(), shared.clone(), stopping.clone());
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        serve_connection(stream, peer, app, shared, stopping).await;
+                        serve_accepted(stream, peer, app, shared, stopping, tls).await;
                         drop(slot);
                     });
                 }
@@ -475,15 +477,46 @@ fn is_per_connection(e: &io::Error) -> bool {
 }
 
 /// One connection, until it ends, times out, or shutdown has drained it.
-async fn serve_connection(
+/// Serves one accepted connection: over TLS when the listener has it (the
+/// handshake must finish within the header timeout, as headers must).
+async fn serve_accepted(
     stream: TcpStream,
     peer: SocketAddr,
     app: TowerToHyperService<Router>,
     shared: Arc<Shared>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
+    tls: Option<Arc<super::tls::Tls>>,
 ) {
     // Responses are written whole; don't let Nagle hold their last segment.
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return serve_connection(stream, peer, app, shared, stopping).await;
+    };
+    let handshake = tls.acceptor().accept(stream);
+    match tokio::time::timeout(shared.limits.header_timeout, handshake).await {
+        Ok(Ok(stream)) => serve_connection(stream, peer, app, shared, stopping).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
+        Err(_) => {
+            crate::metrics::inc(
+                "sluice_api_connections_timed_out_total",
+                "API connections closed because headers (phase=header) or the next request (phase=idle) did not arrive in time.",
+                &[("phase", "tls")],
+                1,
+            );
+            tracing::debug!(%peer, "TLS handshake timed out.");
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: TowerToHyperService<Router>,
+    shared: Arc<Shared>,
+    mut stopping: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         stream,
@@ -597,12 +630,12 @@ impl Activity {
 }
 
 /// The socket, telling [`Activity`] when bytes arrive.
-struct Watched {
-    stream: TcpStream,
+struct Watched<S> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -617,7 +650,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -826,7 +859,7 @@ mod tests {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(Arc::new(ApiState::new(BTreeMap::new())));
-        tokio::spawn(serve(listener, app, limits, async move {
+        tokio::spawn(serve(listener, app, limits, None, async move {
             let _ = stopped.await;
         }));
         (addr, stop)

@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub operator_retry: Duration,
     /// The access keys requests must be signed with; `None`: not checked.
     pub auth: Option<api::auth::Keys>,
+    /// TLS on the listener (reloaded on SIGHUP); `None`: plain HTTP.
+    pub tls: Option<Arc<api::tls::Tls>>,
 }
 
 /// Why the daemon stopped or could not start.
@@ -239,10 +241,11 @@ pub async fn run(
     let _lock = lock_state_dir(&options.state_dir)?;
     crate::status::set_operator_retry(options.operator_retry);
     let state = Arc::new(ApiState::new(BTreeMap::new()).with_keys(options.auth.clone()));
-    let (listen, limits, state_dir) = (
+    let (listen, limits, state_dir, options_tls) = (
         options.listen,
         options.api_limits.clone(),
         options.state_dir.clone(),
+        options.tls.clone(),
     );
     let mut supervisor = Supervisor::new(options, state.clone());
     let streams = supervisor.resolve(streams).await?;
@@ -266,9 +269,10 @@ pub async fn run(
     let (stop_server, server_stopped) = watch::channel(false);
     let server = tokio::spawn({
         let state = state.clone();
+        let tls = options_tls.clone();
         let mut server_stopped = server_stopped;
         async move {
-            api::serve(listener, api::router(state), limits, async move {
+            api::serve(listener, api::router(state), limits, tls, async move {
                 let _ = server_stopped.wait_for(|stopped| *stopped).await;
             })
             .await
@@ -308,6 +312,12 @@ pub async fn run(
                 let Some(load) = &load else { continue };
                 tracing::info!("SIGHUP: reloading the configuration.");
                 crate::service::reloading();
+                if let Some(tls) = &options_tls {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("Reloaded the TLS certificate and key."),
+                        Err(e) => tracing::error!(error = %e, "TLS reload refused; new connections keep the certificate in use."),
+                    }
+                }
                 match supervisor.reload(load()).await {
                     Ok(what) => tracing::info!(changes = %what, "Reloaded."),
                     Err(why) => tracing::error!(error = %why, "Reload refused; every stream keeps its running configuration."),
