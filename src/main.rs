@@ -202,9 +202,8 @@ fn init_logging(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
         // Flattened: a line's message and fields are top-level keys, as log
-        // shippers index them.
-        // `span` holds the stream a line is logged for (`{"name": "stream",
-        // "stream": "orders"}`), where the line has no `stream` field of its own.
+        // shippers index them; `span` holds the stream a line is logged for
+        // (`{"name": "stream", "stream": "orders"}`).
         LogFormat::Json => layer
             .json()
             .flatten_event(true)
