@@ -3,8 +3,10 @@
 //! Reads newline-separated records, packs them into PutRecordBatch calls
 //! within Firehose's limits (500 records, 4 MiB), and resends what the server
 //! refused: whole requests answered `ServiceUnavailableException` (backoff),
-//! and single records listed as failed in `RequestResponses`. Requests are
-//! not SigV4-signed: it serves listeners without `--auth-file` (loopback by default).
+//! and single records listed as failed in `RequestResponses`. With
+//! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` set (and `AWS_SESSION_TOKEN`,
+//! `AWS_REGION` if given), requests are SigV4-signed as an SDK signs them, for a
+//! listener with `--auth-file`; otherwise they go unsigned.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -62,6 +64,55 @@ pub(crate) async fn run(endpoint: &str, stream: &str, file: Option<&Path>) -> Re
     Ok(sent)
 }
 
+/// Signs `request` with the credentials in the environment, if there are any.
+fn sign(request: &mut hyper::Request<Full<Bytes>>, body: &[u8]) -> Result<(), String> {
+    let (Ok(key), Ok(secret)) = (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) else {
+        return Ok(());
+    };
+    let token = std::env::var("AWS_SESSION_TOKEN").ok();
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| "us-east-1".into());
+    let identity =
+        aws_credential_types::Credentials::new(key, secret, token, None, "environment").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("firehose")
+        .time(std::time::SystemTime::now())
+        .settings(aws_sigv4::http_request::SigningSettings::default())
+        .build()
+        .map_err(|e| format!("signing: {e}"))?
+        .into();
+    let uri = request.uri().to_string();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let signable = aws_sigv4::http_request::SignableRequest::new(
+        "POST",
+        uri,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        aws_sigv4::http_request::SignableBody::Bytes(body),
+    )
+    .map_err(|e| format!("signing: {e}"))?;
+    let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
+        .map_err(|e| format!("signing: {e}"))?
+        .into_parts();
+    for (name, value) in instructions.headers() {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| format!("signing: {e}"))?;
+        let value =
+            hyper::header::HeaderValue::from_str(value).map_err(|e| format!("signing: {e}"))?;
+        request.headers_mut().insert(name, value);
+    }
+    Ok(())
+}
+
 /// Sends one batch, retrying refused records; returns how many were accepted.
 async fn send(
     client: &HttpClient,
@@ -76,11 +127,13 @@ async fn send(
             "DeliveryStreamName": stream,
             "Records": records.iter().map(|r| json!({"Data": b64.encode(r)})).collect::<Vec<_>>(),
         });
-        let request = hyper::Request::post(endpoint)
+        let body = body.to_string();
+        let mut request = hyper::Request::post(endpoint)
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(body.clone())))
             .map_err(|e| format!("building request: {e}"))?;
+        sign(&mut request, body.as_bytes())?;
         let response = client
             .request(request)
             .await

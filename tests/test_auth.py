@@ -150,3 +150,21 @@ def test_a_listener_beyond_loopback_needs_keys_or_an_explicit_opt_out(tmp_path):
     p = run_sluice(["run", "--config", str(cfg), "--auth-file", str(bad), "--state-dir", str(tmp_path / "state")], timeout=30)
     err = p.stderr.decode()
     assert p.returncode == 2 and str(bad) in err and "at least 16 characters" in err, err
+
+
+def test_sluice_put_signs_with_the_environment_credentials(daemon, tmp_path, monkeypatch):
+    """`sluice put` signs as an SDK does when AWS credentials are in its environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", PRODUCER[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PRODUCER[1])
+    p = run_sluice(["put", "--endpoint", daemon.endpoint, "--stream", "orders-eu", "-"], input=b"a\nb\nc\n", timeout=60)
+    assert p.returncode == 0 and "sent 3 records" in p.stderr.decode(), p.stderr
+    # A key without the stream, and no credentials at all: refused, nothing sent.
+    p = run_sluice(["put", "--endpoint", daemon.endpoint, "--stream", "billing", "-"], input=b"x\n", timeout=60)
+    assert p.returncode != 0 and "AccessDeniedException" in p.stderr.decode(), p.stderr
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    p = run_sluice(["put", "--endpoint", daemon.endpoint, "--stream", "orders-eu", "-"], input=b"y\n", timeout=60)
+    assert p.returncode != 0 and "MissingAuthenticationToken" in p.stderr.decode(), p.stderr
+    daemon.stop_ok()
+    assert sorted(read_delivered(tmp_path / "orders-eu", json_lines=False).records) == [b"a", b"b", b"c"]
+    assert not read_delivered(tmp_path / "billing", json_lines=False).records
