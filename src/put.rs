@@ -76,38 +76,28 @@ fn sign(request: &mut hyper::Request<Full<Bytes>>, body: &[u8]) -> Result<(), St
     let region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|_| "us-east-1".into());
-    let identity =
-        aws_credential_types::Credentials::new(key, secret, token, None, "environment").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&region)
-        .name("firehose")
-        .time(std::time::SystemTime::now())
-        .settings(aws_sigv4::http_request::SigningSettings::default())
-        .build()
-        .map_err(|e| format!("signing: {e}"))?
-        .into();
+    let signer = sluice::api::auth::Signer {
+        access_key_id: &key,
+        secret_access_key: &secret,
+        session_token: token.as_deref(),
+        region: &region,
+        service: "firehose",
+        time: std::time::SystemTime::now(),
+    };
     let uri = request.uri().to_string();
-    let headers: Vec<(String, String)> = request
+    let headers: Vec<(&str, &str)> = request
         .headers()
         .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect();
-    let signable = aws_sigv4::http_request::SignableRequest::new(
-        "POST",
-        uri,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        aws_sigv4::http_request::SignableBody::Bytes(body),
-    )
-    .map_err(|e| format!("signing: {e}"))?;
-    let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
-        .map_err(|e| format!("signing: {e}"))?
-        .into_parts();
-    for (name, value) in instructions.headers() {
+    let (add, _) = signer
+        .sign("POST", &uri, &headers, body)
+        .map_err(|e| format!("signing: {e}"))?;
+    for (name, value) in add {
         let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| format!("signing: {e}"))?;
         let value =
-            hyper::header::HeaderValue::from_str(value).map_err(|e| format!("signing: {e}"))?;
+            hyper::header::HeaderValue::from_str(&value).map_err(|e| format!("signing: {e}"))?;
         request.headers_mut().insert(name, value);
     }
     Ok(())

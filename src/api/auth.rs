@@ -301,40 +301,92 @@ impl Keys {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("localhost");
         let uri = format!("http://{host}{path_and_query}");
-        let request = aws_sigv4::http_request::SignableRequest::new(
-            method,
-            uri,
-            signed.into_iter(),
-            aws_sigv4::http_request::SignableBody::Bytes(body),
-        )
-        .map_err(|_| AuthError::Signature)?;
-        let identity = aws_credential_types::Credentials::new(
-            &key.access_key_id,
-            &key.secret_access_key,
-            None,
-            None,
-            "sluice-auth-file",
-        )
-        .into();
-        let mut settings = aws_sigv4::http_request::SigningSettings::default();
-        // Nothing is excluded: the client chose what it signed.
-        settings.excluded_headers = Some(Vec::new());
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(parsed.region)
-            .name(parsed.service)
-            .time(signed_at)
-            .settings(settings)
-            .build()
-            .map_err(|_| AuthError::Signature)?
-            .into();
-        let expected =
-            aws_sigv4::http_request::sign(request, &params).map_err(|_| AuthError::Signature)?;
-        if constant_time_eq(expected.signature().as_bytes(), parsed.signature.as_bytes()) {
+        let signer = Signer {
+            access_key_id: &key.access_key_id,
+            secret_access_key: &key.secret_access_key,
+            session_token: None,
+            region: parsed.region,
+            service: parsed.service,
+            time: signed_at,
+        };
+        let (_, expected) = signer
+            .sign(method, &uri, &signed, body)
+            .map_err(|_| AuthError::Signature)?;
+        if constant_time_eq(expected.as_bytes(), parsed.signature.as_bytes()) {
             Ok(Caller { key })
         } else {
             Err(AuthError::Signature)
         }
+    }
+}
+
+/// What a SigV4 signature is computed with. One signer for the verifier and for
+/// `sluice put`, so both canonicalise exactly as aws-sigv4 (the SDKs) does.
+#[derive(Debug, Clone, Copy)]
+pub struct Signer<'a> {
+    /// The access key id (`Credential=` names it).
+    pub access_key_id: &'a str,
+    /// Its secret.
+    pub secret_access_key: &'a str,
+    /// A temporary credential's token (`x-amz-security-token`).
+    pub session_token: Option<&'a str>,
+    /// The credential scope's region.
+    pub region: &'a str,
+    /// The credential scope's service (`firehose`).
+    pub service: &'a str,
+    /// `X-Amz-Date`.
+    pub time: SystemTime,
+}
+
+impl Signer<'_> {
+    /// Signs `method uri` over every header given and the whole body. Returns
+    /// the headers to add (`authorization`, `x-amz-date`, ...) and the signature.
+    ///
+    /// # Errors
+    /// aws-sigv4's reason (an unparsable URI, an invalid header value).
+    pub fn sign(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(Vec<(String, String)>, String), String> {
+        let request = aws_sigv4::http_request::SignableRequest::new(
+            method,
+            uri,
+            headers.iter().copied(),
+            aws_sigv4::http_request::SignableBody::Bytes(body),
+        )
+        .map_err(|e| e.to_string())?;
+        let identity = aws_credential_types::Credentials::new(
+            self.access_key_id,
+            self.secret_access_key,
+            self.session_token.map(str::to_owned),
+            None,
+            "sluice",
+        )
+        .into();
+        let mut settings = aws_sigv4::http_request::SigningSettings::default();
+        // Nothing is excluded: what is signed is the caller's choice (a
+        // verifier's list is the client's SignedHeaders).
+        settings.excluded_headers = Some(Vec::new());
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(self.region)
+            .name(self.service)
+            .time(self.time)
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let (instructions, signature) = aws_sigv4::http_request::sign(request, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        let add = instructions
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok((add, signature))
     }
 }
 
@@ -527,32 +579,22 @@ allow = "all"
             "x-amz-target",
             "Firehose_20150804.PutRecord".parse().unwrap(),
         );
-        let pairs: Vec<(String, String)> = headers
+        let pairs: Vec<(&str, &str)> = headers
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
             .collect();
-        let request = aws_sigv4::http_request::SignableRequest::new(
-            "POST",
-            "http://127.0.0.1:4195/",
-            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            aws_sigv4::http_request::SignableBody::Bytes(body),
-        )
-        .unwrap();
-        let identity =
-            aws_credential_types::Credentials::new(key, secret, None, None, "test").into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("firehose")
-            .time(at)
-            .settings(aws_sigv4::http_request::SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let (instructions, _) = aws_sigv4::http_request::sign(request, &params)
-            .unwrap()
-            .into_parts();
-        for (name, value) in instructions.headers() {
+        let signer = Signer {
+            access_key_id: key,
+            secret_access_key: secret,
+            session_token: None,
+            region: "us-east-1",
+            service: "firehose",
+            time: at,
+        };
+        let (add, _) = signer
+            .sign("POST", "http://127.0.0.1:4195/", &pairs, body)
+            .unwrap();
+        for (name, value) in add {
             headers.insert(
                 axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 value.parse().unwrap(),
