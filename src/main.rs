@@ -104,6 +104,11 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Let streams created through the API (CreateDeliveryStream) write to
+        /// local directories inside DIR (`file://name` is DIR/name). Without
+        /// it they must deliver to S3.
+        #[arg(long, env = "SLUICE_API_LOCAL_ROOT")]
+        api_local_root: Option<PathBuf>,
     },
     /// Check or repair a stream's write-ahead log (the stream must be stopped).
     Wal {
@@ -300,6 +305,7 @@ fn main() -> ExitCode {
             allow_unauthenticated,
             tls_cert,
             tls_key,
+            api_local_root,
         } => {
             let tls = match (&tls_cert, &tls_key) {
                 (Some(cert), Some(key)) => {
@@ -401,6 +407,13 @@ fn main() -> ExitCode {
                 operator_retry: std::time::Duration::from_secs(operator_retry_secs),
                 auth: keys,
                 tls,
+                api_local_root: api_local_root.map(|dir| {
+                    // Lexically absolute, as local destinations are, for the inside check.
+                    cwd.join(dir)
+                        .components()
+                        .filter(|c| !matches!(c, std::path::Component::CurDir))
+                        .collect()
+                }),
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.

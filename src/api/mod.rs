@@ -7,7 +7,8 @@
 //! builds the [`ApiState`] and flips it to draining on shutdown.
 //!
 //! Operations: `PutRecord`, `PutRecordBatch`, `DescribeDeliveryStream`,
-//! `ListDeliveryStreams`, dispatched on `X-Amz-Target: Firehose_20150804.<Op>`.
+//! `ListDeliveryStreams`, and the control plane of [`control`] (create, delete,
+//! update, tags), dispatched on `X-Amz-Target: Firehose_20150804.<Op>`.
 //! Errors have Firehose's shape: `{"__type": "...", "message": "..."}` plus the
 //! `X-Amzn-ErrorType` header. Which error each bad request gets:
 //!
@@ -22,6 +23,10 @@
 //! | body over the size limit | `InvalidArgumentException` (413) |
 //! | bodies in flight over their budget | `ServiceUnavailableException` (503) |
 //! | body not received within the body timeout | `RequestTimeoutException` (408) |
+//! | create: name taken; a stream deleting, creating, or that cannot deliver for a delete | `ResourceInUseException` (400) |
+//! | update: `CurrentDeliveryStreamVersionId` not current | `ConcurrentModificationException` (400) |
+//! | more than 100 created streams or 50 tags | `LimitExceededException` (400) |
+//! | invalid definition or update; a config file's stream changed through the API | `InvalidArgumentException` (400) |
 //!
 //! The last three, and the connection limits and timeouts, are the
 //! [`server`]'s: it reads every body before the router sees the request.
@@ -49,6 +54,7 @@ use crate::source::direct_put::{Wal, WalError};
 use crate::status::{State as StreamState, StreamStatus};
 
 pub mod auth;
+pub mod control;
 pub mod server;
 pub mod tls;
 
@@ -74,6 +80,12 @@ pub struct ApiStream {
     pub description: Value,
     /// What it is doing now.
     pub status: Arc<StreamStatus>,
+    /// Where its definition lives.
+    pub origin: control::Origin,
+    /// Its tags, by key.
+    pub tags: BTreeMap<String, String>,
+    /// A delete is draining it (`DeliveryStreamStatus` `DELETING`).
+    pub deleting: bool,
 }
 
 /// Shared state of the HTTP server: the registry of streams it serves, which
@@ -83,6 +95,7 @@ pub struct ApiState {
     streams: std::sync::RwLock<BTreeMap<String, Arc<ApiStream>>>,
     draining: AtomicBool,
     keys: Option<auth::Keys>,
+    control: Option<control::Calls>,
 }
 
 impl ApiState {
@@ -94,7 +107,14 @@ impl ApiState {
             ),
             draining: AtomicBool::new(false),
             keys: None,
+            control: None,
         }
+    }
+
+    /// Control-plane requests go to `calls` (`None`: refused as unavailable).
+    pub fn with_control(mut self, calls: Option<control::Calls>) -> Self {
+        self.control = calls;
+        self
     }
 
     /// Requests must be signed by one of `keys` (`None`: not checked).
@@ -111,6 +131,14 @@ impl ApiState {
     /// Serves `stream` as `name`, in place of any stream of that name.
     pub fn insert(&self, name: &str, stream: ApiStream) {
         self.write().insert(name.to_owned(), Arc::new(stream));
+    }
+
+    /// Changes what is served for `name` (tags, deleting), if it is served.
+    pub fn modify(&self, name: &str, change: impl FnOnce(&mut ApiStream)) {
+        let mut streams = self.write();
+        if let Some(stream) = streams.get_mut(name) {
+            change(Arc::make_mut(stream));
+        }
     }
 
     /// Stops serving `name`: its requests get `ResourceNotFoundException`.
@@ -429,6 +457,12 @@ async fn dispatch(
         "PutRecordBatch" => put_record_batch(state, &body).await,
         "DescribeDeliveryStream" => describe(state, &body),
         "ListDeliveryStreams" => list(state, &body),
+        "CreateDeliveryStream" => control::create(state, &body).await.map(ok),
+        "DeleteDeliveryStream" => control::delete(state, &body).await.map(ok),
+        "UpdateDestination" => control::update(state, &body).await.map(ok),
+        "TagDeliveryStream" => control::tag(state, &body).await.map(ok),
+        "UntagDeliveryStream" => control::untag(state, &body).await.map(ok),
+        "ListTagsForDeliveryStream" => control::list_tags(state, &body).map(ok),
         _ => Err(ApiError::new(
             "UnknownOperationException",
             format!("unknown operation `{target}`"),
@@ -623,6 +657,7 @@ fn describe(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     // Firehose keeps a stream ACTIVE while its deliveries fail (they show in
     // CloudWatch); sluice says why in FailureDescription, Firehose's shape for it.
     let (status, failure) = match stream.status.state() {
+        _ if stream.deleting => ("DELETING", None),
         StreamState::Starting => ("CREATING", None),
         StreamState::Active | StreamState::Draining => ("ACTIVE", None),
         StreamState::Failing { reason, .. } => ("ACTIVE", Some(reason)),
@@ -637,7 +672,7 @@ fn describe(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
 #[derive(Deserialize)]
 struct ListIn {
     #[serde(rename = "Limit")]
-    limit: Option<usize>,
+    limit: Option<i64>,
     #[serde(rename = "DeliveryStreamType")]
     kind: Option<String>,
     #[serde(rename = "ExclusiveStartDeliveryStreamName")]
@@ -646,7 +681,17 @@ struct ListIn {
 
 fn list(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     let input: ListIn = parse(body)?;
-    let limit = input.limit.unwrap_or(10_000).clamp(1, 10_000);
+    // Firehose lists 10 at a time unless told otherwise.
+    let limit = input.limit.unwrap_or(10);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::new(
+            "ValidationException",
+            format!(
+                "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
+            ),
+        ));
+    }
+    let limit = limit as usize;
     let all = state.all();
     let names: Vec<&String> = all
         .iter()

@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+mod catalog;
 mod supervisor;
 use supervisor::Supervisor;
 
@@ -83,6 +84,9 @@ pub struct RunOptions {
     pub auth: Option<api::auth::Keys>,
     /// TLS on the listener (reloaded on SIGHUP); `None`: plain HTTP.
     pub tls: Option<Arc<api::tls::Tls>>,
+    /// The directory inside which streams created through the API may write
+    /// to a local directory (`file://` relative to it); `None`: they may not.
+    pub api_local_root: Option<PathBuf>,
 }
 
 /// Why the daemon stopped or could not start.
@@ -214,15 +218,37 @@ fn needs_aws(s: &StreamConfig) -> bool {
             .is_some_and(|f| matches!(f.schema, SchemaSource::Glue(_)))
 }
 
-/// A stream as the API serves it.
-fn api_stream(config: &StreamConfig, parts: &StreamParts, created: f64) -> ApiStream {
+/// `RoleARN` of a destination whose definition named none (config files,
+/// native TOML). Firehose requires one; sluice writes with its own process'
+/// credential chain, which this name says.
+pub const NO_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/sluice-process-credentials";
+
+/// A stream as the API serves it; `created`/`updated` are its timestamps
+/// (seconds), `from_api` whether the API created it, `role_arn` the
+/// destination's `RoleARN` as its definition gave it.
+fn api_stream(
+    config: &StreamConfig,
+    parts: &StreamParts,
+    created: f64,
+    updated: f64,
+    tags: BTreeMap<String, String>,
+    from_api: bool,
+    role_arn: &str,
+) -> ApiStream {
     ApiStream {
         wal: match &parts.source {
             SourceParts::DirectPut(wal) => Some(wal.clone()),
             SourceParts::Kinesis(_) => None,
         },
-        description: description(config, &*parts.sink, created),
+        description: description(config, &*parts.sink, created, updated, role_arn),
         status: parts.status.clone(),
+        origin: if from_api {
+            api::control::Origin::Api
+        } else {
+            api::control::Origin::ConfigFile
+        },
+        tags,
+        deleting: false,
     }
 }
 
@@ -240,7 +266,13 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let _lock = lock_state_dir(&options.state_dir)?;
     crate::status::set_operator_retry(options.operator_retry);
-    let state = Arc::new(ApiState::new(BTreeMap::new()).with_keys(options.auth.clone()));
+    // Control-plane requests queue here for the loop below, one at a time.
+    let (calls, mut control) = mpsc::channel(16);
+    let state = Arc::new(
+        ApiState::new(BTreeMap::new())
+            .with_keys(options.auth.clone())
+            .with_control(Some(calls)),
+    );
     let (listen, limits, state_dir, options_tls) = (
         options.listen,
         options.api_limits.clone(),
@@ -248,12 +280,20 @@ pub async fn run(
         options.tls.clone(),
     );
     let mut supervisor = Supervisor::new(options, state.clone());
-    let streams = supervisor.resolve(streams).await?;
+    let (restored, entries): (Vec<StreamConfig>, Vec<_>) =
+        supervisor.restore(&streams)?.into_iter().unzip();
+    let from_files = streams.len();
+    let streams = supervisor
+        .resolve(streams.into_iter().chain(restored).collect())
+        .await?;
+    let entries = std::iter::repeat_with(|| None)
+        .take(from_files)
+        .chain(entries.into_iter().map(Some));
     let mut prepared = Vec::new();
-    for config in streams {
+    for (config, entry) in streams.into_iter().zip(entries) {
         let parts = supervisor.prepare(&config).await?;
-        supervisor.list(&config, &parts);
-        prepared.push((config, parts));
+        supervisor.list(&config, &parts, entry.as_ref());
+        prepared.push((config, parts, entry));
     }
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -263,7 +303,7 @@ pub async fn run(
             source,
         })?;
     let address = listener.local_addr().unwrap_or(listen);
-    let names: Vec<&str> = prepared.iter().map(|(c, _)| c.name.as_str()).collect();
+    let names: Vec<&str> = prepared.iter().map(|(c, _, _)| c.name.as_str()).collect();
     tracing::info!(%address, streams = ?names, state_dir = %state_dir.display(), "Listening.");
 
     let (stop_server, server_stopped) = watch::channel(false);
@@ -278,10 +318,11 @@ pub async fn run(
             .await
         }
     });
-    for (config, parts) in prepared {
+    for (config, parts, entry) in prepared {
         let print = supervisor.fingerprint(&config);
-        supervisor.launch(config, print, parts);
+        supervisor.launch(config, print, parts, entry);
     }
+    supervisor.finish_deletes().await;
     let statuses = {
         let state = state.clone();
         move || -> Vec<Arc<StreamStatus>> {
@@ -308,6 +349,7 @@ pub async fn run(
         };
         tokio::select! {
             () = &mut shutdown => break,
+            Some(call) = control.recv() => supervisor.control(call).await,
             Some(()) = reload => {
                 let Some(load) = &load else { continue };
                 tracing::info!("SIGHUP: reloading the configuration.");
@@ -820,7 +862,13 @@ pub fn check_transforms(streams: &[StreamConfig], transforms_dir: &Path) -> Vec<
 }
 
 /// Firehose's `DeliveryStreamDescription` for a stream.
-fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Value {
+fn description(
+    config: &StreamConfig,
+    sink: &dyn ObjectSink,
+    created: f64,
+    updated: f64,
+    role_arn: &str,
+) -> Value {
     let d = &config.destination;
     json!({
         "DeliveryStreamName": config.name,
@@ -838,13 +886,15 @@ fn description(config: &StreamConfig, sink: &dyn ObjectSink, created: f64) -> Va
         },
         "VersionId": config.version.to_string(),
         "CreateTimestamp": created,
+        "LastUpdateTimestamp": updated,
         "Destinations": [{
-            "DestinationId": "destinationId-000000000001",
+            "DestinationId": api::control::DESTINATION_ID,
             "ExtendedS3DestinationDescription": {
-                "RoleARN": "",
+                "RoleARN": role_arn,
                 "BucketARN": sink.describe(),
-                "Prefix": d.prefix.as_str(),
-                "ErrorOutputPrefix": d.error_output_prefix.as_str(),
+                // As configured: Firehose reports the prefixes it was given.
+                "Prefix": d.prefix.given(),
+                "ErrorOutputPrefix": d.error_output_prefix.given(),
                 "BufferingHints": {
                     "SizeInMBs": d.buffering.size_bytes / MIB,
                     "IntervalInSeconds": d.buffering.interval.as_secs(),

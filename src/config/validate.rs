@@ -129,8 +129,20 @@ pub(super) fn stream_name(option: &str, name: &str) -> Result<String, ConfigErro
             ),
         ));
     }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(ConfigError::invalid(
+            option,
+            format!(
+                "{name:?} is reserved: the state directory keeps sluice's own {name} there, \
+                 next to each stream's directory; choose another name"
+            ),
+        ));
+    }
     Ok(name.to_owned())
 }
+
+/// Entries of the state directory that are not streams' directories.
+const RESERVED_NAMES: [&str; 4] = ["api-streams", "wasm-cache", "instance-id", "sluice.lock"];
 
 /// Buffer size trigger given in bytes (native shape).
 pub(super) fn buffer_size_bytes(option: &str, bytes: i64) -> Result<u64, ConfigError> {
@@ -569,7 +581,18 @@ pub(super) mod tests {
         for ok in ["...", ".a", "a..b", "-"] {
             assert!(stream_name("n", ok).is_ok(), "{ok:?} rejected");
         }
-        for bad in ["", "a b", "a/b", "a\\b", "ü", ".", "..", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "a\\b",
+            "ü",
+            ".",
+            "..",
+            &"x".repeat(65),
+            "api-streams",
+            "wasm-cache",
+        ] {
             assert!(stream_name("n", bad).is_err(), "{bad:?} accepted");
         }
         let err = stream_name("name", "..").unwrap_err().to_string();

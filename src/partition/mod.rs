@@ -81,6 +81,9 @@ impl KeySource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefix {
     raw: String,
+    /// What the configuration said, before Firehose's implicit additions
+    /// (empty when it said nothing), for `DescribeDeliveryStream`.
+    given: String,
     kind: PrefixKind,
     segments: Vec<Segment>,
 }
@@ -222,6 +225,11 @@ impl Prefix {
     /// The template as written (after Firehose's implicit additions).
     pub fn as_str(&self) -> &str {
         &self.raw
+    }
+
+    /// The template as the configuration gave it (empty when it gave none).
+    pub fn given(&self) -> &str {
+        &self.given
     }
 
     /// Whether this is the output or the error output prefix.
@@ -474,6 +482,7 @@ pub fn parse(s: &str, kind: PrefixKind) -> Result<Prefix, PrefixError> {
     }
     let mut prefix = Prefix {
         raw: s.to_owned(),
+        given: s.to_owned(),
         kind,
         segments: Vec::new(),
     };
@@ -716,6 +725,7 @@ pub fn resolve(
             // applies to what the user wrote only.
             let mut error = Prefix {
                 raw: format!("{}{ERROR_OUTPUT_TYPE}/", output.raw),
+                given: String::new(),
                 kind: PrefixKind::ErrorOutput,
                 segments: output.segments.clone(),
             };
