@@ -270,3 +270,128 @@ def test_an_empty_config_directory_is_refused(tmp_path):
     (empty / "stream.yaml").write_text("name: x\n")
     rc, err = validate(str(empty))
     assert rc == 2 and str(empty) in err and "holds no stream config" in err, err
+
+
+# ----------------------------------------------------------------------------------------
+# Every field of botocore's Firehose model: known to the parser, accepted or refused by name
+# ----------------------------------------------------------------------------------------
+
+def _model_value(shape, depth: int = 0):
+    """A value of `shape` built from botocore's model alone: the first enum value, the
+    minimum, one list item, the required members of a structure."""
+    t = shape.type_name
+    if t == "structure":
+        return {m: _model_value(shape.members[m], depth + 1) for m in shape.required_members} if depth < 6 else {}
+    if t == "list":
+        return [_model_value(shape.member, depth + 1)]
+    if t == "map":
+        return {"k": _model_value(shape.value, depth + 1)}
+    if t == "string":
+        return shape.enum[0] if shape.enum else "x" * max(1, shape.metadata.get("min", 1))
+    if t in ("integer", "long"):
+        return max(1, shape.metadata.get("min", 1))
+    if t == "boolean":
+        return True
+    if t in ("double", "float"):
+        return 1.0
+    if t == "timestamp":
+        return 0
+    raise AssertionError(f"shape type {t}")
+
+
+def test_every_model_field_is_accepted_or_refused_by_name(tmp_path, sluice_bin):
+    """Each member of CreateDeliveryStreamInput, ExtendedS3DestinationConfiguration (and the
+    structures inside it) and KinesisStreamSourceConfiguration, set to a value built from
+    botocore's model, is either accepted or refused with a message naming it: none is an
+    unknown field, none is silently dropped into an error about something else."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("firehose")
+    create = model.shape_for("CreateDeliveryStreamInput")
+    base = {
+        "DeliveryStreamName": "audit",
+        "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::123456789012:role/r",
+            "BucketARN": f"file://{tmp_path / 'out'}",
+        },
+    }
+    cases: list[tuple[str, dict]] = []
+
+    def case(path: list[str], value, label: str | None = None, **top):
+        doc = json.loads(json.dumps(base)) | top
+        t = doc
+        for p in path[:-1]:
+            t = t.setdefault(p, {})
+        t[path[-1]] = value
+        cases.append((label or ".".join(path), doc))
+
+    es3 = "ExtendedS3DestinationConfiguration"
+    for name, member in create.members.items():
+        if name not in ("DeliveryStreamName", es3, "KinesisStreamSourceConfiguration"):
+            case([name], _model_value(member))
+    def nested(path: list[str], shape, value_at) -> None:
+        """Each optional member of the structure `shape` at `path`, next to the required
+        ones, and so on down (lists: their item)."""
+        for inner, inner_shape in shape.members.items():
+            if inner in shape.required_members:
+                continue
+            value = _model_value(shape)
+            value[inner] = _model_value(inner_shape)
+            case(*value_at(value), f"{'.'.join(path)}.{inner}")
+            item = inner_shape.member if inner_shape.type_name == "list" else inner_shape
+            if item.type_name == "structure" and len(path) < 6:
+                def deeper(v, inner=inner, wrap=inner_shape.type_name == "list", outer=value_at, base=value):
+                    b = json.loads(json.dumps(base))
+                    b[inner] = [v] if wrap else v
+                    return outer(b)
+                nested(path + [inner], item, deeper)
+
+    for name, member in create.members[es3].members.items():
+        if name in ("RoleARN", "BucketARN"):
+            continue
+        case([es3, name], _model_value(member))
+        item = member.member if member.type_name == "list" else member
+        if item.type_name == "structure":
+            wrap = member.type_name == "list"
+            nested([es3, name], item, lambda v, name=name, wrap=wrap: ([es3, name], [v] if wrap else v))
+    ks = create.members["KinesisStreamSourceConfiguration"]
+    for name, member in ks.members.items():
+        value = {"KinesisStreamARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s"}
+        value.setdefault(name, _model_value(member))
+        case(["KinesisStreamSourceConfiguration"], value, f"KinesisStreamSourceConfiguration.{name}",
+             DeliveryStreamType="KinesisStreamAsSource")
+
+    files = []
+    for i, (_, doc) in enumerate(cases):
+        path = tmp_path / f"case{i:03}.json"
+        doc["DeliveryStreamName"] = f"audit{i}"
+        path.write_text(json.dumps(doc))
+        files.append(path)
+    p = run_sluice(["validate", *sum((["--config", str(f)] for f in files), [])], timeout=60)
+    out = p.stderr.decode()
+    assert "unknown field" not in out, out
+    accepted, refused = [], []
+    for (path, _), f in zip(cases, files):
+        lines = [line for line in out.splitlines() if f"{f}:" in line and "INFO" not in line]
+        if not lines:
+            accepted.append(path)
+            continue
+        # The member itself, or (for a member of a structure inside the destination)
+        # that structure, when sluice needs members the model leaves optional.
+        parts = path.split(".")
+        names = {parts[-1]} | set(parts[1:-1] if parts[0] == es3 else [])
+        # Rules that tie a member to another one say so in words.
+        if "DynamicPartitioningConfiguration" in parts:
+            names.add("dynamic partitioning is enabled")
+        named = [line for line in lines if any(n in line for n in names)]
+        assert named, f"{path} refused without naming it: {lines}"
+        refused.append(path)
+    # Sanity: the audit saw the model's breadth, and both outcomes occur.
+    assert len(cases) > 80 and accepted and refused, (len(cases), accepted, refused)
+    for must in ("ExtendedS3DestinationConfiguration.CompressionFormat",
+                 "ExtendedS3DestinationConfiguration.BufferingHints",
+                 "ExtendedS3DestinationConfiguration.CloudWatchLoggingOptions.Enabled",
+                 "KinesisStreamSourceConfiguration.RoleARN"):
+        assert must in accepted, (must, "\n".join(accepted))
+    for must in ("RedshiftDestinationConfiguration", "MSKSourceConfiguration"):
+        assert must in refused, must
