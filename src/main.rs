@@ -490,10 +490,19 @@ fn main() -> ExitCode {
 }
 
 /// `sluice import`: reads FILE (or stdin), writes the TOML to stdout or OUT.
-fn import(file: &std::path::Path, output: Option<&std::path::Path>, force: bool, cwd: &std::path::Path) -> ExitCode {
+fn import(
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+    force: bool,
+    cwd: &std::path::Path,
+) -> ExitCode {
     use std::io::{Read as _, Write as _};
     let stdin = file.as_os_str() == "-";
-    let shown = if stdin { std::path::Path::new("<stdin>") } else { file };
+    let shown = if stdin {
+        std::path::Path::new("<stdin>")
+    } else {
+        file
+    };
     let mut text = String::new();
     let read = if stdin {
         std::io::stdin().read_to_string(&mut text).map(|_| ())
@@ -501,11 +510,13 @@ fn import(file: &std::path::Path, output: Option<&std::path::Path>, force: bool,
         std::fs::read_to_string(cwd.join(file)).map(|t| text = t)
     };
     if let Err(e) = read {
-        print_config_errors(&sluice::config::ConfigErrors(vec![sluice::config::FileError {
-            path: shown.to_owned(),
-            position: None,
-            error: sluice::config::ConfigError::Read(e),
-        }]));
+        print_config_errors(&sluice::config::ConfigErrors(vec![
+            sluice::config::FileError {
+                path: shown.to_owned(),
+                position: None,
+                error: sluice::config::ConfigError::Read(e),
+            },
+        ]));
         return ExitCode::from(2);
     }
     let toml = match sluice::config::import::import(&text, shown, cwd) {
@@ -535,7 +546,10 @@ fn import(file: &std::path::Path, output: Option<&std::path::Path>, force: bool,
             ExitCode::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!("error: {} exists; pass --force to overwrite it", output.display());
+            eprintln!(
+                "error: {} exists; pass --force to overwrite it",
+                output.display()
+            );
             ExitCode::from(2)
         }
         Err(e) => {

@@ -41,7 +41,8 @@ use crate::process::{Deaggregation, ModuleRef};
 /// Dotted-path root of the destination in a create-delivery-stream input.
 const ES3: &str = "ExtendedS3DestinationConfiguration";
 /// The same destination in a description.
-const ES3_DESCRIPTION: &str = "DeliveryStreamDescription.Destinations[0].ExtendedS3DestinationDescription";
+const ES3_DESCRIPTION: &str =
+    "DeliveryStreamDescription.Destinations[0].ExtendedS3DestinationDescription";
 
 /// What sluice does instead of assuming an IAM role.
 const CREDENTIALS: &str = "sluice does not assume roles: it uses the standard AWS credential \
@@ -120,21 +121,20 @@ pub fn import(text: &str, path: &Path, cwd: &Path) -> Result<String, ConfigError
         InputKind::CreateInput => super::firehose::parse(text, path, cwd)?,
         // A document of our making: positions in it would mislead, and
         // options are named where the description has them.
-        InputKind::Description => {
-            super::firehose::parse(&converted.input.to_string(), path, cwd).map_err(|errors| {
-                ConfigErrors(
-                    errors
-                        .0
-                        .into_iter()
-                        .map(|e| FileError {
-                            path: e.path,
-                            position: None,
-                            error: in_description(e.error),
-                        })
-                        .collect(),
-                )
-            })?
-        }
+        InputKind::Description => super::firehose::parse(&converted.input.to_string(), path, cwd)
+            .map_err(|errors| {
+            ConfigErrors(
+                errors
+                    .0
+                    .into_iter()
+                    .map(|e| FileError {
+                        path: e.path,
+                        position: None,
+                        error: in_description(e.error),
+                    })
+                    .collect(),
+            )
+        })?,
     };
     let source_name = path
         .file_name()
@@ -365,13 +365,7 @@ fn literal(value: &toml::Value) -> String {
         toml::Value::Table(table) => {
             let items: Vec<String> = table
                 .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{} = {}",
-                        toml::Value::String(k.clone()),
-                        literal(v)
-                    )
-                })
+                .map(|(k, v)| format!("{} = {}", toml::Value::String(k.clone()), literal(v)))
                 .collect();
             if items.is_empty() {
                 "{}".to_owned()
@@ -570,7 +564,9 @@ fn render(
 
     w.table("[destination.buffering]");
     if d.format.is_some() && at(&dest_json, &["BufferingHints"]).is_none() {
-        w.comment("Firehose's default with format conversion (128 MiB); sluice's own default is 5 MiB.");
+        w.comment(
+            "Firehose's default with format conversion (128 MiB); sluice's own default is 5 MiB.",
+        );
     }
     w.key("size_bytes", d.buffering.size_bytes as i64);
     w.key("interval_secs", d.buffering.interval.as_secs() as i64);
@@ -684,7 +680,9 @@ fn render_processing(
         w.key("retry_duration_secs", p.retry_duration.as_secs() as i64);
     } else if dp_json.is_some() {
         w.blank();
-        w.comment("DynamicPartitioningConfiguration left out: it is disabled (\"Enabled\": false).");
+        w.comment(
+            "DynamicPartitioningConfiguration left out: it is disabled (\"Enabled\": false).",
+        );
     }
 
     let lambdas: Vec<&&Value> = processors
@@ -741,7 +739,9 @@ fn render_format(
     let Some(format) = &d.format else {
         if conversion.is_some() {
             w.blank();
-            w.comment("DataFormatConversionConfiguration left out: it is disabled (\"Enabled\": false).");
+            w.comment(
+                "DataFormatConversionConfiguration left out: it is disabled (\"Enabled\": false).",
+            );
         }
         return Ok(());
     };
@@ -840,10 +840,7 @@ fn render_format(
             if let Some(catalog) = &glue.catalog_id {
                 w.key("catalog_id", catalog.as_str());
             }
-            w.key(
-                "version_id",
-                glue.version_id.as_deref().unwrap_or("LATEST"),
-            );
+            w.key("version_id", glue.version_id.as_deref().unwrap_or("LATEST"));
         }
         // The Firehose shape only names Glue tables.
         SchemaSource::Inline(_) => {
@@ -1228,10 +1225,7 @@ mod tests {
             }}],
             "HasMoreDestinations": false
         });
-        assert_eq!(
-            content(&assert_round_trip(&bare, &create)),
-            content(&toml)
-        );
+        assert_eq!(content(&assert_round_trip(&bare, &create)), content(&toml));
     }
 
     #[test]
@@ -1243,13 +1237,16 @@ mod tests {
         let direct =
             crate::config::firehose::parse(&msk.to_string(), Path::new("in.json"), Path::new(CWD))
                 .unwrap_err();
-        assert_eq!(import_json(&msk).unwrap_err().to_string(), direct.0[0].error.to_string());
+        assert_eq!(
+            import_json(&msk).unwrap_err().to_string(),
+            direct.0[0].error.to_string()
+        );
 
         let err = |doc: &Value| import_json(doc).unwrap_err().to_string();
         let mut describe = realistic_describe();
         let d = &mut describe["DeliveryStreamDescription"];
-        d["Destinations"][0]["ExtendedS3DestinationDescription"]["ProcessingConfiguration"]
-            ["Processors"][0]["Type"] = json!("Decompression");
+        d["Destinations"][0]["ExtendedS3DestinationDescription"]["ProcessingConfiguration"]["Processors"]
+            [0]["Type"] = json!("Decompression");
         let e = err(&describe);
         assert!(
             e.contains("unsupported Firehose option")
@@ -1268,19 +1265,25 @@ mod tests {
             "HasMoreDestinations": false
         }});
         let e = err(&redshift);
-        assert!(e.contains("Destinations[0].RedshiftDestinationDescription"), "{e}");
+        assert!(
+            e.contains("Destinations[0].RedshiftDestinationDescription"),
+            "{e}"
+        );
 
         let mut s3_only = redshift.clone();
         s3_only["DeliveryStreamDescription"]["Destinations"][0] = json!({
             "DestinationId": "d", "S3DestinationDescription": {"BucketARN": "arn:aws:s3:::b"}
         });
         let e = err(&s3_only);
-        assert!(e.contains("Destinations[0].S3DestinationDescription"), "{e}");
+        assert!(
+            e.contains("Destinations[0].S3DestinationDescription"),
+            "{e}"
+        );
 
         // Invalid values are named where the description has them.
         let mut bad = realistic_describe();
-        bad["DeliveryStreamDescription"]["Destinations"][0]["ExtendedS3DestinationDescription"]
-            ["S3BackupDescription"]["CompressionFormat"] = json!("BROTLI");
+        bad["DeliveryStreamDescription"]["Destinations"][0]["ExtendedS3DestinationDescription"]["S3BackupDescription"]
+            ["CompressionFormat"] = json!("BROTLI");
         let e = err(&bad);
         assert!(
             e.contains("ExtendedS3DestinationDescription.S3BackupDescription.CompressionFormat"),
