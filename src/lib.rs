@@ -17,7 +17,8 @@
 //!
 //! # Layout
 //! - [`app`]: wiring of streams, signals and shutdown; `run` is testable in-process.
-//! - [`config`]: native TOML and Firehose JSON into one validated [`config::StreamConfig`].
+//! - [`config`]: native TOML and Firehose JSON into one validated [`config::StreamConfig`];
+//!   `sluice import` rewrites Firehose JSON as native TOML ([`config::import`]).
 //! - [`api`]: the Firehose data-plane HTTP API (AWS JSON 1.1) and its
 //!   self-protecting server ([`api::server`]).
 //! - [`source`]: the source seam; [`source::direct_put`] with its write-ahead log,

@@ -2,6 +2,9 @@
 //!
 //! - `sluice run --config FILE...` runs every configured delivery stream.
 //! - `sluice validate --config FILE...` checks configs (systemd's ExecStartPre).
+//! - `sluice import FILE [-o OUT]` rewrites a Firehose definition (a
+//!   describe-delivery-stream output or a create-delivery-stream input) as
+//!   native TOML (`sluice::config::import`).
 //! - `sluice put --endpoint URL --stream NAME [FILE|-]` sends newline-separated
 //!   records with PutRecordBatch, for demos and scripts.
 //! - `sluice wal check|repair --stream NAME` inspects or salvages a stopped
@@ -124,6 +127,21 @@ enum Command {
         /// As for `sluice run`.
         #[arg(long, env = "SLUICE_TRANSFORMS_DIR", default_value = "./transforms")]
         transforms_dir: PathBuf,
+    },
+    /// Turn a Firehose stream definition into a native TOML config: the output
+    /// of `aws firehose describe-delivery-stream`, or a create-delivery-stream
+    /// input. Comments say where sluice differs (Lambda ARN, Glue table, IAM
+    /// roles, logging). Exits 2 with the errors when it cannot be imported.
+    Import {
+        /// The JSON file; `-` reads stdin.
+        file: PathBuf,
+        /// Write the TOML here instead of to stdout (refused if it exists,
+        /// unless --force).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite an existing --output file.
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Send newline-separated records from FILE (or stdin) with PutRecordBatch.
     Put {
@@ -271,6 +289,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Import {
+            file,
+            output,
+            force,
+        } => import(&file, output.as_deref(), force, &cwd),
         Command::Wal { command } => {
             let (stream, state_dir, repair) = match command {
                 WalCommand::Check { stream, state_dir } => (stream, state_dir, false),
@@ -475,6 +498,76 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `sluice import`: reads FILE (or stdin), writes the TOML to stdout or OUT.
+fn import(
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+    force: bool,
+    cwd: &std::path::Path,
+) -> ExitCode {
+    use std::io::{Read as _, Write as _};
+    let stdin = file.as_os_str() == "-";
+    let shown = if stdin {
+        std::path::Path::new("<stdin>")
+    } else {
+        file
+    };
+    let mut text = String::new();
+    let read = if stdin {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(cwd.join(file)).map(|t| text = t)
+    };
+    if let Err(e) = read {
+        print_config_errors(&sluice::config::ConfigErrors(vec![
+            sluice::config::FileError {
+                path: shown.to_owned(),
+                position: None,
+                error: sluice::config::ConfigError::Read(e),
+            },
+        ]));
+        return ExitCode::from(2);
+    }
+    let toml = match sluice::config::import::import(&text, shown, cwd) {
+        Ok(toml) => toml,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return ExitCode::from(2);
+        }
+    };
+    let Some(output) = output else {
+        print!("{toml}");
+        return ExitCode::SUCCESS;
+    };
+    let path = cwd.join(output);
+    // create_new: an existing file is never replaced by accident, even one
+    // that appears between a check and the write.
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .create_new(!force)
+        .open(&path);
+    let written = opened.and_then(|mut f| f.write_all(toml.as_bytes()).and_then(|()| f.sync_all()));
+    match written {
+        Ok(()) => {
+            eprintln!("wrote {}", output.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!(
+                "error: {} exists; pass --force to overwrite it",
+                output.display()
+            );
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", output.display());
+            ExitCode::from(2)
         }
     }
 }

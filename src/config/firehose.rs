@@ -277,7 +277,7 @@ pub fn parse(text: &str, path: &Path, cwd: &Path) -> Result<StreamConfig, Config
 /// reported apart), an unknown field's list of every valid field replaced by
 /// the nearest one, and the position: for an unknown field, its key's opening
 /// quote, not the place after it where serde_json noticed.
-fn json_error(text: &str, e: &serde_json::Error) -> (String, Option<Position>) {
+pub(super) fn json_error(text: &str, e: &serde_json::Error) -> (String, Option<Position>) {
     let full = e.to_string();
     let message = full
         .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))

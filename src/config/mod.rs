@@ -4,6 +4,8 @@
 //! - [`native`]: sluice's own TOML (`deny_unknown_fields`, units in names).
 //! - [`firehose`]: the JSON document `aws firehose create-delivery-stream
 //!   --cli-input-json` takes, so a Firehose user migrates by exporting a config.
+//! - [`import`]: `sluice import`, a Firehose definition (that input, or a
+//!   `describe-delivery-stream` output) rewritten as native TOML.
 //!
 //! Both shapes are parsed into raw serde structs, then validated into the typed
 //! values below. Nothing downstream ever sees a raw config. Errors name the
@@ -16,6 +18,7 @@
 
 pub mod firehose;
 mod format;
+pub mod import;
 pub mod native;
 mod suggest;
 mod transform;

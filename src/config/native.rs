@@ -215,7 +215,7 @@ struct RawBuffering {
 
 /// The native spelling of a compression (`hadoop_snappy`), the counterpart of
 /// [`Compression::firehose_name`].
-fn native_name(compression: Compression) -> &'static str {
+pub(super) fn native_name(compression: Compression) -> &'static str {
     match compression {
         Compression::Uncompressed => "uncompressed",
         Compression::Gzip => "gzip",
