@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""Every sluice benchmark in one run, side by side on the same data and cores; results
+written to docs/benchmarks/RESULTS.md with PNG charts. Start it with `bench/run` (which
+builds the release binary and the benchmark's Python environment first).
+
+    bench/run [--quick] [--records N] [--no-write]
+
+Not a test: nothing here asserts speed. Each section says how it measures:
+
+  a. convert: `sluice convert` JSON Lines -> Parquet (snappy) and -> ORC (zlib) against
+     DuckDB `COPY`, pyarrow and polars, each a child process measured alone (wait4): wall
+     and CPU seconds, peak RSS, output size, ratios to DuckDB. Every output's row count is
+     checked.
+  b. the daemon end to end: Direct PUT -> Parquet in a local directory, producers in other
+     processes: records/s, MB/s, daemon CPU per MB, and data freshness (put -> the object
+     holding the record is visible) p50/p99; every record is counted in the output.
+  c. memory: peak RSS of `convert` and of the daemon for 1x and 10x the data in one object.
+  d. the identity WASM transform's overhead and 1/100/1,000 open partitions (bench/
+     transforms.py and bench/partitions.py, whose cases this runs), in the full run only.
+
+--quick uses 50,000 records and skips (d): under two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import http.client
+import json
+import multiprocessing as mp
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+import convert  # noqa: E402  (the generator, the schema, the per-child measurement)
+from common import cpu_seconds, free_port  # noqa: E402
+
+SLUICE = Path(os.environ.get("SLUICE_BIN", REPO / "target" / "release" / "sluice"))
+OUT_DIR = REPO / "docs" / "benchmarks"
+HEADERS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Firehose_20150804.PutRecordBatch"}
+
+
+def machine() -> str:
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal:")), "0")
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} CPUs ({convert.cpu_model()}), {int(mem) / 2**20:.0f} GiB, "
+            f"{platform.system()} {platform.release()}; sluice {rev or 'unknown'}")
+
+
+# ---------------------------------------------------------------------------------------
+# a. convert
+# ---------------------------------------------------------------------------------------
+
+def convert_tools(data: Path, schema: Path, work: Path) -> dict[str, tuple[list[str], Path, str]]:
+    py = sys.executable
+    sql = (
+        "SET threads=2; "
+        f"COPY (SELECT * FROM read_json('{data}', format='newline_delimited', columns={convert.DUCK_COLUMNS})) "
+        f"TO '{work / 'duckdb.parquet'}' (FORMAT parquet, COMPRESSION snappy)"
+    )
+    duck = f"import duckdb; duckdb.connect().execute({sql!r})"
+    pa_parquet = (
+        "import pyarrow.json as pj, pyarrow.parquet as pq; "
+        f"pq.write_table(pj.read_json({str(data)!r}), {str(work / 'pyarrow.parquet')!r}, compression='snappy')"
+    )
+    pa_orc = (
+        "import pyarrow.json as pj, pyarrow.orc as po; "
+        f"po.write_table(pj.read_json({str(data)!r}), {str(work / 'pyarrow.orc')!r}, compression='zlib')"
+    )
+    polars = (
+        "import polars as pl; "
+        f"pl.read_ndjson({str(data)!r}).write_parquet({str(work / 'polars.parquet')!r}, compression='snappy')"
+    )
+    s = str(SLUICE)
+    return {
+        "sluice convert (Parquet)": ([s, "convert", str(data), "--schema", str(schema), "-o", str(work / "sluice.parquet")],
+                                     work / "sluice.parquet", "parquet"),
+        "sluice convert (ORC zlib)": ([s, "convert", str(data), "--schema", str(schema), "--format", "orc",
+                                       "--compression", "zlib", "-o", str(work / "sluice.orc")], work / "sluice.orc", "orc"),
+        "DuckDB COPY (2 threads)": ([py, "-c", duck], work / "duckdb.parquet", "parquet"),
+        "pyarrow (Parquet)": ([py, "-c", pa_parquet], work / "pyarrow.parquet", "parquet"),
+        "pyarrow (ORC zlib)": ([py, "-c", pa_orc], work / "pyarrow.orc", "orc"),
+        "polars (Parquet)": ([py, "-c", polars], work / "polars.parquet", "parquet"),
+    }
+
+
+def rows_of(path: Path, kind: str) -> int:
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).metadata.num_rows
+    import pyarrow.orc as po
+    return po.ORCFile(path).nrows
+
+
+def bench_convert(data: Path, schema: Path, work: Path, records: int, runs: int) -> list[dict]:
+    tools = convert_tools(data, schema, work)
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in tools}
+    for run in range(runs):
+        for name, (cmd, _, _) in tools.items():  # interleaved: drift hits every tool alike
+            samples[name].append(convert.measure(cmd))
+            print(f"  convert run {run + 1}: {name}: wall {samples[name][-1][0]:.2f} s", file=sys.stderr)
+    out = []
+    for name, (_, path, kind) in tools.items():
+        assert rows_of(path, kind) == records, f"{name} wrote {rows_of(path, kind)} rows, not {records}"
+        s = samples[name]
+        out.append({"tool": name, "wall": statistics.median(x[0] for x in s), "cpu": statistics.median(x[1] for x in s),
+                    "rss": max(x[2] for x in s), "mb": path.stat().st_size / 1e6})
+    duck = next(r for r in out if r["tool"].startswith("DuckDB"))
+    for r in out:
+        r["cpu_vs_duck"], r["wall_vs_duck"] = r["cpu"] / duck["cpu"], r["wall"] / duck["wall"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# b. the daemon end to end (and c. its memory)
+# ---------------------------------------------------------------------------------------
+
+def put_bodies(lines: list[bytes], stream: str) -> list[str]:
+    """PutRecordBatch bodies of 500 records; each batch's records carry its number in `id`
+    order, so freshness is measured per batch."""
+    return [json.dumps({"DeliveryStreamName": stream,
+                        "Records": [{"Data": base64.b64encode(r).decode()} for r in lines[i:i + 500]]})
+            for i in range(0, len(lines), 500)]
+
+
+def producer(port: int, chunk: list[tuple[int, str]], sent) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for n, body in chunk:
+        while True:
+            conn.request("POST", "/", body, HEADERS)
+            response = conn.getresponse()
+            reply = response.read()
+            if response.status == 503:  # back-pressure: retry
+                time.sleep(0.05)
+                continue
+            assert response.status == 200 and json.loads(reply)["FailedPutCount"] == 0, reply[:200]
+            sent[n] = time.time()
+            break
+
+
+def daemon_config(work: Path, schema_toml: str, buffer_bytes: int, interval: int) -> Path:
+    columns = schema_toml.replace("[[schema]]", "[[destination.format.schema]]")
+    cfg = work / "bench.toml"
+    cfg.write_text(
+        'name = "bench"\n[source]\ntype = "direct_put"\nmax_wal_bytes = 4294967296\n'
+        f'[destination]\ntype = "local"\npath = {json.dumps(str(work / "out"))}\n'
+        'error_output_prefix = "errors/!{firehose:error-output-type}/"\n'
+        f"[destination.buffering]\nsize_bytes = {buffer_bytes}\ninterval_secs = {interval}\n"
+        '[destination.format]\ntype = "parquet"\n' + columns
+    )
+    return cfg
+
+
+def start_daemon(cfg: Path, work: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = open(work / "sluice.log", "wb")
+    proc = subprocess.Popen([str(SLUICE), "run", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
+                             "--state-dir", str(work / "state")], stdout=log, stderr=log,
+                            env={**os.environ, "SLUICE_LOG": "warn"})
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, "the daemon did not start"
+            time.sleep(0.05)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_daemon(lines: list[bytes], schema_toml: str, producers: int, buffer_bytes: int, interval: int,
+                 one_object: bool = False) -> dict:
+    """Puts every line, watches the output directory for new Parquet objects and notes when
+    each batch's records became visible. With `one_object`, the buffer holds everything
+    until the daemon is stopped (SIGTERM drains it): for its peak memory."""
+    import pyarrow.parquet as pq
+
+    if one_object:
+        work = Path(tempfile.mkdtemp(prefix="sluice-bench-mem-"))
+        proc, port = start_daemon(daemon_config(work, schema_toml, buffer_bytes, interval), work)
+        bodies = put_bodies(lines, "bench")
+        with mp.Manager() as manager:
+            sent = manager.dict()
+            try:
+                workers = [mp.Process(target=producer, args=(port, [(n, b) for n, b in enumerate(bodies)][i::producers], sent))
+                           for i in range(producers)]
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+                    assert w.exitcode == 0, "a producer failed"
+                held = peak_rss_mib(proc.pid)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=300)
+        objects = [p for p in (work / "out").rglob("*.parquet")]
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in objects)
+        assert rows == len(lines), f"{rows} records delivered, {len(lines)} put"
+        return {"rss": held, "objects": len(objects)}
+
+    work = Path(tempfile.mkdtemp(prefix="sluice-bench-e2e-"))
+    proc, port = start_daemon(daemon_config(work, schema_toml, buffer_bytes, interval), work)
+    bodies = put_bodies(lines, "bench")
+    chunks = [[(n, b) for n, b in enumerate(bodies)][i::producers] for i in range(producers)]
+    with mp.Manager() as manager:
+        sent = manager.dict()
+        try:
+            cpu0, t0 = cpu_seconds(proc.pid), time.time()
+            workers = [mp.Process(target=producer, args=(port, c, sent)) for c in chunks]
+            for w in workers:
+                w.start()
+            seen: set[Path] = set()
+            visible: dict[int, float] = {}  # batch -> when its last record was visible
+            rows = 0
+            while rows < len(lines):
+                assert time.time() - t0 < 900, f"{rows} of {len(lines)} records visible after 900 s"
+                for path in (work / "out").rglob("*.parquet"):
+                    if path in seen or any(p.startswith(".") for p in path.relative_to(work / "out").parts):
+                        continue
+                    now = time.time()
+                    seen.add(path)
+                    ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+                    rows += len(ids)
+                    for i in ids:
+                        visible[i // 500] = max(visible.get(i // 500, 0.0), now)
+                time.sleep(0.01)
+            elapsed, cpu = time.time() - t0, cpu_seconds(proc.pid) - cpu0
+            for w in workers:
+                w.join()
+            rss = peak_rss_mib(proc.pid)
+            sent = dict(sent)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+    assert rows == len(lines), f"{rows} records delivered, {len(lines)} put"
+    fresh = sorted(visible[n] - sent[n] for n in visible)
+    mb = sum(len(x) for x in lines) / 1e6
+    return {"records": len(lines), "records_per_s": len(lines) / elapsed, "mb_per_s": mb / elapsed,
+            "cpu_per_mb": cpu / mb, "fresh_p50": fresh[len(fresh) // 2], "fresh_p99": fresh[int(len(fresh) * 0.99)],
+            "rss": rss, "objects": len(seen), "buffer_mib": buffer_bytes / 2**20}
+
+
+# ---------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------
+
+def charts(conv: list[dict], memory: list[dict]) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    names = [r["tool"] for r in conv]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((axes[0], "cpu", "CPU seconds (user+sys)"), (axes[1], "wall", "wall seconds")):
+        bars = ax.barh(names, [r[key] for r in conv], color=["#1f77b4" if n.startswith("sluice") else "#999999" for n in names])
+        ax.bar_label(bars, fmt="%.2f")
+        ax.set_xlabel(label)
+        ax.invert_yaxis()
+    axes[1].set_yticklabels([])
+    fig.suptitle("JSON Lines -> columnar, same file and cores (lower is better)")
+    fig.tight_layout()
+    fig.savefig(OUT_DIR / "convert.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for what in sorted({m["what"] for m in memory}):
+        pts = [m for m in memory if m["what"] == what]
+        ax.plot([p["input_mb"] for p in pts], [p["rss"] for p in pts], marker="o", label=what)
+    ax.set_xlabel("input MB")
+    ax.set_ylabel("peak RSS MiB")
+    ax.set_xscale("log")
+    ax.legend()
+    ax.set_title("Peak memory against input size")
+    fig.tight_layout()
+    fig.savefig(OUT_DIR / "memory.png", dpi=110)
+    plt.close(fig)
+    return ["convert.png", "memory.png"]
+
+
+def report(args, meta: dict, conv: list[dict], e2e: dict, memory: list[dict], extra: list[dict]) -> str:
+    lines = [
+        "# sluice benchmarks",
+        "",
+        f"Generated by `bench/run{' --quick' if args.quick else ''}` (not a test; nothing asserts speed) on "
+        f"{meta['date']}: {meta['machine']}. One invocation, the same data and cores for every tool; the machine "
+        "may run other work, so expect ±15% noise between runs.",
+        "",
+        f"Data: {meta['records']:,} deterministic clickstream records (seed {args.seed}), {meta['mb']:.0f} MB of JSON "
+        f"Lines, {meta['mb'] * 1e6 / meta['records']:.0f} bytes a record: a bigint id, an ISO 8601 timestamp, a user struct "
+        "with a nested address struct, an array of strings, a map, a decimal, a double, a boolean and a text field.",
+        "",
+        "## a. JSON Lines -> Parquet / ORC",
+        "",
+        f"Each tool is its own child process measured alone with `wait4`; medians of {args.runs} interleaved runs, "
+        "peak RSS the largest seen; every output's row count checked. sluice: one thread, explicit schema, default "
+        "ParquetSerDe options (snappy, dictionary, 256 MiB row groups) or ORC with zlib. DuckDB: `read_json` with the "
+        "same explicit columns, `COPY ... (FORMAT parquet, COMPRESSION snappy)`, 2 threads. pyarrow: `read_json` "
+        "(inferred schema, whole file in memory) + `write_table`. polars: `read_ndjson` + `write_parquet`.",
+        "",
+        "| tool | wall s | CPU s | peak RSS MiB | output MB | CPU vs DuckDB | wall vs DuckDB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in conv:
+        lines.append(f"| {r['tool']} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['rss']:.0f} | {r['mb']:.1f} | "
+                     f"{r['cpu_vs_duck']:.2f}x | {r['wall_vs_duck']:.2f}x |")
+    lines += ["", "![convert](convert.png)", "",
+              "## b. The daemon end to end: Direct PUT -> Parquet",
+              "",
+              f"{args.producers} producer processes on the same machine put pre-encoded PutRecordBatch bodies (500 "
+              "records each) to a release daemon writing Parquet into a local directory "
+              f"({e2e['buffer_mib']:.0f} MiB / 1 s buffers). The clock runs from the first put to the moment the last "
+              "record's object is visible; freshness is, per batch, from its acknowledgement to the moment the "
+              "object holding its last record appeared (polled every 10 ms). Every record is counted in the output.",
+              "",
+              "| records | records/s | MB/s | daemon CPU s per MB | freshness p50 s | p99 s | objects | peak RSS MiB |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| {e2e['records']:,} | {e2e['records_per_s']:,.0f} | {e2e['mb_per_s']:.1f} | {e2e['cpu_per_mb']:.3f} | "
+              f"{e2e['fresh_p50']:.2f} | {e2e['fresh_p99']:.2f} | {e2e['objects']} | {e2e['rss']:.0f} |",
+              "",
+              "Not in this run: Kinesis (moto) -> Parquet in S3 (moto); `bench/kinesis_cpu.py` measures the "
+              "Kinesis path alone, with moto's CPU reported apart.",
+              "",
+              "## c. Memory against input size",
+              "",
+              "Peak RSS of `sluice convert` (one file in, one file out) and of the daemon holding the whole input "
+              "in one open object (buffer size above the input, interval 900 s; RSS read once every record is acknowledged, "
+              "then SIGTERM drains it into one object), at 1x and 10x the data.",
+              "",
+              "| what | input MB | peak RSS MiB |",
+              "|---|---|---|"]
+    for m in memory:
+        lines.append(f"| {m['what']} | {m['input_mb']:.0f} | {m['rss']:.0f} |")
+    lines += ["", "![memory](memory.png)", ""]
+    if extra:
+        lines += ["## d. WASM transform overhead and open partitions", "",
+                  "From `bench/transforms.py` and `bench/partitions.py` (their docs say how), run here on their "
+                  "default 200-byte records, raw output:", "",
+                  "| case | records | records/s | daemon CPU s per 100k records | vs baseline |", "|---|---|---|---|---|"]
+        for group in ("transforms", "partitions"):
+            rows = [r for r in extra if r["group"] == group]
+            if rows:
+                base = rows[0]["cpu_per_100k"]
+                for r in rows:
+                    lines.append(f"| {group}: {r['case']} | {r['records']:,} | {r['records_per_s']:,.0f} | "
+                                 f"{r['cpu_per_100k']:.3f} | {r['cpu_per_100k'] / base:.2f}x |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="50,000 records, one convert run, no section d")
+    ap.add_argument("--records", type=int, default=None, help="default 500,000 (quick: 50,000)")
+    ap.add_argument("--runs", type=int, default=None, help="convert runs per tool (default 3; quick: 1)")
+    ap.add_argument("--producers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write docs/benchmarks/")
+    args = ap.parse_args()
+    args.records = args.records or (50_000 if args.quick else 500_000)
+    args.runs = args.runs or (1 if args.quick else 3)
+    if not SLUICE.is_file():
+        raise SystemExit(f"{SLUICE} not found: run bench/run (it builds the release binary)")
+
+    work = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    data = work / "records.jsonl"
+    big = work / "records-10x.jsonl"
+    print(f"generating {args.records:,} and {10 * args.records:,} records ...", file=sys.stderr)
+    convert.generate(data, args.records, args.seed)
+    convert.generate(big, 10 * args.records, args.seed)
+    schema = work / "schema.toml"
+    schema.write_text(convert.SCHEMA_TOML)
+    meta = {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(),
+            "records": args.records, "mb": data.stat().st_size / 1e6}
+
+    print("a. convert", file=sys.stderr)
+    conv = bench_convert(data, schema, work, args.records, args.runs)
+
+    print("b. the daemon end to end", file=sys.stderr)
+    lines = data.read_bytes().splitlines()
+    e2e = bench_daemon(lines, convert.SCHEMA_TOML, args.producers, 8 << 20, 1)
+
+    print("c. memory", file=sys.stderr)
+    memory = []
+    for label, path in (("1x", data), ("10x", big)):
+        _, _, rss = convert.measure([str(SLUICE), "convert", str(path), "--schema", str(schema), "-o", str(work / f"m-{label}.parquet")])
+        memory.append({"what": "sluice convert", "input_mb": path.stat().st_size / 1e6, "rss": rss})
+    for label, path in (("1x", data), ("10x", big)):
+        records = path.read_bytes().splitlines()
+        size = sum(map(len, records))
+        one = bench_daemon(records, convert.SCHEMA_TOML, args.producers, max(size * 2, 1 << 20), 900, one_object=True)
+        assert one["objects"] == 1, f"{label}: {one['objects']} objects, expected the whole input in one"
+        memory.append({"what": "daemon, one object", "input_mb": size / 1e6, "rss": one["rss"]})
+
+    extra: list[dict] = []
+    if not args.quick:
+        print("d. transforms and partitions", file=sys.stderr)
+        import partitions
+        import transforms
+
+        ns = argparse.Namespace(binary=str(SLUICE), record_bytes=200, producers=args.producers)
+        components = REPO / "transforms" / "target" / "components"
+        if (components / "identity.wasm").exists():
+            for name, module in (("none", None), ("identity (Rust)", "identity.wasm")):
+                r = transforms.run_case(ns, name, module, None, 200_000)
+                extra.append({"group": "transforms", **r})
+        for name, p in (("1 partition", 1), ("100 partitions", 100), ("1,000 partitions", 1000)):
+            r = partitions.run_case(ns, name, p, 200_000)
+            extra.append({"group": "partitions", **r})
+
+    text = report(args, meta, conv, e2e, memory, extra)
+    print(text)
+    if not args.no_write:
+        charts(conv, memory)
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        (OUT_DIR / "RESULTS.md").write_text(text + "\n")
+        print(f"wrote {OUT_DIR / 'RESULTS.md'} and its charts", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
