@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.validate import ParamValidator
 
 from conftest import json_records, native_config, read_delivered, run_sluice, wait_until, write_config
+from s3_support import moto_server, read_s3_delivered, s3  # noqa: F401 - fixtures are used by name
 
 KEYS = """
 [[key]]
@@ -273,3 +274,35 @@ def test_an_acknowledged_create_and_its_records_survive_kill9(setup, tmp_path, s
     assert d.terminate() == 0
     delivered = read_delivered(out / "orders")
     assert sorted(delivered.records.elements()) == sorted(records)
+
+
+def test_a_stream_that_cannot_deliver_is_not_deleted_unless_forced(setup, tmp_path, start_daemon, s3, monkeypatch):
+    """Into moto's S3 with the bucket missing: a delete cannot deliver, so it is refused and
+    the stream keeps its records, which it delivers once the bucket exists; then the delete
+    goes through. AllowForceDelete deletes a stuck stream and drops what it held."""
+    _, from_file, args = setup
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.url)
+    state = tmp_path / "state"
+    d = start_daemon(from_file, state_dir=state, extra_args=args + ["--drain-timeout-secs", "3", "--operator-retry-secs", "1"])
+    fh = Checked(d.endpoint, ADMIN)
+    for name in ("stuck", "forced"):
+        fh.create_delivery_stream(**definition(name, f"{name}/", bucket=f"arn:aws:s3:::{name}-bucket"))
+    records = json_records("s", range(30))
+    for name in ("stuck", "forced"):
+        wait_until(lambda: fh.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+                   ["DeliveryStreamStatus"] != "CREATING", 30, f"{name} recovered")
+        put(fh, name, records)
+
+    code, message = error_code(lambda: fh.delete_delivery_stream(DeliveryStreamName="stuck"))
+    assert code == "ResourceInUseException" and "AllowForceDelete" in message, message
+    assert fh.describe_delivery_stream(DeliveryStreamName="stuck")["DeliveryStreamDescription"]["VersionId"] == "1"
+    s3.client.create_bucket(Bucket="stuck-bucket")
+    wait_until(lambda: len(read_s3_delivered(s3.client, "stuck-bucket", "stuck/").records) == 30, 60, "held records delivered")
+    fh.delete_delivery_stream(DeliveryStreamName="stuck")
+    assert sorted(read_s3_delivered(s3.client, "stuck-bucket", "stuck/").records.elements()) == sorted(records)
+
+    fh.delete_delivery_stream(DeliveryStreamName="forced", AllowForceDelete=True)
+    assert error_code(lambda: fh.describe_delivery_stream(DeliveryStreamName="forced"))[0] == "ResourceNotFoundException"
+    assert not (state / "forced").exists()
+    assert "AllowForceDelete: deleting the stream with records it did not deliver" in d.log_path.read_text()
+    assert d.terminate() == 0

@@ -720,8 +720,10 @@ impl Supervisor {
         };
         if !old.delivered {
             self.restart(old).await;
-            return Err(ControlError::Internal(format!(
-                "{name} could not deliver what it holds under version {}; the update is not applied, the stream keeps running (the log says why); retry",
+            // Not Internal: SDKs retry a 503 at once, and each retry would wait for
+            // another drain of a stream that cannot deliver.
+            return Err(ControlError::InUse(format!(
+                "{name} could not deliver what it holds under version {}; the update is not applied, the stream keeps running (the log says why); retry once it delivers",
                 entry.version
             )));
         }

@@ -128,8 +128,12 @@ pub struct ConvertArgs {
     /// `±HH:MM`, `yyyy-MM-dd HH:mm:ss[.f]` and epoch numbers.)
     #[arg(long = "timestamp-format")]
     pub timestamp_formats: Vec<String>,
-    /// Parquet row-group target in bytes (BlockSizeBytes).
-    #[arg(long, default_value_t = 256 << 20)]
+    /// Parquet row-group target in bytes (BlockSizeBytes). 64 MiB rather than the
+    /// daemon's 256 MiB (Firehose's default): a row group is held in memory until it is
+    /// written, and a backfill's one file would otherwise hold 256 MiB; measured on 1.3 GB
+    /// of input (docs/benchmarks), peak RSS 293 -> 105 MiB for 2% more output, and DuckDB
+    /// scans the file faster (more row groups to read in parallel).
+    #[arg(long, default_value_t = 64 << 20)]
     pub block_size_bytes: usize,
     /// Parquet page size in bytes (PageSizeBytes).
     #[arg(long, default_value_t = 1 << 20)]
