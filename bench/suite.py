@@ -18,7 +18,7 @@ Not a test: nothing here asserts speed. Each section says how it measures:
   d. the identity WASM transform's overhead and 1/100/1,000 open partitions (bench/
      transforms.py and bench/partitions.py, whose cases this runs), in the full run only.
 
---quick uses 50,000 records and skips (d): under two minutes on 2 cores.
+--quick uses 30,000 records and skips the row-group sizes and (d): under two minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -378,18 +378,20 @@ def report(args, meta: dict, conv: list[dict], e2e: dict, memory: list[dict], bl
               "|---|---|---|---|"]
     for m in memory:
         lines.append(f"| {m['what']} | {m['input_mb']:.0f} | {m.get('objects', 1)} | {m['rss']:.0f} |")
-    lines += ["", "![memory](memory.png)", "",
-              f"What `convert`'s row-group size costs (`--block-size-bytes`: 64 MiB by default since this was measured; the "
-              "daemon keeps Firehose's BlockSizeBytes default, 256 MiB) "
-              f"costs on the 10x input ({memory[1]['input_mb']:.0f} MB): peak RSS, output size, and DuckDB "
-              "scanning the file (`SELECT count(*), sum(score), max(msg)`, a fresh process each, median of 3):",
-              "",
-              "| row group | convert wall s | CPU s | peak RSS MiB | output MB | row groups | DuckDB scan s |",
-              "|---|---|---|---|---|---|---|"]
-    for b in blocks:
-        lines.append(f"| {b['block_mib']} MiB | {b['convert_wall']:.2f} | {b['convert_cpu']:.2f} | {b['rss']:.0f} | "
-                     f"{b['mb']:.1f} | {b['row_groups']} | {b['read_wall']:.3f} |")
-    lines.append("")
+    lines += ["", "![memory](memory.png)", ""]
+    if blocks:
+        lines += [f"What `convert`'s row-group size (`--block-size-bytes`) costs on the 10x input "
+                  f"({memory[1]['input_mb']:.0f} MB): peak RSS, output size, and DuckDB scanning the file "
+                  "(`SELECT count(*), sum(score), max(msg)`, a fresh process each, median of 3). `convert` writes "
+                  "64 MiB row groups by default since this was measured; the daemon keeps Firehose's "
+                  "BlockSizeBytes default, 256 MiB.",
+                  "",
+                  "| row group | convert wall s | CPU s | peak RSS MiB | output MB | row groups | DuckDB scan s |",
+                  "|---|---|---|---|---|---|---|"]
+        for b in blocks:
+            lines.append(f"| {b['block_mib']} MiB | {b['convert_wall']:.2f} | {b['convert_cpu']:.2f} | {b['rss']:.0f} | "
+                         f"{b['mb']:.1f} | {b['row_groups']} | {b['read_wall']:.3f} |")
+        lines.append("")
     if extra:
         lines += ["## d. WASM transform overhead and open partitions", "",
                   "From `bench/transforms.py` and `bench/partitions.py` (their docs say how), run here on their "
@@ -408,15 +410,15 @@ def report(args, meta: dict, conv: list[dict], e2e: dict, memory: list[dict], bl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="50,000 records, one convert run, no section d")
-    ap.add_argument("--records", type=int, default=None, help="default 500,000 (quick: 50,000)")
+    ap.add_argument("--quick", action="store_true", help="30,000 records, one convert run, no row-group sizes, no section d")
+    ap.add_argument("--records", type=int, default=None, help="default 500,000 (quick: 30,000)")
     ap.add_argument("--runs", type=int, default=None, help="convert runs per tool (default 3; quick: 1)")
     ap.add_argument("--producers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-write", action="store_true", help="print only; do not write docs/benchmarks/")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated data here and reuse it (default: a temp dir)")
     args = ap.parse_args()
-    args.records = args.records or (50_000 if args.quick else 500_000)
+    args.records = args.records or (30_000 if args.quick else 500_000)
     args.runs = args.runs or (1 if args.quick else 3)
     if not SLUICE.is_file():
         raise SystemExit(f"{SLUICE} not found: run bench/run (it builds the release binary)")
@@ -455,7 +457,7 @@ def main() -> None:
         memory.append({"what": "daemon, 128 MiB buffer", "input_mb": size / 1e6, "rss": one["rss"],
                        "objects": one["objects"]})
 
-    blocks = bench_block_sizes(big, schema, work)
+    blocks = [] if args.quick else bench_block_sizes(big, schema, work)
 
     extra: list[dict] = []
     if not args.quick:
