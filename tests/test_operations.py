@@ -85,7 +85,7 @@ def test_notify_ready_watchdog_follows_the_pipeline_and_stopping(tmp_path, start
         cfg = write_config(tmp_path / "n.toml", native_config("n", out, interval_secs=1))
         d = start_daemon(cfg)
         wait_until(lambda: notify.times("READY=1"), 20, "READY=1")
-        assert get(f"{d.endpoint}/readyz") == (200, {"ready": True, "streams": [{"stream": "n", "state": "active"}]})
+        assert get(f"{d.endpoint}/readyz") == (200, {"ready": True, "streams": [{"stream": "n", "state": "active", "origin": "config-file"}]})
         assert any("1 of 1 streams active" in s for s in notify.lines("STATUS=")), notify.messages
         wait_until(lambda: len(notify.times("WATCHDOG=1")) >= 3, 10, "three watchdog pings")
 
