@@ -259,10 +259,14 @@ def test_reload_under_load_changes_adds_and_removes_streams_exactly_once(tmp_pat
 
         write("c", "v1/")
         (cfgs / "a.toml").unlink()
-        putter.targets.append("c")
         hup_and_wait("Reloaded.", 2)
         log = d.log_path.read_text()
         assert 'unchanged ["b"], restarted [], added ["c"], removed ["a"]' in log, log[-2000:]
+        # Only now: a put to `c` before the reload added it is refused, and the putter
+        # drops a stream that answers ResourceNotFoundException.
+        putter.targets.append("c")
+        wait_until(lambda: putter.acked.get("c"), 30, "records acknowledged by the added stream")
+        time.sleep(1)
     finally:
         putter.stop.set()
         putter.join(30)
