@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -194,6 +195,10 @@ def test_create_describe_update_tag_list_restart_delete_with_the_cli_and_boto3(s
     ):
         code, message = error_code(call)
         assert code == "InvalidArgumentException" and "--config file" in message, message
+
+    # /readyz says where each stream is defined.
+    ready = json.loads(urllib.request.urlopen(f"{d.endpoint}/readyz", timeout=10).read())
+    assert {s["stream"]: s["origin"] for s in ready["streams"]} == {"fromfile": "config-file", "orders": "api"}
 
     # Restart: the API-created stream comes back as it was left.
     assert d.terminate() == 0

@@ -85,7 +85,7 @@ def test_notify_ready_watchdog_follows_the_pipeline_and_stopping(tmp_path, start
         cfg = write_config(tmp_path / "n.toml", native_config("n", out, interval_secs=1))
         d = start_daemon(cfg)
         wait_until(lambda: notify.times("READY=1"), 20, "READY=1")
-        assert get(f"{d.endpoint}/readyz") == (200, {"ready": True, "streams": [{"stream": "n", "state": "active"}]})
+        assert get(f"{d.endpoint}/readyz") == (200, {"ready": True, "streams": [{"stream": "n", "state": "active", "origin": "config-file"}]})
         assert any("1 of 1 streams active" in s for s in notify.lines("STATUS=")), notify.messages
         wait_until(lambda: len(notify.times("WATCHDOG=1")) >= 3, 10, "three watchdog pings")
 
@@ -259,10 +259,14 @@ def test_reload_under_load_changes_adds_and_removes_streams_exactly_once(tmp_pat
 
         write("c", "v1/")
         (cfgs / "a.toml").unlink()
-        putter.targets.append("c")
         hup_and_wait("Reloaded.", 2)
         log = d.log_path.read_text()
         assert 'unchanged ["b"], restarted [], added ["c"], removed ["a"]' in log, log[-2000:]
+        # Only now: a put to `c` before the reload added it is refused, and the putter
+        # drops a stream that answers ResourceNotFoundException.
+        putter.targets.append("c")
+        wait_until(lambda: putter.acked.get("c"), 30, "records acknowledged by the added stream")
+        time.sleep(1)
     finally:
         putter.stop.set()
         putter.join(30)

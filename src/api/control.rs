@@ -39,6 +39,16 @@ pub enum Origin {
     Api,
 }
 
+impl Origin {
+    /// How `/readyz` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::ConfigFile => "config-file",
+            Origin::Api => "api",
+        }
+    }
+}
+
 /// A control-plane change for the supervisor.
 #[derive(Debug)]
 pub enum Request {

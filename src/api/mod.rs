@@ -264,7 +264,11 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
         .map(|(_, s)| {
             let current = s.status.state();
             ready &= matches!(current, StreamState::Active);
-            let mut entry = json!({"stream": s.status.name(), "state": current.name()});
+            let mut entry = json!({
+                "stream": s.status.name(),
+                "state": current.name(),
+                "origin": s.origin.name(),
+            });
             if let StreamState::Failing {
                 reason,
                 fault,

@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::discover::Discoverer;
-use super::{Deserializer, ParquetCompression, ParquetOptions, Schema, error_document};
+use super::{
+    Deserializer, ParquetCompression, ParquetOptions, Schema, WriterThread, error_document,
+};
 use crate::encode::{EncodeError, Encoder};
 use crate::error::{Classify, Fault};
 
@@ -354,7 +356,8 @@ pub fn convert(args: &ConvertArgs) -> u8 {
                     return 1;
                 }
             };
-            match super::parquet(file, &schema, &deserializer, &options) {
+            // Parsing and encoding overlap on two threads (see `pipeline`).
+            match super::parquet_with(file, &schema, &deserializer, &options, WriterThread::Own) {
                 Ok(encoder) => encoder,
                 Err(e) => {
                     let _ = std::fs::remove_file(&args.output);
@@ -386,7 +389,7 @@ pub fn convert(args: &ConvertArgs) -> u8 {
                     return 1;
                 }
             };
-            match super::orc::orc(file, &schema, &deserializer, &options) {
+            match super::orc::orc_with(file, &schema, &deserializer, &options, WriterThread::Own) {
                 Ok(encoder) => encoder,
                 Err(e) => {
                     let _ = std::fs::remove_file(&args.output);

@@ -21,6 +21,7 @@
 //! - `schema`: type strings, TOML form, Arrow mapping.
 //! - `json`: the schema-directed JSON parser and [`RecordBatchBuilder`].
 //! - `parquet`: [`ParquetOptions`] and the Parquet encoder (arrow-rs `ArrowWriter`).
+//! - `pipeline`: a writer on its own thread ([`WriterThread`]), for `sluice convert`.
 //! - `discover`: schema inference for `sluice schema discover`.
 //! - `cli`: the `sluice convert` and `sluice schema` commands.
 
@@ -36,7 +37,10 @@ pub mod discover;
 pub mod json;
 pub mod orc;
 mod parquet;
+mod pipeline;
 pub mod schema;
+
+pub use pipeline::WriterThread;
 
 pub use json::{Deserializer, RecordBatchBuilder, RecordError, codes};
 pub use parquet::{
@@ -103,7 +107,38 @@ pub fn parquet<W: Write + Send + 'static>(
     deserializer: &Deserializer,
     options: &ParquetOptions,
 ) -> Result<Box<dyn Encoder<W>>, ConvertError> {
-    parquet::build(out, schema, deserializer, options)
+    parquet_with(out, schema, deserializer, options, WriterThread::Inline)
+}
+
+/// [`parquet()`] with the writer where `thread` says ([`WriterThread::Own`]: parsing
+/// and encoding overlap on two cores).
+///
+/// # Errors
+/// As [`parquet()`], and [`ConvertError::Io`] when the writer thread cannot start.
+pub fn parquet_with<W: Write + Send + 'static>(
+    out: W,
+    schema: &Schema,
+    deserializer: &Deserializer,
+    options: &ParquetOptions,
+    thread: WriterThread,
+) -> Result<Box<dyn Encoder<W>>, ConvertError> {
+    let (builder, writer) = parquet::build(out, schema, deserializer, options)?;
+    batching(builder, writer, thread)
+}
+
+/// The encoder over `builder` and `writer`, the writer where `thread` says.
+fn batching<W: Send + 'static, B: BatchWriter<W> + 'static>(
+    builder: RecordBatchBuilder,
+    writer: B,
+    thread: WriterThread,
+) -> Result<Box<dyn Encoder<W>>, ConvertError> {
+    Ok(match thread {
+        WriterThread::Inline => Box::new(BatchingEncoder::new(builder, writer)),
+        WriterThread::Own => Box::new(BatchingEncoder::new(
+            builder,
+            pipeline::Pipelined::spawn(writer).map_err(ConvertError::Io)?,
+        )),
+    })
 }
 
 /// A compression codec named the same way for Parquet and ORC, so one

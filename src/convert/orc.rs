@@ -39,7 +39,7 @@ use prost::Message;
 use std::io::Write;
 
 use super::json::RecordBatchBuilder;
-use super::{BatchWriter, BatchingEncoder, ConvertError, Deserializer, Schema};
+use super::{BatchWriter, ConvertError, Deserializer, Schema, WriterThread};
 use crate::encode::{EncodeError, Encoder};
 use crate::error::{Classify, Fault};
 
@@ -528,6 +528,20 @@ pub fn orc<W: Write + Send + 'static>(
     deserializer: &Deserializer,
     options: &OrcOptions,
 ) -> Result<Box<dyn Encoder<W>>, ConvertError> {
+    orc_with(out, schema, deserializer, options, WriterThread::Inline)
+}
+
+/// [`orc()`] with the writer where `thread` says.
+///
+/// # Errors
+/// As [`orc()`], and [`ConvertError::Io`] when the writer thread cannot start.
+pub fn orc_with<W: Write + Send + 'static>(
+    out: W,
+    schema: &Schema,
+    deserializer: &Deserializer,
+    options: &OrcOptions,
+    thread: WriterThread,
+) -> Result<Box<dyn Encoder<W>>, ConvertError> {
     let builder = RecordBatchBuilder::new(schema, deserializer)?;
     let writer = OrcWriter::try_new(out, builder.schema(), options).map_err(|e| match e {
         OrcError::InvalidOption(message) => ConvertError::Options {
@@ -540,7 +554,7 @@ pub fn orc<W: Write + Send + 'static>(
             message: other.to_string(),
         },
     })?;
-    Ok(Box::new(BatchingEncoder::new(builder, writer)))
+    super::batching(builder, writer, thread)
 }
 
 fn write_error(e: OrcError) -> EncodeError {

@@ -13,8 +13,8 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 
 use super::json::RecordBatchBuilder;
-use super::{BatchWriter, BatchingEncoder, ConvertError, Deserializer, Schema};
-use crate::encode::{EncodeError, Encoder};
+use super::{BatchWriter, ConvertError, Deserializer, Schema};
+use crate::encode::EncodeError;
 use arrow_array::RecordBatch;
 
 /// Parquet page compression (`ParquetSerDe.Compression`).
@@ -173,7 +173,7 @@ pub(super) fn build<W: Write + Send + 'static>(
     schema: &Schema,
     deserializer: &Deserializer,
     options: &ParquetOptions,
-) -> Result<Box<dyn Encoder<W>>, ConvertError> {
+) -> Result<(RecordBatchBuilder, ArrowWriter<W>), ConvertError> {
     options.validate()?;
     let builder = RecordBatchBuilder::new(schema, deserializer)?;
     let writer = ArrowWriter::try_new(out, builder.schema(), Some(options.properties())).map_err(
@@ -193,7 +193,7 @@ pub(super) fn build<W: Write + Send + 'static>(
             },
         },
     )?;
-    Ok(Box::new(BatchingEncoder::new(builder, writer)))
+    Ok((builder, writer))
 }
 
 fn write_error(e: parquet::errors::ParquetError) -> EncodeError {
