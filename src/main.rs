@@ -406,12 +406,7 @@ fn main() -> ExitCode {
                     cwd.join("data").display()
                 );
             }
-            // `./state` reads better in logs as `<cwd>/state`.
-            let state_dir: PathBuf = cwd
-                .join(state_dir)
-                .components()
-                .filter(|c| !matches!(c, std::path::Component::CurDir))
-                .collect();
+            let state_dir = lexically_absolute(&cwd, &state_dir);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -430,13 +425,8 @@ fn main() -> ExitCode {
                 operator_retry: std::time::Duration::from_secs(operator_retry_secs),
                 auth: keys,
                 tls,
-                api_local_root: api_local_root.map(|dir| {
-                    // Lexically absolute, as local destinations are, for the inside check.
-                    cwd.join(dir)
-                        .components()
-                        .filter(|c| !matches!(c, std::path::Component::CurDir))
-                        .collect()
-                }),
+                // In the form local destinations take, for the inside check.
+                api_local_root: api_local_root.map(|dir| lexically_absolute(&cwd, &dir)),
             };
             // Handlers are installed now, before the port opens: a SIGTERM
             // that arrives during start-up must drain, not kill.
@@ -500,6 +490,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `path` against `cwd` without `.` components (`./state` reads better in logs
+/// as `<cwd>/state`, and local destinations are compared in this form).
+fn lexically_absolute(cwd: &std::path::Path, path: &std::path::Path) -> PathBuf {
+    cwd.join(path)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 /// `sluice import`: reads FILE (or stdin), writes the TOML to stdout or OUT.

@@ -134,6 +134,13 @@ pub enum ControlError {
 }
 
 impl ControlError {
+    /// Firehose's answer for a stream this instance does not serve.
+    pub fn not_found(name: &str) -> Self {
+        ControlError::NotFound(format!(
+            "Firehose {name} under this sluice instance not found."
+        ))
+    }
+
     /// Firehose's `__type` for it.
     pub fn code(&self) -> &'static str {
         match self {
@@ -174,22 +181,16 @@ impl From<ControlError> for ApiError {
     }
 }
 
-/// Checks a stream name as Firehose does (1-64 of `[a-zA-Z0-9_.-]`).
+/// Checks a stream name by the rule stream definitions follow (Firehose's
+/// pattern, and not a name of the state directory's own), with the SDKs' error.
 fn check_name(name: Option<String>) -> Result<String, ApiError> {
     let name = name.ok_or_else(|| ApiError::missing("deliveryStreamName"))?;
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return Err(ApiError::new(
+    crate::config::check_stream_name(&name).map_err(|why| {
+        ApiError::new(
             "ValidationException",
-            format!(
-                "1 validation error detected: Value '{name}' at 'deliveryStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 1 and 64"
-            ),
-        ));
-    }
+            format!("1 validation error detected: Value '{name}' at 'deliveryStreamName' failed to satisfy constraint: {why}"),
+        )
+    })?;
     Ok(name)
 }
 
@@ -547,7 +548,7 @@ mod tests {
     #[test]
     fn names_are_checked_before_the_supervisor_sees_them() {
         assert_eq!(check_name(Some("a.b-c_9".into())).unwrap(), "a.b-c_9");
-        for bad in ["", "a/b", "a b", &"x".repeat(65)] {
+        for bad in ["", "a/b", "a b", &"x".repeat(65), "..", "api-streams"] {
             let e = check_name(Some(bad.to_owned())).unwrap_err();
             assert_eq!(e.kind, "ValidationException", "{bad}");
         }

@@ -504,12 +504,9 @@ struct PutRecordBatchIn {
 
 fn stream(state: &ApiState, name: Option<&str>) -> Result<Arc<ApiStream>, ApiError> {
     let name = name.ok_or_else(|| ApiError::missing("deliveryStreamName"))?;
-    state.get(name).ok_or_else(|| {
-        ApiError::new(
-            "ResourceNotFoundException",
-            format!("Firehose {name} under this sluice instance not found."),
-        )
-    })
+    state
+        .get(name)
+        .ok_or_else(|| control::ControlError::not_found(name).into())
 }
 
 fn decode(record: RecordIn, member: &str) -> Result<Bytes, ApiError> {

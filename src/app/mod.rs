@@ -223,18 +223,26 @@ fn needs_aws(s: &StreamConfig) -> bool {
 /// credential chain, which this name says.
 pub const NO_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/sluice-process-credentials";
 
-/// A stream as the API serves it; `created`/`updated` are its timestamps
-/// (seconds), `from_api` whether the API created it, `role_arn` the
-/// destination's `RoleARN` as its definition gave it.
+/// A stream as the API serves it: `entry` is its catalog entry if the API created
+/// it (its timestamps, tags and `RoleARN` come from there); a config file's stream
+/// was created and last updated at `started`, the process start.
 fn api_stream(
     config: &StreamConfig,
     parts: &StreamParts,
-    created: f64,
-    updated: f64,
-    tags: BTreeMap<String, String>,
-    from_api: bool,
-    role_arn: &str,
+    entry: Option<&catalog::Entry>,
+    started: f64,
 ) -> ApiStream {
+    let (created, updated, role_arn) = match entry {
+        Some(e) => (
+            e.created,
+            e.updated,
+            e.request
+                .pointer("/ExtendedS3DestinationConfiguration/RoleARN")
+                .and_then(Value::as_str)
+                .unwrap_or(NO_ROLE_ARN),
+        ),
+        None => (started, started, NO_ROLE_ARN),
+    };
     ApiStream {
         wal: match &parts.source {
             SourceParts::DirectPut(wal) => Some(wal.clone()),
@@ -242,12 +250,11 @@ fn api_stream(
         },
         description: description(config, &*parts.sink, created, updated, role_arn),
         status: parts.status.clone(),
-        origin: if from_api {
-            api::control::Origin::Api
-        } else {
-            api::control::Origin::ConfigFile
+        origin: match entry {
+            Some(_) => api::control::Origin::Api,
+            None => api::control::Origin::ConfigFile,
         },
-        tags,
+        tags: entry.map(|e| e.tags.clone()).unwrap_or_default(),
         deleting: false,
     }
 }
@@ -280,15 +287,14 @@ pub async fn run(
         options.tls.clone(),
     );
     let mut supervisor = Supervisor::new(options, state.clone());
-    let (restored, entries): (Vec<StreamConfig>, Vec<_>) =
-        supervisor.restore(&streams)?.into_iter().unzip();
-    let from_files = streams.len();
-    let streams = supervisor
-        .resolve(streams.into_iter().chain(restored).collect())
-        .await?;
-    let entries = std::iter::repeat_with(|| None)
-        .take(from_files)
-        .chain(entries.into_iter().map(Some));
+    // The config files' streams, then the API's, each with its catalog entry if any.
+    let mut entries: Vec<Option<catalog::Entry>> = vec![None; streams.len()];
+    let mut streams = streams;
+    for (config, entry) in supervisor.restore(&streams)? {
+        streams.push(config);
+        entries.push(Some(entry));
+    }
+    let streams = supervisor.resolve(streams).await?;
     let mut prepared = Vec::new();
     for (config, entry) in streams.into_iter().zip(entries) {
         let parts = supervisor.prepare(&config).await?;

@@ -163,33 +163,7 @@ impl Supervisor {
     /// it runs: at start-up every stream is listed before the port opens.
     /// `entry`: its catalog entry if the API created it.
     pub(super) fn list(&self, config: &StreamConfig, parts: &StreamParts, entry: Option<&Entry>) {
-        let stream = match entry {
-            Some(e) => {
-                let role = e
-                    .request
-                    .pointer("/ExtendedS3DestinationConfiguration/RoleARN")
-                    .and_then(Value::as_str)
-                    .unwrap_or(super::NO_ROLE_ARN);
-                api_stream(
-                    config,
-                    parts,
-                    e.created,
-                    e.updated,
-                    e.tags.clone(),
-                    true,
-                    role,
-                )
-            }
-            None => api_stream(
-                config,
-                parts,
-                self.created,
-                self.created,
-                BTreeMap::new(),
-                false,
-                super::NO_ROLE_ARN,
-            ),
-        };
+        let stream = api_stream(config, parts, entry, self.created);
         self.api.insert(&config.name, stream);
     }
 
@@ -289,7 +263,6 @@ impl Supervisor {
         loaded: Result<Vec<StreamConfig>, String>,
     ) -> Result<String, String> {
         let configs = self.resolve(loaded?).await.map_err(|e| e.to_string())?;
-        let dir = self.options.transforms_dir.clone();
         let (mut unchanged, mut changed, mut added) = (Vec::new(), Vec::new(), Vec::new());
         for config in configs {
             if self
@@ -316,12 +289,7 @@ impl Supervisor {
             .chain(&added)
             .map(|(c, _)| c.clone())
             .collect();
-        let errors = tokio::task::spawn_blocking(move || super::check_transforms(&starting, &dir))
-            .await
-            .map_err(|e| format!("checking transforms: {e}"))?;
-        if !errors.is_empty() {
-            return Err(errors.join("; "));
-        }
+        self.check_transforms(starting).await?;
         let kept: Vec<&str> = unchanged
             .iter()
             .map(String::as_str)
@@ -493,15 +461,23 @@ impl Supervisor {
             .await
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
         let config = resolved.remove(0);
-        let dir = self.options.transforms_dir.clone();
-        let check = vec![config.clone()];
-        let errors = tokio::task::spawn_blocking(move || super::check_transforms(&check, &dir))
+        self.check_transforms(vec![config.clone()])
             .await
-            .map_err(|e| ControlError::Internal(format!("checking transforms: {e}")))?;
+            .map_err(ControlError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Every transform of `configs` loads and accepts its `init`, as `sluice
+    /// validate` checks (off the reactor: components compile); else every reason.
+    async fn check_transforms(&self, configs: Vec<StreamConfig>) -> Result<(), String> {
+        let dir = self.options.transforms_dir.clone();
+        let errors = tokio::task::spawn_blocking(move || super::check_transforms(&configs, &dir))
+            .await
+            .map_err(|e| format!("checking transforms: {e}"))?;
         if errors.is_empty() {
-            Ok(config)
+            Ok(())
         } else {
-            Err(ControlError::Invalid(errors.join("; ")))
+            Err(errors.join("; "))
         }
     }
 
@@ -536,12 +512,6 @@ impl Supervisor {
         let _ = call.reply.send(result);
     }
 
-    fn not_found(name: &str) -> ControlError {
-        ControlError::NotFound(format!(
-            "Firehose {name} under this sluice instance not found."
-        ))
-    }
-
     fn from_file(name: &str, what: &str) -> ControlError {
         ControlError::Invalid(format!(
             "{name} is defined in a --config file, which is its definition; {what} by editing that file and reloading (SIGHUP)"
@@ -553,7 +523,7 @@ impl Supervisor {
         let running = self
             .running
             .get(name)
-            .ok_or_else(|| Self::not_found(name))?;
+            .ok_or_else(|| ControlError::not_found(name))?;
         let entry = running
             .entry
             .clone()
@@ -618,7 +588,7 @@ impl Supervisor {
         let running = self
             .running
             .get(name)
-            .ok_or_else(|| Self::not_found(name))?;
+            .ok_or_else(|| ControlError::not_found(name))?;
         let mut entry = running
             .entry
             .clone()
@@ -632,7 +602,7 @@ impl Supervisor {
         }
         self.api.modify(name, |s| s.deleting = true);
         let Some(drained) = self.drain(name, false).await else {
-            return Err(Self::not_found(name));
+            return Err(ControlError::not_found(name));
         };
         if !drained.delivered && !force {
             entry.deleting = false;
@@ -677,15 +647,17 @@ impl Supervisor {
         update: serde_json::Map<String, Value>,
     ) -> Result<Value, ControlError> {
         let (running, entry) = self.api_created(name, "change it")?;
-        if matches!(running.status.state(), State::Starting) {
-            return Err(ControlError::InUse(format!(
-                "{name} is CREATING; update it once it is ACTIVE"
-            )));
-        }
+        // A stale version id is stale whatever the stream is doing (it may still be
+        // starting on the update that made the id stale).
         if current_version != entry.version {
             return Err(ControlError::Concurrent(format!(
                 "CurrentDeliveryStreamVersionId {current_version} is not the current version of {name} ({}); describe the stream and retry with its VersionId",
                 entry.version
+            )));
+        }
+        if matches!(running.status.state(), State::Starting) {
+            return Err(ControlError::InUse(format!(
+                "{name} is CREATING; update it once it is ACTIVE"
             )));
         }
         let mut request = entry.request.clone();
@@ -716,7 +688,7 @@ impl Supervisor {
         let config = self.check_new(config).await?;
         let print = self.fingerprint(&config);
         let Some(old) = self.drain(name, false).await else {
-            return Err(Self::not_found(name));
+            return Err(ControlError::not_found(name));
         };
         if !old.delivered {
             self.restart(old).await;

@@ -466,6 +466,20 @@ impl Classify for ConfigErrors {
     }
 }
 
+/// Checks a delivery stream name as configs do (Firehose's 1-64 characters of
+/// `[a-zA-Z0-9_.-]`, not `.`/`..`, not a name the state directory uses itself),
+/// for names that arrive elsewhere (the API).
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_stream_name(name: &str) -> Result<(), String> {
+    match validate::stream_name("name", name) {
+        Ok(_) => Ok(()),
+        Err(ConfigError::Invalid { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
 /// `--config env:NAME`: the config is in the environment variable NAME.
 pub const ENV_PREFIX: &str = "env:";
 

@@ -39,10 +39,9 @@ pub(super) const IN_FLIGHT: usize = 2;
 pub(crate) struct Pipelined<W> {
     batches: Option<SyncSender<RecordBatch>>,
     thread: Option<JoinHandle<Result<W, EncodeError>>>,
-    /// The inner writer's `buffered_bytes`, as of its last batch.
+    /// The inner writer's `buffered_bytes`, as of its last batch (the queued
+    /// batches, at most [`IN_FLIGHT`], are not counted).
     buffered: Arc<AtomicUsize>,
-    /// Input bytes of a batch sent and not yet written, at most.
-    queued: Arc<AtomicUsize>,
 }
 
 impl<W: Send + 'static> Pipelined<W> {
@@ -53,17 +52,12 @@ impl<W: Send + 'static> Pipelined<W> {
     pub(crate) fn spawn<B: BatchWriter<W> + 'static>(mut inner: B) -> io::Result<Self> {
         let (batches, queue) = sync_channel::<RecordBatch>(IN_FLIGHT);
         let buffered = Arc::new(AtomicUsize::new(0));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let (seen, waiting) = (buffered.clone(), queued.clone());
+        let seen = buffered.clone();
         let thread = std::thread::Builder::new()
             .name("convert-writer".into())
             .spawn(move || {
                 for batch in queue {
-                    let size = batch.get_array_memory_size();
                     inner.write_batch(&batch)?;
-                    let _ = waiting.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                        Some(q.saturating_sub(size))
-                    });
                     seen.store(inner.buffered_bytes(), Ordering::Relaxed);
                 }
                 inner.finish()
@@ -72,7 +66,6 @@ impl<W: Send + 'static> Pipelined<W> {
             batches: Some(batches),
             thread: Some(thread),
             buffered,
-            queued,
         })
     }
 
@@ -92,14 +85,12 @@ impl<W: Send + 'static> Pipelined<W> {
 
 impl<W: Send + 'static> BatchWriter<W> for Pipelined<W> {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
-        let size = batch.get_array_memory_size();
         let sent = match &self.batches {
             // The arrays are shared, not copied.
             Some(batches) => batches.send(batch.clone()).is_ok(),
             None => false,
         };
         if sent {
-            self.queued.fetch_add(size, Ordering::Relaxed);
             return Ok(());
         }
         // The thread is gone: a write failed there, and that is the answer.
@@ -116,7 +107,7 @@ impl<W: Send + 'static> BatchWriter<W> for Pipelined<W> {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.buffered.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed)
+        self.buffered.load(Ordering::Relaxed)
     }
 }
 
