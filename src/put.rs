@@ -40,6 +40,13 @@ pub(crate) async fn run(endpoint: &str, stream: &str, file: Option<&Path>) -> Re
         )),
     };
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let credentials = Credentials::from_env();
+    let to = Target {
+        client: &client,
+        endpoint,
+        stream,
+        credentials: credentials.as_ref(),
+    };
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut batch_bytes = 0;
     let mut sent = 0u64;
@@ -52,35 +59,53 @@ pub(crate) async fn run(endpoint: &str, stream: &str, file: Option<&Path>) -> Re
             continue;
         }
         if batch.len() == MAX_RECORDS || batch_bytes + line.len() > MAX_BYTES {
-            sent += send(&client, endpoint, stream, std::mem::take(&mut batch)).await?;
+            sent += send(&to, std::mem::take(&mut batch)).await?;
             batch_bytes = 0;
         }
         batch_bytes += line.len();
         batch.push(line);
     }
     if !batch.is_empty() {
-        sent += send(&client, endpoint, stream, batch).await?;
+        sent += send(&to, batch).await?;
     }
     Ok(sent)
 }
 
-/// Signs `request` with the credentials in the environment, if there are any.
-fn sign(request: &mut hyper::Request<Full<Bytes>>, body: &[u8]) -> Result<(), String> {
-    let (Ok(key), Ok(secret)) = (
-        std::env::var("AWS_ACCESS_KEY_ID"),
-        std::env::var("AWS_SECRET_ACCESS_KEY"),
-    ) else {
-        return Ok(());
-    };
-    let token = std::env::var("AWS_SESSION_TOKEN").ok();
-    let region = std::env::var("AWS_REGION")
-        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|_| "us-east-1".into());
+/// The SigV4 credentials of the environment (read once per run).
+struct Credentials {
+    key: String,
+    secret: String,
+    token: Option<String>,
+    region: String,
+}
+
+impl Credentials {
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`,
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION` if set); `None` without both.
+    fn from_env() -> Option<Credentials> {
+        let var = |name| std::env::var(name).ok();
+        Some(Credentials {
+            key: var("AWS_ACCESS_KEY_ID")?,
+            secret: var("AWS_SECRET_ACCESS_KEY")?,
+            token: var("AWS_SESSION_TOKEN"),
+            region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+        })
+    }
+}
+
+/// Signs `request` (whose body is `body`) with `credentials`.
+fn sign(
+    request: &mut hyper::Request<Full<Bytes>>,
+    body: &[u8],
+    credentials: &Credentials,
+) -> Result<(), String> {
     let signer = sluice::api::auth::Signer {
-        access_key_id: &key,
-        secret_access_key: &secret,
-        session_token: token.as_deref(),
-        region: &region,
+        access_key_id: &credentials.key,
+        secret_access_key: &credentials.secret,
+        session_token: credentials.token.as_deref(),
+        region: &credentials.region,
         service: "firehose",
         time: std::time::SystemTime::now(),
     };
@@ -103,13 +128,23 @@ fn sign(request: &mut hyper::Request<Full<Bytes>>, body: &[u8]) -> Result<(), St
     Ok(())
 }
 
+/// Where batches go.
+struct Target<'a> {
+    client: &'a HttpClient,
+    endpoint: &'a str,
+    stream: &'a str,
+    /// Signs every request when present.
+    credentials: Option<&'a Credentials>,
+}
+
 /// Sends one batch, retrying refused records; returns how many were accepted.
-async fn send(
-    client: &HttpClient,
-    endpoint: &str,
-    stream: &str,
-    mut records: Vec<Vec<u8>>,
-) -> Result<u64, String> {
+async fn send(to: &Target<'_>, mut records: Vec<Vec<u8>>) -> Result<u64, String> {
+    let Target {
+        client,
+        endpoint,
+        stream,
+        credentials,
+    } = *to;
     let total = records.len() as u64;
     let b64 = base64::engine::general_purpose::STANDARD;
     for attempt in 0..MAX_ATTEMPTS {
@@ -117,13 +152,15 @@ async fn send(
             "DeliveryStreamName": stream,
             "Records": records.iter().map(|r| json!({"Data": b64.encode(r)})).collect::<Vec<_>>(),
         });
-        let body = body.to_string();
+        let body = Bytes::from(body.to_string());
         let mut request = hyper::Request::post(endpoint)
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
-            .body(Full::new(Bytes::from(body.clone())))
+            .body(Full::new(body.clone()))
             .map_err(|e| format!("building request: {e}"))?;
-        sign(&mut request, body.as_bytes())?;
+        if let Some(credentials) = credentials {
+            sign(&mut request, &body, credentials)?;
+        }
         let response = client
             .request(request)
             .await
