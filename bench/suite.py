@@ -186,48 +186,56 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def bench_daemon(lines: list[bytes], schema_toml: str, producers: int, buffer_bytes: int, interval: int,
-                 one_object: bool = False) -> dict:
-    """Puts every line, watches the output directory for new Parquet objects and notes when
-    each batch's records became visible. With `one_object`, the buffer holds everything
-    until the daemon is stopped (SIGTERM drains it): for its peak memory."""
+def start_producers(port: int, bodies: list[str], producers: int, sent) -> list:
+    """`producers` processes putting `bodies` between them; each notes in `sent` when
+    each of its batches was acknowledged."""
+    numbered = list(enumerate(bodies))
+    workers = [mp.Process(target=producer, args=(port, numbered[i::producers], sent)) for i in range(producers)]
+    for w in workers:
+        w.start()
+    return workers
+
+
+def join_producers(workers: list) -> None:
+    for w in workers:
+        w.join()
+        assert w.exitcode == 0, "a producer failed"
+
+
+def bench_memory(lines: list[bytes], schema_toml: str, producers: int, buffer_bytes: int) -> dict:
+    """Peak RSS of a daemon whose buffer holds up to `buffer_bytes` (interval 900 s):
+    read once every record is acknowledged; SIGTERM then drains the rest."""
     import pyarrow.parquet as pq
 
-    if one_object:
-        work = Path(tempfile.mkdtemp(prefix="sluice-bench-mem-"))
-        proc, port = start_daemon(daemon_config(work, schema_toml, buffer_bytes, interval), work)
-        bodies = put_bodies(lines, "bench")
-        with mp.Manager() as manager:
-            sent = manager.dict()
-            try:
-                workers = [mp.Process(target=producer, args=(port, [(n, b) for n, b in enumerate(bodies)][i::producers], sent))
-                           for i in range(producers)]
-                for w in workers:
-                    w.start()
-                for w in workers:
-                    w.join()
-                    assert w.exitcode == 0, "a producer failed"
-                held = peak_rss_mib(proc.pid)
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=300)
-        objects = [p for p in (work / "out").rglob("*.parquet")]
-        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in objects)
-        shutil.rmtree(work)
-        assert rows == len(lines), f"{rows} records delivered, {len(lines)} put"
-        return {"rss": held, "objects": len(objects)}
+    work = Path(tempfile.mkdtemp(prefix="sluice-bench-mem-"))
+    proc, port = start_daemon(daemon_config(work, schema_toml, buffer_bytes, 900), work)
+    with mp.Manager() as manager:
+        try:
+            join_producers(start_producers(port, put_bodies(lines, "bench"), producers, manager.dict()))
+            held = peak_rss_mib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=300)
+    objects = list((work / "out").rglob("*.parquet"))
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in objects)
+    shutil.rmtree(work)
+    assert rows == len(lines), f"{rows} records delivered, {len(lines)} put"
+    return {"rss": held, "objects": len(objects)}
+
+
+def bench_daemon(lines: list[bytes], schema_toml: str, producers: int, buffer_bytes: int, interval: int) -> dict:
+    """Puts every line, watches the output directory for new Parquet objects and notes when
+    each batch's records became visible."""
+    import pyarrow.parquet as pq
 
     work = Path(tempfile.mkdtemp(prefix="sluice-bench-e2e-"))
     proc, port = start_daemon(daemon_config(work, schema_toml, buffer_bytes, interval), work)
     bodies = put_bodies(lines, "bench")
-    chunks = [[(n, b) for n, b in enumerate(bodies)][i::producers] for i in range(producers)]
     with mp.Manager() as manager:
         sent = manager.dict()
         try:
             cpu0, t0 = cpu_seconds(proc.pid), time.time()
-            workers = [mp.Process(target=producer, args=(port, c, sent)) for c in chunks]
-            for w in workers:
-                w.start()
+            workers = start_producers(port, bodies, producers, sent)
             seen: set[Path] = set()
             visible: dict[int, float] = {}  # batch -> when its last record was visible
             rows = 0
@@ -244,8 +252,7 @@ def bench_daemon(lines: list[bytes], schema_toml: str, producers: int, buffer_by
                         visible[i // 500] = max(visible.get(i // 500, 0.0), now)
                 time.sleep(0.01)
             elapsed, cpu = time.time() - t0, cpu_seconds(proc.pid) - cpu0
-            for w in workers:
-                w.join()
+            join_producers(workers)
             rss = peak_rss_mib(proc.pid)
             sent = dict(sent)
         finally:
@@ -552,7 +559,7 @@ def main() -> None:
         size = sum(map(len, records))
         # The largest buffer there is (128 MiB), so the 1x input is about one object and the
         # 10x input many: what the daemon holds is bounded by the buffer, not the input.
-        one = bench_daemon(records, convert.SCHEMA_TOML, args.producers, 128 << 20, 900, one_object=True)
+        one = bench_memory(records, convert.SCHEMA_TOML, args.producers, 128 << 20)
         memory.append({"what": "daemon, 128 MiB buffer", "input_mb": size / 1e6, "rss": one["rss"],
                        "objects": one["objects"]})
 
