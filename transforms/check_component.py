@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks that .wasm files are components of sluice's `transformer` world.
+"""Checks that .wasm files are components of sluice's `transformer` world
+(or of `packed-transformer`, its 0.1.1 superset).
 
 Usage: check_component.py FILE.wasm...   (exit 1 if any check fails)
 
@@ -8,12 +9,13 @@ build.sh needs no wasm-tools (a multi-minute cargo install) for it:
 - the preamble: magic `\\0asm`, version 0x0d, layer 1 (a component, not a
   core module, which would have version 1 and layer 0);
 - the component's top-level export section: it must export the functions
-  `init` and `transform` (other exports, such as the empty `exports`
+  `init` and `transform`, and says whether it exports `transform-packed`
+  (the Rust SDK's components do); other exports, such as the empty `exports`
   instance componentize-py adds, are listed but harmless: the host ignores
-  them);
-- the top-level import section: only `log`, the world's types interface
-  (`sluice:transform/types@...`) and the type names the world `use`s from
-  it, and WASI interfaces (`wasi:*`), which sluice links with an empty
+  them;
+- the top-level import section: only `log`, the world's types interfaces
+  (`sluice:transform/types@...`, `sluice:transform/packed@...`) and the type
+  names the world `use`s from them, and WASI interfaces (`wasi:*`), which sluice links with an empty
   context. WASI imports are printed, since which WASI interfaces a guest
   language pulls in matters to the host (a Rust guest's `log` import is
   absent when the plugin never logs: the linker drops it).
@@ -27,8 +29,9 @@ import sys
 PREAMBLE = b"\x00asm\x0d\x00\x01\x00"
 IMPORT_SECTION, EXPORT_SECTION = 10, 11
 SORT_FUNC, SORT_VALUE, SORT_TYPE = 0x01, 0x02, 0x03
-# The types the world brings in with `use types.{...}`.
-WORLD_TYPES = {"batch-context", "input-record", "output-record", "level"}
+# The types the worlds bring in with `use types.{...}` and `use packed.{...}`.
+WORLD_TYPES = {"batch-context", "input-record", "output-record", "level",
+               "packed-records", "packed-answer", "answer-error"}
 
 
 class Reader:
@@ -120,7 +123,7 @@ def check(path):
         allowed = (
             (name == "log" and kind == SORT_FUNC)
             or (kind == SORT_TYPE and name in WORLD_TYPES)
-            or name.startswith("sluice:transform/types@")
+            or name.startswith(("sluice:transform/types@", "sluice:transform/packed@"))
             or name.startswith("wasi:")
         )
         if not allowed:
@@ -142,9 +145,11 @@ def main(paths):
             for e in errors:
                 print(f"{path}: FAIL: {e}")
         else:
-            extra = sorted(n for n, _ in exports if n not in ("init", "transform"))
+            names = {n for n, _ in exports}
+            world = "packed-transformer" if "transform-packed" in names else "transformer"
+            extra = sorted(names - {"init", "transform", "transform-packed"})
             note = f"; other exports: {', '.join(extra)}" if extra else ""
-            print(f"{path}: ok, exports init and transform{note}; WASI: {' '.join(wasi) or 'none'}")
+            print(f"{path}: ok, world {world}{note}; WASI: {' '.join(wasi) or 'none'}")
     return 1 if failed or not paths else 0
 
 

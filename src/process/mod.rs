@@ -546,7 +546,6 @@ impl Chain {
                     let item = &items[i];
                     let record = &records[item.source];
                     wasm::Record {
-                        id: i.to_string(),
                         arrival_ms: record.arrival_ms,
                         data: match &item.state {
                             Outcome::Ok(p) => p.data.clone(),
@@ -615,7 +614,7 @@ impl Chain {
                             keys.push((key, value));
                         }
                         Outcome::Ok(Processed {
-                            data: Bytes::from(data),
+                            data,
                             partition_keys: keys,
                             query_keys: Vec::new(),
                         })

@@ -5,9 +5,13 @@
 //! batch of records and gets one [`Outcome`] per record back, in input order. `Ok`
 //! records go on to partitioning and the buffer; `Dropped` ones vanish on purpose;
 //! `Failed` ones go to the `processing-failed` error output with
-//! [`crate::process::error_document`]. The contract is the WIT world `transformer` of
-//! `transforms/wit/transform.wit` (package `sluice:transform`); guests are built with
-//! wit-bindgen (Rust), componentize-py or componentize-js. This module is blocking CPU
+//! [`crate::process::error_document`]. The contract is `transforms/wit/transform.wit`
+//! (package `sluice:transform@0.1.1`): world `transformer` (a list of records in, one
+//! output record per id back) or world `packed-transformer`, which adds
+//! `transform-packed` (the batch as a few flat lists, answered by position); the host
+//! calls `transform-packed` when a component exports it, because lowering and lifting
+//! one record per list element costs several guest allocations per record. Guests are
+//! built with wit-bindgen (Rust), componentize-py or componentize-js. This module is blocking CPU
 //! work: async callers run it in `spawn_blocking`. [`cli`] is `sluice transform test`
 //! (one call on sample records) and `sluice transform new` (plugin scaffolds).
 //!
@@ -20,7 +24,8 @@
 //!   way wasmtime reports (trap, deadline, memory, hostcall fuel) is dropped, so the
 //!   next batch gets a fresh one and no corrupted guest state survives;
 //! - applies Firehose's Lambda rules to the answer: one output per input record id;
-//!   a duplicated, missing or unknown id fails the whole batch;
+//!   a duplicated, missing or unknown id fails the whole batch; a packed answer that
+//!   does not fit the batch (counts, offsets, leftovers) fails it too;
 //! - [`TransformHost::call_with_retries`] is Firehose's `NumberOfRetries` loop: after the
 //!   last failed attempt every record becomes `Failed` with the error's code and message.
 //!
@@ -53,7 +58,6 @@ pub mod cli;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -66,7 +70,9 @@ use crate::error::{Classify, Fault};
 use crate::process::Failure;
 
 /// Generated from the contract. Private: the host's own plain types are the API, so a
-/// contract revision changes this module only.
+/// contract revision changes this module only. Two worlds: `transformer` (0.1.0's, one
+/// record per list element) and `packed-transformer` (added in 0.1.1, the same world
+/// plus `transform-packed`); the second shares the first's `types`.
 mod bindings {
     #![allow(missing_docs)]
     // Borrowing: the records handed to `transform` are lowered straight from the
@@ -76,8 +82,18 @@ mod bindings {
         path: "transforms/wit",
         ownership: Borrowing { duplicate_if_necessary: false },
     });
+
+    pub(super) mod packed {
+        wasmtime::component::bindgen!({
+            world: "packed-transformer",
+            path: "transforms/wit",
+            ownership: Borrowing { duplicate_if_necessary: false },
+            with: { "sluice:transform/types": super::sluice::transform::types },
+        });
+    }
 }
 
+use bindings::packed::sluice::transform::packed as pk;
 use bindings::sluice::transform::types as wit;
 
 /// How often the epoch ticker bumps the engine's epoch: the resolution of the deadline.
@@ -133,11 +149,11 @@ pub struct KinesisMetadata {
     pub arrival_ms: i64,
 }
 
-/// One record of a batch.
+/// One record of a batch. The guest knows it by its index in the batch, in decimal
+/// (`"0"`, `"1"`, ...): the plain call passes that as its `record-id`, the packed call
+/// by position; errors name records the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Unique within the batch; the guest must answer with the same id.
-    pub id: String,
     /// When sluice received the record, ms since the epoch.
     pub arrival_ms: i64,
     /// The record's bytes.
@@ -164,8 +180,9 @@ pub struct BatchContext {
 pub enum Outcome {
     /// Keep the record with this (new) data and partition keys.
     Ok {
-        /// The transformed record.
-        data: Vec<u8>,
+        /// The transformed record (the input's own bytes when the guest left it
+        /// unchanged through `transform-packed`).
+        data: Bytes,
         /// For `!{partitionKeyFromLambda:KEY}`.
         partition_keys: Vec<(String, String)>,
     },
@@ -281,6 +298,15 @@ pub enum TransformError {
         /// The unknown id.
         id: String,
     },
+    /// A `transform-packed` answer whose lists do not fit together (Firehose's code for
+    /// a Lambda response it cannot parse is `Lambda.JsonProcessingException`).
+    #[error("WASM module {module} returned a malformed packed answer: {detail}")]
+    MalformedAnswer {
+        /// The module's name.
+        module: String,
+        /// Which lists disagree.
+        detail: String,
+    },
     /// The wasmtime engine could not be set up (a sluice or platform problem).
     #[error("WASM engine: {0}")]
     Engine(String),
@@ -304,6 +330,7 @@ impl TransformError {
             TransformError::DuplicatedRecordId { .. } => "Lambda.DuplicatedRecordId",
             TransformError::MissingRecordId { .. } => "Lambda.MissingRecordId",
             TransformError::UnknownRecordId { .. } => "Lambda.UnknownRecordId",
+            TransformError::MalformedAnswer { .. } => "Lambda.JsonProcessingException",
         }
     }
 }
@@ -340,7 +367,8 @@ impl Classify for TransformError {
             | TransformError::OutputTooLarge { .. }
             | TransformError::DuplicatedRecordId { .. }
             | TransformError::MissingRecordId { .. }
-            | TransformError::UnknownRecordId { .. } => Fault::Data,
+            | TransformError::UnknownRecordId { .. }
+            | TransformError::MalformedAnswer { .. } => Fault::Data,
             TransformError::Engine(_) => Fault::Bug,
         }
     }
@@ -358,7 +386,7 @@ pub enum ModuleSource {
 /// A compiled component with what it took to get it.
 struct Module {
     name: Arc<str>,
-    pre: bindings::TransformerPre<GuestState>,
+    pre: Pre,
     source: ModuleSource,
     load_time: Duration,
 }
@@ -418,15 +446,24 @@ impl Module {
             message: render(&e),
         };
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(instantiate_err)?;
-        bindings::Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        // The packed world's imports are the plain one's plus types only, so one
+        // linker serves components of either world.
+        bindings::packed::PackedTransformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state: &mut GuestState| state,
         )
         .map_err(instantiate_err)?;
-        let pre = linker
+        let instance_pre = linker
             .instantiate_pre(&component)
-            .and_then(bindings::TransformerPre::new)
             .map_err(instantiate_err)?;
+        // A component exporting `transform-packed` gets the packed call; any other
+        // must at least fit `transformer`, and that check's message is the one shown.
+        let pre = match bindings::packed::PackedTransformerPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Packed(pre),
+            Err(_) => {
+                Pre::Plain(bindings::TransformerPre::new(instance_pre).map_err(instantiate_err)?)
+            }
+        };
         Ok(Module {
             name,
             pre,
@@ -436,6 +473,12 @@ impl Module {
     }
 }
 
+/// A linked component of one of the two worlds.
+enum Pre {
+    Plain(bindings::TransformerPre<GuestState>),
+    Packed(bindings::packed::PackedTransformerPre<GuestState>),
+}
+
 /// A loaded transform: engine, compiled module, its `init` configuration, limits and the
 /// pool of instances. `Send + Sync`; share it with an `Arc` between worker threads.
 pub struct TransformHost {
@@ -443,6 +486,9 @@ pub struct TransformHost {
     module: Module,
     init: Vec<(String, String)>,
     limits: Limits,
+    /// Whether a component exporting `transform-packed` gets that call (always, but for
+    /// tests of the plain call on such a component).
+    packed_calls: bool,
     pool: Mutex<Pool>,
     /// Signalled when an instance is returned or discarded.
     freed: Condvar,
@@ -457,7 +503,13 @@ struct Pool {
 /// One instance in its own store; the store dies with it, freeing its memory.
 struct Instance {
     store: Store<GuestState>,
-    bindings: bindings::Transformer,
+    bindings: Exports,
+}
+
+/// An instance's exports, by world.
+enum Exports {
+    Plain(bindings::Transformer),
+    Packed(bindings::packed::PackedTransformer),
 }
 
 /// The store's data: WASI's (empty) context, the memory limiter and the guest's output.
@@ -481,11 +533,14 @@ impl WasiView for GuestState {
 /// The `types` interface has no functions; bindgen still wants its (empty) host trait.
 impl wit::Host for GuestState {}
 
-impl bindings::TransformerImports for GuestState {
+impl bindings::packed::PackedTransformerImports for GuestState {
     fn log(&mut self, level: wit::Level, message: String) {
         self.output.log(level, &message);
     }
 }
+
+/// Types only, like `types`.
+impl pk::Host for GuestState {}
 
 /// Token bucket for what the guest logs (the `log` import, stdout, stderr), one per
 /// instance.
@@ -816,6 +871,7 @@ impl TransformHost {
         tracing::info!(
             module = name,
             source = ?module.source,
+            call = if matches!(module.pre, Pre::Packed(_)) { "transform-packed" } else { "transform" },
             load_ms = module.load_time.as_millis(),
             "WASM transform loaded"
         );
@@ -824,6 +880,7 @@ impl TransformHost {
             module,
             init,
             limits,
+            packed_calls: true,
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
                 live: 0,
@@ -859,6 +916,20 @@ impl TransformHost {
         &self.module.name
     }
 
+    /// Whether batches go through `transform-packed` (the component exports it) rather
+    /// than `transform`.
+    pub fn packed(&self) -> bool {
+        self.packed_calls && matches!(self.module.pre, Pre::Packed(_))
+    }
+
+    /// Makes this host call `transform` even on a component exporting
+    /// `transform-packed`, so tests cover both calls with one fixture.
+    #[cfg(test)]
+    pub(crate) fn plain_calls(mut self) -> Self {
+        self.packed_calls = false;
+        self
+    }
+
     /// Most instances alive at once ([`Limits::instances`]).
     pub fn instances(&self) -> usize {
         self.limits.instances.max(1)
@@ -892,7 +963,6 @@ impl TransformHost {
         records: &[Record],
     ) -> Result<Vec<Outcome>, TransformError> {
         let mut lease = self.lease()?;
-        let input: Vec<wit::InputRecord> = records.iter().map(to_wit_record).collect();
         let wit_ctx = wit::BatchContext {
             invocation_id: &ctx.invocation_id,
             delivery_stream_arn: &ctx.delivery_stream_arn,
@@ -903,9 +973,25 @@ impl TransformHost {
             return Err(TransformError::Engine("leased an empty pool slot".into()));
         };
         self.arm(&mut instance.store, records.len());
-        let result = instance
-            .bindings
-            .call_transform(&mut instance.store, wit_ctx, &input);
+        let packed = match &instance.bindings {
+            Exports::Packed(_) if self.packed_calls => PackedInput::new(records),
+            _ => None,
+        };
+        let result = match (&instance.bindings, &packed) {
+            (Exports::Packed(b), Some(input)) => b
+                .call_transform_packed(&mut instance.store, wit_ctx, input.wit())
+                .map(Answer::Packed),
+            (Exports::Packed(b), None) => {
+                let ids = ids(records.len());
+                b.call_transform(&mut instance.store, wit_ctx, &plain_input(records, &ids))
+                    .map(Answer::Plain)
+            }
+            (Exports::Plain(b), _) => {
+                let ids = ids(records.len());
+                b.call_transform(&mut instance.store, wit_ctx, &plain_input(records, &ids))
+                    .map(Answer::Plain)
+            }
+        };
         let stderr = self.take_output(&instance.store);
         let output = match result {
             Ok(output) => output,
@@ -917,7 +1003,10 @@ impl TransformHost {
         };
         // The guest answered; its instance stays usable even if the answer is wrong.
         lease.release();
-        self.match_answer(records, output)
+        match output {
+            Answer::Plain(output) => self.match_answer(records, output),
+            Answer::Packed(answer) => self.unpack_answer(records, answer),
+        }
     }
 
     /// [`TransformHost::call`] with Firehose's retry rule: a retriable failure is tried
@@ -1063,30 +1152,9 @@ impl TransformHost {
                 detail: format!("{size} bytes"),
             });
         }
-        // The chain numbers its records 0..n, so an id usually names its own index;
-        // other ids (any caller may choose them) are found through a map, built only
-        // when one is needed.
-        let mut index: Option<HashMap<&str, usize>> = None;
-        let mut position = |id: &str| -> Option<usize> {
-            if let Ok(i) = id.parse::<usize>()
-                && records.get(i).is_some_and(|r| r.id == id)
-            {
-                return Some(i);
-            }
-            index
-                .get_or_insert_with(|| {
-                    records
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| (r.id.as_str(), i))
-                        .collect()
-                })
-                .get(id)
-                .copied()
-        };
         let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
         for o in output {
-            let Some(i) = position(&o.record_id) else {
+            let Some(i) = index_of(&o.record_id, records.len()) else {
                 return Err(TransformError::UnknownRecordId {
                     module: module(),
                     id: o.record_id,
@@ -1100,7 +1168,7 @@ impl TransformHost {
             }
             outcomes[i] = Some(match o.outcome {
                 wit::Outcome::Ok => Outcome::Ok {
-                    data: o.data,
+                    data: Bytes::from(o.data),
                     partition_keys: o.partition_keys,
                 },
                 wit::Outcome::Dropped => Outcome::Dropped,
@@ -1113,12 +1181,158 @@ impl TransformHost {
         if let Some(first) = outcomes.iter().position(Option::is_none) {
             return Err(TransformError::MissingRecordId {
                 module: module(),
-                id: records[first].id.clone(),
+                id: first.to_string(),
                 missing,
                 total: records.len(),
             });
         }
         Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// Turns a `transform-packed` answer into outcomes in input order, checking that its
+    /// lists fit together: one disposition per record, one end offset per `replaced`
+    /// record (increasing, within `data`, all of it used), one message per `failed` one,
+    /// partition keys of records in the batch.
+    fn unpack_answer(
+        &self,
+        records: &[Record],
+        answer: Result<pk::PackedAnswer, pk::AnswerError>,
+    ) -> Result<Vec<Outcome>, TransformError> {
+        let module = || self.module.name.to_string();
+        let malformed = |detail: String| TransformError::MalformedAnswer {
+            module: module(),
+            detail,
+        };
+        let n = records.len();
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(pk::AnswerError::DuplicatedRecordId(id)) => {
+                return Err(TransformError::DuplicatedRecordId {
+                    module: module(),
+                    id,
+                });
+            }
+            Err(pk::AnswerError::UnknownRecordId(id)) => {
+                return Err(TransformError::UnknownRecordId {
+                    module: module(),
+                    id,
+                });
+            }
+            Err(pk::AnswerError::MissingRecordIds(missing)) => {
+                let Some(&first) = missing.first() else {
+                    return Err(malformed("missing-record-ids names no record".into()));
+                };
+                return Err(TransformError::MissingRecordId {
+                    module: module(),
+                    id: first.to_string(),
+                    missing: missing.len(),
+                    total: n,
+                });
+            }
+        };
+        let size = answer.data.len()
+            + answer.messages.iter().map(String::len).sum::<usize>()
+            + answer
+                .partition_keys
+                .iter()
+                .map(|k| k.key.len() + k.value.len())
+                .sum::<usize>();
+        if size > self.limits.max_output_bytes {
+            return Err(TransformError::OutputTooLarge {
+                module: module(),
+                limit: self.limits.max_output_bytes,
+                detail: format!("{size} bytes"),
+            });
+        }
+        let answered = answer.dispositions.len();
+        if answered < n {
+            return Err(TransformError::MissingRecordId {
+                module: module(),
+                id: answered.to_string(),
+                missing: n - answered,
+                total: n,
+            });
+        }
+        if answered > n {
+            return Err(malformed(format!(
+                "{answered} dispositions for a batch of {n} records"
+            )));
+        }
+        // One buffer for every replaced record: each outcome is a slice of it, so
+        // no record's bytes are copied again here.
+        let data_len = answer.data.len();
+        let data = Bytes::from(answer.data);
+        let mut ends = answer.ends.iter().map(|&e| e as usize);
+        let mut messages = answer.messages.into_iter();
+        let mut start = 0;
+        let mut outcomes = Vec::with_capacity(n);
+        for (i, disposition) in answer.dispositions.iter().enumerate() {
+            outcomes.push(match disposition {
+                pk::Disposition::Unchanged => Outcome::Ok {
+                    data: records[i].data.clone(),
+                    partition_keys: Vec::new(),
+                },
+                pk::Disposition::Replaced => {
+                    let Some(end) = ends.next() else {
+                        return Err(malformed(format!(
+                            "record {i} is replaced but `ends` has no more entries"
+                        )));
+                    };
+                    if end < start || end > data_len {
+                        return Err(malformed(format!(
+                            "record {i} ends at {end}, outside {start}..={data_len} of `data`"
+                        )));
+                    }
+                    let slice = data.slice(start..end);
+                    start = end;
+                    Outcome::Ok {
+                        data: slice,
+                        partition_keys: Vec::new(),
+                    }
+                }
+                pk::Disposition::Dropped => Outcome::Dropped,
+                pk::Disposition::Failed => {
+                    let Some(message) = messages.next() else {
+                        return Err(malformed(format!(
+                            "record {i} failed but `messages` has no more entries"
+                        )));
+                    };
+                    Outcome::Failed(Failure::new(PROCESSING_FAILED, message))
+                }
+            });
+        }
+        if ends.next().is_some() {
+            return Err(malformed(
+                "`ends` has more entries than replaced records".into(),
+            ));
+        }
+        if start != data_len {
+            return Err(malformed(format!(
+                "`data` has {} bytes after the last replaced record",
+                data_len - start
+            )));
+        }
+        if messages.next().is_some() {
+            return Err(malformed(
+                "`messages` has more entries than failed records".into(),
+            ));
+        }
+        for key in answer.partition_keys {
+            match outcomes.get_mut(key.index as usize) {
+                Some(Outcome::Ok { partition_keys, .. }) => {
+                    partition_keys.push((key.key, key.value));
+                }
+                // Keys of a dropped or failed record mean nothing, as with `transform`.
+                Some(_) => {}
+                None => {
+                    return Err(malformed(format!(
+                        "a partition key names record {}, in a batch of {n}",
+                        key.index
+                    )));
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Ends a call's output (its unfinished lines are logged) and returns the tail of
@@ -1199,7 +1413,11 @@ impl TransformHost {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         self.arm(&mut store, 0);
-        let bindings = self.module.pre.instantiate(&mut store).map_err(|e| {
+        let bindings = match &self.module.pre {
+            Pre::Plain(pre) => pre.instantiate(&mut store).map(Exports::Plain),
+            Pre::Packed(pre) => pre.instantiate(&mut store).map(Exports::Packed),
+        };
+        let bindings = bindings.map_err(|e| {
             if store.data().limiter.memory_refused {
                 self.classify(&e, true, "")
             } else {
@@ -1214,7 +1432,10 @@ impl TransformHost {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let init = bindings.call_init(&mut store, &config);
+        let init = match &bindings {
+            Exports::Plain(b) => b.call_init(&mut store, &config),
+            Exports::Packed(b) => b.call_init(&mut store, &config),
+        };
         let stderr = self.take_output(&store);
         match init {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
@@ -1260,18 +1481,94 @@ impl Drop for Lease<'_> {
     }
 }
 
-fn to_wit_record(r: &Record) -> wit::InputRecord<'_> {
-    wit::InputRecord {
-        record_id: &r.id,
-        approximate_arrival_timestamp: r.arrival_ms,
-        data: &r.data,
-        kinesis: r.kinesis.as_ref().map(|k| wit::KinesisMetadata {
-            shard_id: &k.shard_id,
-            partition_key: &k.partition_key,
-            sequence_number: &k.sequence_number,
-            subsequence_number: k.subsequence_number,
-            approximate_arrival_timestamp: k.arrival_ms,
-        }),
+/// The records' ids for the plain call: their indices.
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| i.to_string()).collect()
+}
+
+fn plain_input<'r>(records: &'r [Record], ids: &'r [String]) -> Vec<wit::InputRecord<'r>> {
+    records
+        .iter()
+        .zip(ids)
+        .map(|(r, id)| wit::InputRecord {
+            record_id: id,
+            approximate_arrival_timestamp: r.arrival_ms,
+            data: &r.data,
+            kinesis: r.kinesis.as_ref().map(to_wit_kinesis),
+        })
+        .collect()
+}
+
+/// The index an answer's record id names: the canonical decimal of an index below
+/// `n` (so `"01"` or `"+1"` is unknown, not a second answer for record 1).
+fn index_of(id: &str, n: usize) -> Option<usize> {
+    let canonical = !id.is_empty()
+        && id.bytes().all(|c| c.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'));
+    id.parse().ok().filter(|&i| canonical && i < n)
+}
+
+fn to_wit_kinesis(k: &KinesisMetadata) -> wit::KinesisMetadata<'_> {
+    wit::KinesisMetadata {
+        shard_id: &k.shard_id,
+        partition_key: &k.partition_key,
+        sequence_number: &k.sequence_number,
+        subsequence_number: k.subsequence_number,
+        approximate_arrival_timestamp: k.arrival_ms,
+    }
+}
+
+/// What a call returned, by world.
+enum Answer {
+    Plain(Vec<wit::OutputRecord>),
+    Packed(Result<pk::PackedAnswer, pk::AnswerError>),
+}
+
+/// A batch packed for `transform-packed`: every record's bytes in one buffer, so the
+/// guest receives a few lists however many records there are.
+struct PackedInput<'r> {
+    data: Vec<u8>,
+    ends: Vec<u32>,
+    arrivals: Vec<i64>,
+    kinesis: Vec<wit::KinesisMetadata<'r>>,
+}
+
+impl<'r> PackedInput<'r> {
+    /// `None` when the batch does not fit the packed shape: Kinesis metadata on some
+    /// records but not all (no stream mixes sources; the plain call takes any batch),
+    /// or more than 4 GiB of data (batches are capped far below).
+    fn new(records: &'r [Record]) -> Option<PackedInput<'r>> {
+        let kinesis: Vec<wit::KinesisMetadata<'r>> = records
+            .iter()
+            .filter_map(|r| r.kinesis.as_ref().map(to_wit_kinesis))
+            .collect();
+        if !kinesis.is_empty() && kinesis.len() != records.len() {
+            return None;
+        }
+        let total: usize = records.iter().map(|r| r.data.len()).sum();
+        u32::try_from(total).ok()?;
+        let mut data = Vec::with_capacity(total);
+        let mut ends = Vec::with_capacity(records.len());
+        for r in records {
+            data.extend_from_slice(&r.data);
+            // Cannot truncate: the total fits in a u32.
+            ends.push(data.len() as u32);
+        }
+        Some(PackedInput {
+            data,
+            ends,
+            arrivals: records.iter().map(|r| r.arrival_ms).collect(),
+            kinesis,
+        })
+    }
+
+    fn wit(&self) -> pk::PackedRecords<'_> {
+        pk::PackedRecords {
+            data: &self.data,
+            ends: &self.ends,
+            approximate_arrival_timestamps: &self.arrivals,
+            kinesis: &self.kinesis,
+        }
     }
 }
 

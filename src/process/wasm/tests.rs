@@ -89,17 +89,29 @@ fn host(mode: &str, limits: Limits) -> Option<TransformHost> {
     )
 }
 
+/// The fixture as `host` loads it, twice: calling `transform-packed` (what sluice does
+/// with a component that exports it) and calling `transform`, so each test covers both.
+fn both_calls(mode: &str, limits: Limits) -> Vec<TransformHost> {
+    let Some(packed) = host(mode, limits.clone()) else {
+        return Vec::new();
+    };
+    assert!(packed.packed(), "the fixture exports transform-packed");
+    let plain = host(mode, limits).unwrap().plain_calls();
+    assert!(!plain.packed());
+    vec![packed, plain]
+}
+
+/// Records `0`, `1`, ...; every one carries Kinesis metadata (a stream has one source).
 fn batch(data: &[&str]) -> Vec<Record> {
     data.iter()
         .enumerate()
         .map(|(i, d)| Record {
-            id: format!("r{i}"),
             arrival_ms: 1_700_000_000_000 + i as i64,
             data: Bytes::copy_from_slice(d.as_bytes()),
-            kinesis: (i == 0).then(|| KinesisMetadata {
+            kinesis: Some(KinesisMetadata {
                 shard_id: "shardId-000000000000".into(),
-                partition_key: "pk".into(),
-                sequence_number: "495".into(),
+                partition_key: format!("pk{i}"),
+                sequence_number: format!("495{i}"),
                 subsequence_number: Some(1),
                 arrival_ms: 1_700_000_000_000,
             }),
@@ -119,26 +131,112 @@ fn ok_data(outcomes: &[Outcome]) -> Vec<String> {
 
 #[test]
 fn well_behaved_guests_answer_in_input_order() {
-    let Some(upper) = host("upper", limits()) else {
+    let ctx = BatchContext::default();
+    for upper in both_calls("upper", limits()) {
+        let out = upper.call(&ctx, &batch(&["a", "bc", "{\"x\":1}"])).unwrap();
+        assert_eq!(ok_data(&out), ["A", "BC", "{\"X\":1}"]);
+        for o in &out {
+            let Outcome::Ok { partition_keys, .. } = o else {
+                unreachable!()
+            };
+            assert_eq!(partition_keys, &[("case".to_string(), "upper".to_string())]);
+        }
+    }
+    for mixed in both_calls("drop-odd", limits()) {
+        let records = batch(&["a", "b", "c", "d"]);
+        let out = mixed.call(&ctx, &records).unwrap();
+        assert_eq!(ok_data(&out[..1]), ["a"]);
+        assert_eq!(out[1], Outcome::Dropped);
+        assert_eq!(
+            out[2],
+            Outcome::Failed(Failure::new(PROCESSING_FAILED, "not wanted"))
+        );
+        assert_eq!(ok_data(&out[3..]), ["d"]);
+        // An empty batch is a valid call with an empty answer.
+        assert_eq!(mixed.call(&ctx, &[]).unwrap(), []);
+    }
+    // What the guest saw: each record's arrival time and Kinesis metadata, through
+    // either call (the `meta` mode answers them as data).
+    for meta in both_calls("meta", limits()) {
+        let out = meta.call(&ctx, &batch(&["a", "b"])).unwrap();
+        assert_eq!(
+            ok_data(&out),
+            [
+                "1700000000000 shardId-000000000000 pk0 4950 Some(1) 1700000000000",
+                "1700000000001 shardId-000000000000 pk1 4951 Some(1) 1700000000000",
+            ],
+            "packed: {}",
+            meta.packed()
+        );
+    }
+}
+
+/// Through `transform-packed`, a record the guest answers with its own bytes comes back
+/// as the very buffer the host sent (no copy); a changed one as a slice of the answer.
+#[test]
+fn unchanged_records_keep_the_hosts_bytes() {
+    let Some(host) = host("identity", limits()) else {
+        return;
+    };
+    let records = batch(&["one", "two"]);
+    let out = host.call(&BatchContext::default(), &records).unwrap();
+    for (o, r) in out.iter().zip(&records) {
+        let Outcome::Ok { data, .. } = o else {
+            panic!("{o:?}")
+        };
+        assert_eq!(data.as_ptr(), r.data.as_ptr(), "copied");
+    }
+}
+
+/// A packed answer whose lists do not fit together fails the batch with
+/// `Lambda.JsonProcessingException` (or Firehose's missing-id code when records are
+/// left unanswered), naming what is wrong; the instance keeps serving.
+#[test]
+fn malformed_packed_answers_fail_the_batch_by_name() {
+    let Some(host) = host("identity", limits()) else {
         return;
     };
     let ctx = BatchContext::default();
-    let out = upper.call(&ctx, &batch(&["a", "bc", "{\"x\":1}"])).unwrap();
-    assert_eq!(ok_data(&out), ["A", "BC", "{\"X\":1}"]);
-    let Outcome::Ok { partition_keys, .. } = &out[0] else {
-        unreachable!()
-    };
-    assert_eq!(partition_keys, &[("case".to_string(), "upper".to_string())]);
-
-    let mixed = host("drop-odd", limits()).unwrap();
-    let out = mixed.call(&ctx, &batch(&["a", "b", "c"])).unwrap();
-    assert_eq!(out[1], Outcome::Dropped);
-    assert_eq!(
-        out[2],
-        Outcome::Failed(Failure::new(PROCESSING_FAILED, "not wanted"))
-    );
-    // An empty batch is a valid call with an empty answer.
-    assert_eq!(mixed.call(&ctx, &[]).unwrap(), []);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "!bad-end",
+            "Lambda.JsonProcessingException",
+            "record 0 ends at 5, outside 0..=1",
+        ),
+        (
+            "!short",
+            "Lambda.MissingRecordId",
+            "1 of 3 records (first: \"2\")",
+        ),
+        (
+            "!long",
+            "Lambda.JsonProcessingException",
+            "4 dispositions for a batch of 3",
+        ),
+        (
+            "!extra-data",
+            "Lambda.JsonProcessingException",
+            "4 bytes after the last replaced",
+        ),
+        (
+            "!no-message",
+            "Lambda.JsonProcessingException",
+            "record 0 failed but `messages`",
+        ),
+        (
+            "!key-outside",
+            "Lambda.JsonProcessingException",
+            "names record 3, in a batch of 3",
+        ),
+    ];
+    for &(first, code, words) in cases {
+        let err = host.call(&ctx, &batch(&[first, "b", "c"])).unwrap_err();
+        assert_eq!(err.code(), code, "{first}: {err}");
+        assert!(!err.is_retriable(), "{first}: {err}");
+        assert_eq!(err.fault(), Fault::Data);
+        assert!(err.to_string().contains(words), "{first}: {err}");
+        assert_eq!(ok_data(&host.call(&ctx, &batch(&["ok"])).unwrap()), ["ok"]);
+    }
 }
 
 /// Every hostile batch fails as a whole with a clear, classified error; after the last
@@ -146,9 +244,12 @@ fn well_behaved_guests_answer_in_input_order() {
 /// good batch on a fresh instance (the batch counter restarts).
 #[test]
 fn hostile_batches_fail_their_records_and_the_host_keeps_serving() {
-    let Some(host) = host("count", limits()) else {
-        return;
-    };
+    for host in both_calls("count", limits()) {
+        hostile_batches(&host);
+    }
+}
+
+fn hostile_batches(host: &TransformHost) {
     let ctx = BatchContext::default();
     let good = batch(&["x", "y"]);
     assert_eq!(ok_data(&host.call(&ctx, &good).unwrap()), ["1", "1"]);
@@ -176,7 +277,7 @@ fn hostile_batches_fail_their_records_and_the_host_keeps_serving() {
             "!dup",
             "Lambda.DuplicatedRecordId",
             false,
-            "\"r0\" more than once",
+            "\"0\" more than once",
             false,
         ),
         (
@@ -200,7 +301,7 @@ fn hostile_batches_fail_their_records_and_the_host_keeps_serving() {
         let started = Instant::now();
         let err = host.call(&ctx, &records).unwrap_err();
         let took = started.elapsed();
-        eprintln!("{first} ({took:?}): {err}");
+        eprintln!("{first} (packed: {}, {took:?}): {err}", host.packed());
         assert_eq!(err.code(), code, "{first}: {err}");
         assert_eq!(err.is_retriable(), retriable, "{first}: {err}");
         assert!(err.to_string().contains(words), "{first}: {err}");

@@ -4,22 +4,30 @@
 //! `mode` entry, or, when the batch's first record is `!MODE`, that mode for this batch
 //! only: one instance can then serve a hostile batch and then a good one.
 //! Well-behaved modes: `identity` (the default), `upper`, `drop-odd`, `count` (answers
-//! how many batches this instance has seen). Hostile modes try what a buggy or malicious
+//! how many batches this instance has seen), `meta` (answers each record's arrival time
+//! and Kinesis metadata). Hostile modes try what a buggy or malicious
 //! transform would: `loop`, `alloc`, `panic`, `huge`, `dup`, `missing`, `unknown`,
 //! `init-fail` (init only), `file`, `socket` (connects to `addr`), `env`, `chatty`.
 //! The sandbox probes (`file`, `socket`, `env`) answer with what they saw as record data,
 //! so the host test can check the guest saw nothing.
+//!
+//! It is a component of the `packed-transformer` world: `transform-packed` unpacks the
+//! batch, runs the same modes as `transform` and packs their answer by position, so
+//! every mode is reachable through both calls (the host can be told to use `transform`).
+//! Modes only the packed answer can express break its shape: `bad-end`, `short`,
+//! `long`, `extra-data`, `no-message` and `key-outside`.
 
 // The generated export glue takes one argument per flattened field.
 #![allow(clippy::too_many_arguments)]
 
 wit_bindgen::generate!({
-    world: "transformer",
+    world: "packed-transformer",
     path: "../../../transforms/wit",
 });
 
 use std::cell::{Cell, RefCell};
 
+use sluice::transform::packed::{Disposition, PartitionKey};
 use sluice::transform::types::Outcome;
 
 struct Fixture;
@@ -58,6 +66,114 @@ impl Guest for Fixture {
         }
     }
 
+    fn transform_packed(
+        ctx: BatchContext,
+        packed: PackedRecords,
+    ) -> Result<PackedAnswer, AnswerError> {
+        let n = packed.ends.len();
+        let mut ranges = Vec::with_capacity(n);
+        let mut start = 0;
+        for &end in &packed.ends {
+            ranges.push(start..end as usize);
+            start = end as usize;
+        }
+        let slice = |i: usize| &packed.data[ranges[i].clone()];
+        let everything = |d: Disposition| PackedAnswer {
+            dispositions: vec![d; n],
+            data: Vec::new(),
+            ends: Vec::new(),
+            messages: Vec::new(),
+            partition_keys: Vec::new(),
+        };
+        match (n > 0).then(|| slice(0)) {
+            Some(b"!bad-end") => {
+                return Ok(PackedAnswer {
+                    data: b"x".to_vec(),
+                    ends: vec![5; n],
+                    ..everything(Disposition::Replaced)
+                });
+            }
+            Some(b"!short") => {
+                let mut answer = everything(Disposition::Unchanged);
+                answer.dispositions.pop();
+                return Ok(answer);
+            }
+            Some(b"!long") => {
+                let mut answer = everything(Disposition::Unchanged);
+                answer.dispositions.push(Disposition::Dropped);
+                return Ok(answer);
+            }
+            Some(b"!extra-data") => {
+                return Ok(PackedAnswer {
+                    data: b"junk".to_vec(),
+                    ..everything(Disposition::Unchanged)
+                });
+            }
+            Some(b"!no-message") => return Ok(everything(Disposition::Failed)),
+            Some(b"!key-outside") => {
+                return Ok(PackedAnswer {
+                    partition_keys: vec![PartitionKey {
+                        index: n as u32,
+                        key: "k".into(),
+                        value: "v".into(),
+                    }],
+                    ..everything(Disposition::Unchanged)
+                });
+            }
+            _ => {}
+        }
+        let mut kinesis = packed.kinesis.iter().cloned();
+        let records: Vec<InputRecord> = (0..n)
+            .map(|i| InputRecord {
+                record_id: i.to_string(),
+                approximate_arrival_timestamp: packed.approximate_arrival_timestamps[i],
+                data: slice(i).to_vec(),
+                kinesis: kinesis.next(),
+            })
+            .collect();
+        let mut answers: Vec<Option<OutputRecord>> = (0..n).map(|_| None).collect();
+        for o in Self::transform(ctx, records) {
+            let i = match o.record_id.parse::<usize>() {
+                Ok(i) if i < n && i.to_string() == o.record_id => i,
+                _ => return Err(AnswerError::UnknownRecordId(o.record_id)),
+            };
+            if answers[i].is_some() {
+                return Err(AnswerError::DuplicatedRecordId(o.record_id));
+            }
+            answers[i] = Some(o);
+        }
+        let missing: Vec<u32> = (0..n as u32)
+            .filter(|&i| answers[i as usize].is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(AnswerError::MissingRecordIds(missing));
+        }
+        let mut answer = everything(Disposition::Unchanged);
+        for (i, o) in answers.into_iter().flatten().enumerate() {
+            answer.dispositions[i] = match o.outcome {
+                Outcome::Ok if o.data == slice(i) => Disposition::Unchanged,
+                Outcome::Ok => {
+                    answer.data.extend_from_slice(&o.data);
+                    answer.ends.push(answer.data.len() as u32);
+                    Disposition::Replaced
+                }
+                Outcome::Dropped => Disposition::Dropped,
+                Outcome::ProcessingFailed(m) => {
+                    answer.messages.push(m);
+                    Disposition::Failed
+                }
+            };
+            for (key, value) in o.partition_keys {
+                answer.partition_keys.push(PartitionKey {
+                    index: i as u32,
+                    key,
+                    value,
+                });
+            }
+        }
+        Ok(answer)
+    }
+
     fn transform(_ctx: BatchContext, records: Vec<InputRecord>) -> Vec<OutputRecord> {
         BATCHES.with(|b| b.set(b.get() + 1));
         let mode = records
@@ -67,6 +183,24 @@ impl Guest for Fixture {
             .or_else(|| get("mode"))
             .unwrap_or_else(|| "identity".into());
         match mode.as_str() {
+            "meta" => records
+                .into_iter()
+                .map(|r| {
+                    let seen = match &r.kinesis {
+                        Some(k) => format!(
+                            "{} {} {} {} {:?} {}",
+                            r.approximate_arrival_timestamp,
+                            k.shard_id,
+                            k.partition_key,
+                            k.sequence_number,
+                            k.subsequence_number,
+                            k.approximate_arrival_timestamp
+                        ),
+                        None => format!("{} no kinesis", r.approximate_arrival_timestamp),
+                    };
+                    ok(r.record_id, seen.into_bytes())
+                })
+                .collect(),
             "count" => {
                 let seen = BATCHES.with(|b| b.get()).to_string();
                 records
@@ -119,7 +253,7 @@ impl Guest for Fixture {
             "panic" => panic!("panic mode: the guest gives up"),
             "huge" => records
                 .into_iter()
-                .map(|r| ok(r.record_id, vec![b'x'; 7 << 20]))
+                .map(|r| ok(r.record_id, vec![b'x'; 2 << 20]))
                 .collect(),
             "dup" => {
                 // Every record answered, the first twice: a duplicate even in a
