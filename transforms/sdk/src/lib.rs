@@ -35,9 +35,11 @@
 //! - this file: the record types, [`Transform`], [`map_records`] and [`config`] helpers;
 //! - [`log`]: [`log()`](log::log) to sluice's log (stderr and a test capture natively);
 //! - [`testing`]: building batches in tests and checking an answer obeys the contract;
-//! - `wasm` (only on `wasm32`): the wit-bindgen bindings and the conversions.
+//! - `wasm` (only on `wasm32`): the wit-bindgen bindings and the conversions;
+//! - `packing`: the id and byte helpers of the packed call, tested natively.
 
 pub mod log;
+mod packing;
 pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
@@ -301,6 +303,16 @@ macro_rules! export {
                     records: ::std::vec::Vec<$crate::wasm::bindings::InputRecord>,
                 ) -> ::std::vec::Vec<$crate::wasm::bindings::OutputRecord> {
                     $crate::wasm::transform::<$ty>(&INSTANCE, ctx, records)
+                }
+
+                fn transform_packed(
+                    ctx: $crate::wasm::bindings::BatchContext,
+                    records: $crate::wasm::bindings::PackedRecords,
+                ) -> ::std::result::Result<
+                    $crate::wasm::bindings::PackedAnswer,
+                    $crate::wasm::bindings::AnswerError,
+                > {
+                    $crate::wasm::transform_packed::<$ty>(&INSTANCE, ctx, records)
                 }
             }
 

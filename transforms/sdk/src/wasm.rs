@@ -1,10 +1,15 @@
 //! The component binding layer (compiled only for `wasm32`): wit-bindgen's
-//! bindings of the `transformer` world, and the conversions between them and
-//! the SDK's plain types, so plugin code never sees generated types.
+//! bindings of the `packed-transformer` world, and the conversions between
+//! them and the SDK's plain types, so plugin code never sees generated types.
 //!
 //! [`crate::export!`] expands in the plugin crate to a `Guest` impl that calls
-//! [`init`] and [`transform`] here with the plugin's one instance.
+//! [`init`], [`transform`] and [`transform_packed`] here with the plugin's one
+//! instance. Both calls run the same [`Transform::transform`]: a sluice of
+//! 0.1.1 or later calls `transform-packed` (the batch in a few flat lists, the
+//! answer by position, unchanged data not copied back), an older one
+//! `transform`.
 
+use crate::packing::{decimal, index_of, same_bytes};
 use crate::{BatchContext, InputRecord, KinesisMetadata, Level, Outcome, OutputRecord, Transform};
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -16,14 +21,16 @@ use std::thread::LocalKey;
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "transformer",
+        world: "packed-transformer",
         path: "../wit",
         export_macro_name: "__export_transformer",
         pub_export_macro: true,
         default_bindings_module: "::sluice_transform::wasm::bindings",
     });
 
-    // The world's `use types.{...}` already aliases the other types here.
+    // The world's `use types.{...}` and `use packed.{...}` already alias the
+    // other types here.
+    pub use self::sluice::transform::packed::{Disposition, PartitionKey};
     pub use self::sluice::transform::types::{KinesisMetadata, Outcome};
 }
 
@@ -60,16 +67,159 @@ pub fn transform<T: Transform>(
     ctx: b::BatchContext,
     records: Vec<b::InputRecord>,
 ) -> Vec<b::OutputRecord> {
-    let ctx = BatchContext {
+    // Moves, not copies: each record's data Vec goes from the bindings to the
+    // plugin and back without touching the bytes.
+    let records: Vec<InputRecord> = records.into_iter().map(input_from).collect();
+    run(slot, context_from(ctx), records)
+        .into_iter()
+        .map(output_to)
+        .collect()
+}
+
+/// The `transform-packed` export: unpacks the batch into the plugin's records
+/// (ids are the input indices, `"0"`, `"1"`, ...), runs the plugin, and packs
+/// its answer by position. A record answered `ok` with the bytes it came with
+/// is answered `unchanged`, so its data is not copied back to the host.
+/// Firehose's id rules are checked here, where the ids are known.
+pub fn transform_packed<T: Transform>(
+    slot: &'static Slot<T>,
+    ctx: b::BatchContext,
+    packed: b::PackedRecords,
+) -> Result<b::PackedAnswer, b::AnswerError> {
+    let n = packed.ends.len();
+    let mut kinesis = packed.kinesis.into_iter();
+    let mut ranges = Vec::with_capacity(n);
+    let mut start = 0usize;
+    let mut records = Vec::with_capacity(n);
+    for (i, &end) in packed.ends.iter().enumerate() {
+        // The host sends increasing ends within `data`; clamping keeps a
+        // broken host from making the guest panic.
+        let end = (end as usize).clamp(start, packed.data.len());
+        ranges.push(start..end);
+        records.push(InputRecord {
+            record_id: decimal(i),
+            approximate_arrival_timestamp: packed
+                .approximate_arrival_timestamps
+                .get(i)
+                .copied()
+                .unwrap_or_default(),
+            data: packed.data[start..end].to_vec(),
+            kinesis: kinesis.next().map(kinesis_from),
+        });
+        start = end;
+    }
+    let out = run(slot, context_from(ctx), records);
+
+    let answers = in_input_order(out, n)?;
+
+    // Which `ok` answers kept their bytes, decided once: the data was copied into
+    // the plugin's records, so only a comparison can tell.
+    let unchanged: Vec<bool> = answers
+        .iter()
+        .zip(&ranges)
+        .map(|(o, r)| o.outcome == Outcome::Ok && same_bytes(&o.data, &packed.data[r.clone()]))
+        .collect();
+    // Sized up front: the plugin's answers are still alive while they are packed,
+    // so growing by doubling could take three times the answer's size.
+    let replaced: usize = answers
+        .iter()
+        .zip(&unchanged)
+        .filter(|(o, same)| o.outcome == Outcome::Ok && !**same)
+        .map(|(o, _)| o.data.len())
+        .sum();
+    let mut answer = b::PackedAnswer {
+        dispositions: Vec::with_capacity(n),
+        data: Vec::with_capacity(replaced),
+        ends: Vec::new(),
+        messages: Vec::new(),
+        partition_keys: Vec::new(),
+    };
+    for (i, (o, same)) in answers.into_iter().zip(unchanged).enumerate() {
+        let disposition = match o.outcome {
+            Outcome::Ok if same => b::Disposition::Unchanged,
+            Outcome::Ok => {
+                answer.data.extend_from_slice(&o.data);
+                answer.ends.push(answer.data.len() as u32);
+                b::Disposition::Replaced
+            }
+            Outcome::Dropped => b::Disposition::Dropped,
+            Outcome::ProcessingFailed(m) => {
+                answer.messages.push(m);
+                b::Disposition::Failed
+            }
+        };
+        answer.dispositions.push(disposition);
+        if matches!(
+            disposition,
+            b::Disposition::Unchanged | b::Disposition::Replaced
+        ) {
+            answer
+                .partition_keys
+                .extend(
+                    o.partition_keys
+                        .into_iter()
+                        .map(|(key, value)| b::PartitionKey {
+                            index: i as u32,
+                            key,
+                            value,
+                        }),
+                );
+        }
+    }
+    Ok(answer)
+}
+
+/// The input index an answer's id names: the canonical decimal form only, so
+/// `"01"` or `"+1"` is an unknown id as it would be for the host.
+/// The plugin's answers in input order, or Firehose's id error. Most plugins answer
+/// in input order, which is checked without moving the answers; any other order is
+/// sorted through slots.
+fn in_input_order(out: Vec<OutputRecord>, n: usize) -> Result<Vec<OutputRecord>, b::AnswerError> {
+    if out.len() == n
+        && out
+            .iter()
+            .enumerate()
+            .all(|(i, o)| index_of(&o.record_id, n) == Some(i))
+    {
+        return Ok(out);
+    }
+    let mut slots: Vec<Option<OutputRecord>> = (0..n).map(|_| None).collect();
+    for o in out {
+        let Some(i) = index_of(&o.record_id, n) else {
+            return Err(b::AnswerError::UnknownRecordId(o.record_id));
+        };
+        if slots[i].is_some() {
+            return Err(b::AnswerError::DuplicatedRecordId(o.record_id));
+        }
+        slots[i] = Some(o);
+    }
+    let missing: Vec<u32> = (0..n)
+        .filter(|&i| slots[i].is_none())
+        .map(|i| i as u32)
+        .collect();
+    if !missing.is_empty() {
+        return Err(b::AnswerError::MissingRecordIds(missing));
+    }
+    Ok(slots.into_iter().flatten().collect())
+}
+
+fn context_from(ctx: b::BatchContext) -> BatchContext {
+    BatchContext {
         invocation_id: ctx.invocation_id,
         delivery_stream_arn: ctx.delivery_stream_arn,
         region: ctx.region,
         source_kinesis_stream_arn: ctx.source_kinesis_stream_arn,
-    };
-    // Moves, not copies: each record's data Vec goes from the bindings to the
-    // plugin and back without touching the bytes.
-    let records: Vec<InputRecord> = records.into_iter().map(input_from).collect();
-    let out = slot.with(|s| match s.borrow_mut().as_mut() {
+    }
+}
+
+/// Runs the plugin on a batch (or fails every record when `init` never
+/// succeeded).
+fn run<T: Transform>(
+    slot: &'static Slot<T>,
+    ctx: BatchContext,
+    records: Vec<InputRecord>,
+) -> Vec<OutputRecord> {
+    slot.with(|s| match s.borrow_mut().as_mut() {
         Some(t) => t.transform(&ctx, records),
         // A host that calls transform before a successful init is a host
         // bug; fail the records (not trap) so the message reaches the error
@@ -78,8 +228,7 @@ pub fn transform<T: Transform>(
             .into_iter()
             .map(|r| OutputRecord::failed(r.record_id, "transform called before a successful init"))
             .collect(),
-    });
-    out.into_iter().map(output_to).collect()
+    })
 }
 
 fn input_from(r: b::InputRecord) -> InputRecord {
@@ -87,13 +236,17 @@ fn input_from(r: b::InputRecord) -> InputRecord {
         record_id: r.record_id,
         approximate_arrival_timestamp: r.approximate_arrival_timestamp,
         data: r.data,
-        kinesis: r.kinesis.map(|k| KinesisMetadata {
-            shard_id: k.shard_id,
-            partition_key: k.partition_key,
-            sequence_number: k.sequence_number,
-            subsequence_number: k.subsequence_number,
-            approximate_arrival_timestamp: k.approximate_arrival_timestamp,
-        }),
+        kinesis: r.kinesis.map(kinesis_from),
+    }
+}
+
+fn kinesis_from(k: b::KinesisMetadata) -> KinesisMetadata {
+    KinesisMetadata {
+        shard_id: k.shard_id,
+        partition_key: k.partition_key,
+        sequence_number: k.sequence_number,
+        subsequence_number: k.subsequence_number,
+        approximate_arrival_timestamp: k.approximate_arrival_timestamp,
     }
 }
 
