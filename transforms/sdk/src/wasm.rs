@@ -87,6 +87,7 @@ pub fn transform_packed<T: Transform>(
     packed: b::PackedRecords,
 ) -> Result<b::PackedAnswer, b::AnswerError> {
     let n = packed.ends.len();
+    let mut spare = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut kinesis = packed.kinesis.into_iter();
     let mut ranges = Vec::with_capacity(n);
     let mut start = 0usize;
@@ -96,14 +97,16 @@ pub fn transform_packed<T: Transform>(
         // broken host from making the guest panic.
         let end = (end as usize).clamp(start, packed.data.len());
         ranges.push(start..end);
+        let mut data = spare.buffer();
+        data.extend_from_slice(&packed.data[start..end]);
         records.push(InputRecord {
-            record_id: decimal(i),
+            record_id: spare.id(i),
             approximate_arrival_timestamp: packed
                 .approximate_arrival_timestamps
                 .get(i)
                 .copied()
                 .unwrap_or_default(),
-            data: packed.data[start..end].to_vec(),
+            data,
             kinesis: kinesis.next().map(kinesis_from),
         });
         start = end;
@@ -165,12 +168,63 @@ pub fn transform_packed<T: Transform>(
                         }),
                 );
         }
+        spare.keep(i, o.record_id, o.data);
     }
+    SPARE.with(|s| *s.borrow_mut() = spare);
     Ok(answer)
 }
 
-/// The input index an answer's id names: the canonical decimal form only, so
-/// `"01"` or `"+1"` is an unknown id as it would be for the host.
+thread_local! {
+    static SPARE: RefCell<Spare> = RefCell::default();
+}
+
+/// Allocations of the last batch, reused by the next: its record ids (the same
+/// strings every batch, `"0"`, `"1"`, ...) and its data buffers. Without them a
+/// batch costs two allocations and two frees per record in the guest, which is
+/// most of what an identity plugin costs. What is kept is bounded: ids for as
+/// many records as a batch had, buffers up to [`Spare::MAX_BYTES`] in all.
+#[derive(Default)]
+struct Spare {
+    /// `ids[i]` is `"i"`, or empty when taken by the batch in flight.
+    ids: Vec<String>,
+    /// Empty buffers with their capacity.
+    data: Vec<Vec<u8>>,
+    data_bytes: usize,
+}
+
+impl Spare {
+    /// Capacity kept across batches: a batch is at most 6 MB in (Lambda's limit).
+    const MAX_BYTES: usize = 8 << 20;
+
+    /// An empty buffer, with the capacity of one the last batch gave back.
+    fn buffer(&mut self) -> Vec<u8> {
+        let data = self.data.pop().unwrap_or_default();
+        self.data_bytes -= data.capacity();
+        data
+    }
+
+    fn id(&mut self, i: usize) -> String {
+        match self.ids.get_mut(i) {
+            Some(id) if !id.is_empty() => std::mem::take(id),
+            _ => decimal(i),
+        }
+    }
+
+    /// Takes back record `i`'s answer id (which [`in_input_order`] checked is
+    /// `"i"`) and its data buffer.
+    fn keep(&mut self, i: usize, id: String, mut data: Vec<u8>) {
+        if self.ids.len() <= i {
+            self.ids.resize(i + 1, String::new());
+        }
+        self.ids[i] = id;
+        if self.data_bytes + data.capacity() <= Self::MAX_BYTES {
+            self.data_bytes += data.capacity();
+            data.clear();
+            self.data.push(data);
+        }
+    }
+}
+
 /// The plugin's answers in input order, or Firehose's id error. Most plugins answer
 /// in input order, which is checked without moving the answers; any other order is
 /// sorted through slots.
