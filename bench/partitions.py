@@ -24,6 +24,7 @@ import multiprocessing as mp
 import os
 import pathlib
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,6 +138,7 @@ def run_case(args, name, partitions, records):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
         log.close()
+        shutil.rmtree(work, ignore_errors=True)
     return {"case": name, "records": records, "records_per_s": records / elapsed,
             "cpu_per_100k": cpu / records * 100_000, "rss": rss}
 

@@ -495,7 +495,7 @@ def report(args, meta: dict, conv: list[dict], e2e: dict, kin: dict | None, memo
     if extra:
         lines += ["## d. WASM transform overhead and open partitions", "",
                   "From `bench/transforms.py` and `bench/partitions.py` (their docs say how), run here on their "
-                  "default 200-byte records, raw output:", "",
+                  "default 200-byte records, raw output; the transform cases are medians of 3 interleaved runs:", "",
                   "| case | records | records/s | daemon CPU s per 100k records | vs baseline |", "|---|---|---|---|---|"]
         for group in ("transforms", "partitions"):
             rows = [r for r in extra if r["group"] == group]
@@ -574,9 +574,13 @@ def main() -> None:
         ns = argparse.Namespace(binary=str(SLUICE), record_bytes=200, producers=args.producers)
         components = REPO / "transforms" / "target" / "components"
         if (components / "identity.wasm").exists():
-            for name, module in (("none", None), ("identity (Rust)", "identity.wasm")):
-                r = transforms.run_case(ns, name, module, None, 200_000)
-                extra.append({"group": "transforms", **r})
+            # 1,000,000 records, 3 interleaved runs, medians: the difference is a few
+            # hundredths of a CPU-second per 100k records, smaller than one run's noise.
+            cases = (("none", None), ("identity (Rust)", "identity.wasm"))
+            runs = [[transforms.run_case(ns, name, module, None, 1_000_000) for name, module in cases]
+                    for _ in range(3)]
+            for i in range(len(cases)):
+                extra.append({"group": "transforms", **transforms.median_of([run[i] for run in runs])})
         for name, p in (("1 partition", 1), ("100 partitions", 100), ("1,000 partitions", 1000)):
             r = partitions.run_case(ns, name, p, 200_000)
             extra.append({"group": "partitions", **r})

@@ -18,8 +18,11 @@ daemon's CPU seconds per 100,000 records (from /proc, start-up and compilation e
 the counter is read after the daemon listens, and a warm-up batch has gone through) and
 that CPU relative to the baseline. Python and JavaScript get fewer records (--slow-records)
 so the run stays short; their per-record figures are comparable, their totals are not.
+With --runs N the cases run N times, interleaved (none, identity, ..., none, identity, ...),
+and each figure is the median of its N runs, so a burst of other work on the machine
+moves one run, not the result.
 
-    .venv/bin/python bench/transforms.py [--records 200000] [--slow-records 20000]
+    .venv/bin/python bench/transforms.py [--records 1000000] [--slow-records 20000] [--runs 3]
 
 Needs `cargo build --release` and `transforms/build.sh` (the components).
 """
@@ -32,6 +35,7 @@ import multiprocessing as mp
 import os
 import pathlib
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,16 +141,18 @@ def run_case(args, name, module, config, records):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
         log.close()
+        shutil.rmtree(work, ignore_errors=True)
     return {"case": name, "records": records, "seconds": elapsed, "records_per_s": records / elapsed,
             "cpu_per_100k": cpu / records * 100_000}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--slow-records", type=int, default=20_000, help="records for the Python and JS cases")
     parser.add_argument("--record-bytes", type=int, default=200)
     parser.add_argument("--producers", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs per case; medians are reported")
     parser.add_argument("--binary", default=str(REPO / "target/release/sluice"))
     args = parser.parse_args()
     if not pathlib.Path(args.binary).exists():
@@ -162,12 +168,24 @@ def main():
     ]
     print(f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}; {args.record_bytes}-byte records, "
           f"{args.producers} producers on the same machine")
-    results = [run_case(args, *case) for case in cases]
+    runs = [[run_case(args, *case) for case in cases] for _ in range(args.runs)]
+    results = [median_of([run[i] for run in runs]) for i in range(len(cases))]
     base = results[0]["cpu_per_100k"]
-    print(f"{'case':<14}{'records':>9}{'records/s':>12}{'daemon CPU s/100k':>19}{'vs none':>9}")
-    for r in results:
+    print(f"{'case':<14}{'records':>9}{'records/s':>12}{'daemon CPU s/100k':>19}{'vs none':>9}"
+          f"   (medians of {args.runs} runs; CPU s/100k of each run)")
+    for i, r in enumerate(results):
+        each = " ".join(f"{run[i]['cpu_per_100k']:.3f}" for run in runs)
         print(f"{r['case']:<14}{r['records']:>9}{r['records_per_s']:>12,.0f}{r['cpu_per_100k']:>19.3f}"
-              f"{r['cpu_per_100k'] / base:>8.2f}x")
+              f"{r['cpu_per_100k'] / base:>8.2f}x   {each}")
+
+
+def median_of(results):
+    """The case's figures, each the median over its runs."""
+    out = dict(results[0])
+    for key in ("seconds", "records_per_s", "cpu_per_100k"):
+        values = sorted(r[key] for r in results)
+        out[key] = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+    return out
 
 
 if __name__ == "__main__":
