@@ -981,15 +981,15 @@ impl TransformHost {
             (Exports::Packed(b), Some(input)) => b
                 .call_transform_packed(&mut instance.store, wit_ctx, input.wit())
                 .map(Answer::Packed),
-            (Exports::Packed(b), None) => {
+            (exports, _) => {
                 let ids = ids(records.len());
-                b.call_transform(&mut instance.store, wit_ctx, &plain_input(records, &ids))
-                    .map(Answer::Plain)
-            }
-            (Exports::Plain(b), _) => {
-                let ids = ids(records.len());
-                b.call_transform(&mut instance.store, wit_ctx, &plain_input(records, &ids))
-                    .map(Answer::Plain)
+                let input = plain_input(records, &ids);
+                let store = &mut instance.store;
+                match exports {
+                    Exports::Plain(b) => b.call_transform(store, wit_ctx, &input),
+                    Exports::Packed(b) => b.call_transform(store, wit_ctx, &input),
+                }
+                .map(Answer::Plain)
             }
         };
         let stderr = self.take_output(&instance.store);
