@@ -15,9 +15,9 @@ build.sh needs no wasm-tools (a multi-minute cargo install) for it:
   them;
 - the top-level import section: only `log`, the world's types interfaces
   (`sluice:transform/types@...`, `sluice:transform/packed@...`) and the type
-  names the world `use`s from them, and WASI interfaces (`wasi:*`), which sluice links with an empty
-  context. WASI imports are printed, since which WASI interfaces a guest
-  language pulls in matters to the host (a Rust guest's `log` import is
+  names the world `use`s from them, and WASI interfaces (`wasi:*`), which
+  sluice links with an empty context. WASI imports are printed, since which
+  WASI interfaces a guest language pulls in matters to the host (a Rust guest's `log` import is
   absent when the plugin never logs: the linker drops it).
 
 Type-checking the functions' signatures against the WIT is left to the host
