@@ -33,6 +33,7 @@ pub mod format;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -394,11 +395,12 @@ pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:020}.wal"))
 }
 
-/// Reads one frame into `payload`. `Ok(None)` at a clean end of file;
+/// Reads one frame, appending its payload to `buf` (nothing is appended unless
+/// the frame is whole and passes its CRC). `Ok(None)` at a clean end of file;
 /// `Err` for a torn or damaged frame. Returns the frame's total length.
 /// The streaming twin of [`format::frame_at`], for the reader; both check the
 /// header with [`format::frame_header`].
-pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<Option<u64>, String> {
+pub fn read_frame(reader: &mut impl Read, buf: &mut Vec<u8>) -> Result<Option<u64>, String> {
     let mut header = [0u8; FRAME_HEADER];
     match read_full(reader, &mut header) {
         Ok(0) => return Ok(None),
@@ -407,16 +409,23 @@ pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<Optio
         Err(e) => return Err(e.to_string()),
     }
     let (len, crc) = format::frame_header(&header).map_err(|e| e.reason().to_owned())?;
-    payload.resize(len as usize, 0);
-    match read_full(reader, payload) {
-        Ok(n) if n == len as usize => {}
-        Ok(_) => return Err("torn frame payload".into()),
-        Err(e) => return Err(e.to_string()),
+    let start = buf.len();
+    buf.resize(start + len as usize, 0);
+    let result = match read_full(reader, &mut buf[start..]) {
+        Ok(n) if n == len as usize => {
+            if crc32fast::hash(&buf[start..]) == crc {
+                Ok(Some(FRAME_HEADER as u64 + u64::from(len)))
+            } else {
+                Err("frame fails its CRC".into())
+            }
+        }
+        Ok(_) => Err("torn frame payload".into()),
+        Err(e) => Err(e.to_string()),
+    };
+    if result.is_err() {
+        buf.truncate(start);
     }
-    if crc32fast::hash(payload) != crc {
-        return Err("frame fails its CRC".into());
-    }
-    Ok(Some(FRAME_HEADER as u64 + u64::from(len)))
+    result
 }
 
 /// Like `read_exact`, but reports how much was read before end of file.
@@ -681,6 +690,11 @@ impl SourceProgress for Wal {
 }
 
 /// Reads frames from `pos` towards `end` (blocking).
+///
+/// The payloads go into one buffer per batch and each record's data is a slice
+/// of it: one allocation per batch rather than one per record. Nothing keeps a
+/// batch's records long (the buffer stage copies them into the object being
+/// built), so the shared buffer does not outlive its batch by much.
 fn read_batch(
     dir: &Path,
     file: &mut Option<io::BufReader<File>>,
@@ -688,9 +702,17 @@ fn read_batch(
     end: WalPosition,
     max_bytes: usize,
 ) -> Result<Vec<Record>, WalError> {
-    let mut records = Vec::new();
+    // Within one segment the batch cannot hold more than the bytes up to `end`;
+    // across segments, `max_bytes` (and one record over it) bounds it.
+    let expected = if pos.segment == end.segment {
+        usize::try_from(end.offset.saturating_sub(pos.offset)).unwrap_or(max_bytes)
+    } else {
+        max_bytes
+    };
+    let mut arena = Vec::with_capacity(expected.min(max_bytes.saturating_add(64 * 1024)));
+    // Each record with its data as a range of `arena`, made slices at the end.
+    let mut read: Vec<(Range<usize>, Record)> = Vec::new();
     let mut bytes = 0;
-    let mut payload = Vec::new();
     while *pos < end && bytes < max_bytes {
         if pos.offset < SEGMENT_HEADER {
             *file = None;
@@ -715,34 +737,43 @@ fn read_batch(
         if pos.segment == end.segment && pos.offset >= end.offset {
             break;
         }
-        match read_frame(reader, &mut payload) {
+        let start = arena.len();
+        match read_frame(reader, &mut arena) {
             Ok(Some(frame_len)) => {
                 pos.offset += frame_len;
+                let payload = &arena[start..];
                 bytes += payload.len();
-                records.push(match format::decode_payload(&payload) {
-                    Payload::Record { arrival_ms, data } => Record {
-                        data: Bytes::copy_from_slice(data),
-                        arrival_ms,
-                        position: Position::Wal(*pos),
-                        kinesis: None,
-                        damaged: None,
-                    },
+                let offset = |data: &[u8]| start + payload.len() - data.len();
+                read.push(match format::decode_payload(payload) {
+                    Payload::Record { arrival_ms, data } => (
+                        offset(data)..arena.len(),
+                        Record {
+                            data: Bytes::new(),
+                            arrival_ms,
+                            position: Position::Wal(*pos),
+                            kinesis: None,
+                            damaged: None,
+                        },
+                    ),
                     Payload::Salvage {
                         repaired_ms,
                         origin,
                         data,
-                    } => Record {
-                        data: Bytes::copy_from_slice(data),
-                        arrival_ms: repaired_ms,
-                        position: Position::Wal(*pos),
-                        kinesis: None,
-                        damaged: Some(Arc::from(format!(
-                            "bytes {}..{} of write-ahead log segment {} were damaged; salvaged by `sluice wal repair`",
-                            origin.offset,
-                            origin.offset + data.len() as u64,
-                            origin.segment
-                        ))),
-                    },
+                    } => (
+                        offset(data)..arena.len(),
+                        Record {
+                            data: Bytes::new(),
+                            arrival_ms: repaired_ms,
+                            position: Position::Wal(*pos),
+                            kinesis: None,
+                            damaged: Some(Arc::from(format!(
+                                "bytes {}..{} of write-ahead log segment {} were damaged; salvaged by `sluice wal repair`",
+                                origin.offset,
+                                origin.offset + data.len() as u64,
+                                origin.segment
+                            ))),
+                        },
+                    ),
                 });
             }
             Ok(None) if pos.segment < end.segment => {
@@ -764,7 +795,14 @@ fn read_batch(
             }
         }
     }
-    Ok(records)
+    let arena = Bytes::from(arena);
+    Ok(read
+        .into_iter()
+        .map(|(range, record)| Record {
+            data: arena.slice(range),
+            ..record
+        })
+        .collect())
 }
 
 #[cfg(test)]

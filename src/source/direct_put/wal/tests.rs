@@ -33,6 +33,12 @@ async fn appended_records_read_back_in_order_with_arrival_times() {
     assert_eq!(batch[0].arrival_ms, 1000);
     assert_eq!(batch[4].arrival_ms, 2000);
     assert_eq!(&batch[3].data[..], b"b-0");
+    // The batch's records are slices of one buffer of payloads, each after
+    // the previous one and its own arrival time: one allocation per batch.
+    for w in batch.windows(2) {
+        let gap = w[1].data.as_ptr() as usize - (w[0].data.as_ptr() as usize + w[0].data.len());
+        assert_eq!(gap, format::ARRIVAL);
+    }
     // A record's `next` is the following record's id.
     assert_eq!(batch[0].position, Position::Wal(ids[1]));
     wal.close().await;
