@@ -865,6 +865,11 @@ impl TransformHost {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(WASM_STACK_BYTES);
+        // For plugin authors profiling with perf (transforms/README.md): the guest's
+        // functions get names in /tmp/perf-<pid>.map.
+        if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| TransformError::Engine(render(&e)))?;
         spawn_ticker(&engine, name)?;
         let module = Module::load(&engine, Arc::from(name), wasm, cache_dir)?;
