@@ -743,38 +743,33 @@ fn read_batch(
                 pos.offset += frame_len;
                 let payload = &arena[start..];
                 bytes += payload.len();
-                let offset = |data: &[u8]| start + payload.len() - data.len();
-                read.push(match format::decode_payload(payload) {
-                    Payload::Record { arrival_ms, data } => (
-                        offset(data)..arena.len(),
-                        Record {
-                            data: Bytes::new(),
-                            arrival_ms,
-                            position: Position::Wal(*pos),
-                            kinesis: None,
-                            damaged: None,
-                        },
-                    ),
+                let (arrival_ms, data, damaged) = match format::decode_payload(payload) {
+                    Payload::Record { arrival_ms, data } => (arrival_ms, data, None),
                     Payload::Salvage {
                         repaired_ms,
                         origin,
                         data,
                     } => (
-                        offset(data)..arena.len(),
-                        Record {
-                            data: Bytes::new(),
-                            arrival_ms: repaired_ms,
-                            position: Position::Wal(*pos),
-                            kinesis: None,
-                            damaged: Some(Arc::from(format!(
-                                "bytes {}..{} of write-ahead log segment {} were damaged; salvaged by `sluice wal repair`",
-                                origin.offset,
-                                origin.offset + data.len() as u64,
-                                origin.segment
-                            ))),
-                        },
+                        repaired_ms,
+                        data,
+                        Some(Arc::from(format!(
+                            "bytes {}..{} of write-ahead log segment {} were damaged; salvaged by `sluice wal repair`",
+                            origin.offset,
+                            origin.offset + data.len() as u64,
+                            origin.segment
+                        ))),
                     ),
-                });
+                };
+                // The data is the payload's tail.
+                let range = arena.len() - data.len()..arena.len();
+                let record = Record {
+                    data: Bytes::new(),
+                    arrival_ms,
+                    position: Position::Wal(*pos),
+                    kinesis: None,
+                    damaged,
+                };
+                read.push((range, record));
             }
             Ok(None) if pos.segment < end.segment => {
                 // End of a sealed segment: continue in the next one.
