@@ -37,6 +37,7 @@
 //! `UnrecognizedClientException`, `AccessDeniedException`); without them requests are
 //! not checked, which `sluice run` allows only on loopback.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -352,7 +353,12 @@ impl IntoResponse for ApiError {
 }
 
 fn ok(body: Value) -> Response {
-    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    json_text(body.to_string())
+}
+
+/// A 200 answer carrying `body`, already JSON.
+fn json_text(body: String) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-amz-json-1.1"),
@@ -480,26 +486,28 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::serialization(format!("request body: {e}")))
 }
 
+/// A record of a request. `Data` borrows from the body unless JSON escapes
+/// forced a copy: base64 needs none, so nearly every record is read in place.
 #[derive(Deserialize)]
-struct RecordIn {
-    #[serde(rename = "Data")]
-    data: Option<String>,
+struct RecordIn<'a> {
+    #[serde(rename = "Data", borrow)]
+    data: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct PutRecordIn {
+struct PutRecordIn<'a> {
     #[serde(rename = "DeliveryStreamName")]
     stream: Option<String>,
-    #[serde(rename = "Record")]
-    record: Option<RecordIn>,
+    #[serde(rename = "Record", borrow)]
+    record: Option<RecordIn<'a>>,
 }
 
 #[derive(Deserialize)]
-struct PutRecordBatchIn {
+struct PutRecordBatchIn<'a> {
     #[serde(rename = "DeliveryStreamName")]
     stream: Option<String>,
-    #[serde(rename = "Records")]
-    records: Option<Vec<RecordIn>>,
+    #[serde(rename = "Records", borrow)]
+    records: Option<Vec<RecordIn<'a>>>,
 }
 
 fn stream(state: &ApiState, name: Option<&str>) -> Result<Arc<ApiStream>, ApiError> {
@@ -509,31 +517,74 @@ fn stream(state: &ApiState, name: Option<&str>) -> Result<Arc<ApiStream>, ApiErr
         .ok_or_else(|| control::ControlError::not_found(name).into())
 }
 
-fn decode(record: RecordIn, member: &str) -> Result<Bytes, ApiError> {
+/// Decodes a record's base64 `Data`, appending the bytes to `into` (a batch's
+/// records share one buffer: one allocation per request, not one per record).
+/// Returns how many bytes it appended. `member` names the record in an error
+/// (built only then: this runs for every record).
+fn decode_into(
+    record: &RecordIn<'_>,
+    member: impl Fn() -> String,
+    into: &mut Vec<u8>,
+) -> Result<usize, ApiError> {
     let data = record
         .data
-        .ok_or_else(|| ApiError::missing(&format!("{member}.data")))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.as_bytes())
-        .map_err(|e| ApiError::serialization(format!("{member}.Data is not valid base64: {e}")))?;
-    if bytes.len() > MAX_RECORD_BYTES {
+        .as_deref()
+        .ok_or_else(|| ApiError::missing(&format!("{}.data", member())))?;
+    let start = into.len();
+    base64::engine::general_purpose::STANDARD
+        .decode_vec(data.as_bytes(), into)
+        .map_err(|e| {
+            ApiError::serialization(format!("{}.Data is not valid base64: {e}", member()))
+        })?;
+    let len = into.len() - start;
+    if len > MAX_RECORD_BYTES {
         return Err(ApiError::invalid(format!(
-            "{member}.Data is {} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB) before base64",
-            bytes.len()
+            "{}.Data is {len} bytes; a record may be at most {MAX_RECORD_BYTES} bytes (1,000 KiB) before base64",
+            member()
         )));
     }
-    Ok(Bytes::from(bytes))
+    Ok(len)
+}
+
+/// Appends a record's id (its WAL position as 32 hex digits) to `out`.
+fn push_record_id(out: &mut String, pos: crate::record::WalPosition) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for word in [pos.segment, pos.offset] {
+        for shift in (0..16).rev() {
+            out.push(HEX[((word >> (shift * 4)) & 0xf) as usize] as char);
+        }
+    }
 }
 
 fn record_id(pos: crate::record::WalPosition) -> String {
-    format!("{:016x}{:016x}", pos.segment, pos.offset)
+    let mut id = String::with_capacity(32);
+    push_record_id(&mut id, pos);
+    id
+}
+
+/// PutRecordBatch's answer, written directly: it is on every batch's path, and
+/// a `Value` tree would cost a map per record.
+fn batch_response(ids: &[crate::record::WalPosition]) -> String {
+    const HEAD: &str = r#"{"Encrypted":false,"FailedPutCount":0,"RequestResponses":["#;
+    let mut out = String::with_capacity(HEAD.len() + 2 + ids.len() * 48);
+    out.push_str(HEAD);
+    for (i, &id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"RecordId":""#);
+        push_record_id(&mut out, id);
+        out.push_str(r#""}"#);
+    }
+    out.push_str("]}");
+    out
 }
 
 async fn append(
     state: &ApiState,
     stream: &ApiStream,
     records: Vec<Bytes>,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<crate::record::WalPosition>, ApiError> {
     if state.draining.load(Ordering::SeqCst) {
         return Err(ApiError::new(
             "ServiceUnavailableException",
@@ -558,7 +609,7 @@ async fn append(
             crate::metrics::INCOMING_RECORDS.inc(stream_name, count);
             crate::metrics::INCOMING_BYTES.inc(stream_name, bytes);
             crate::metrics::INCOMING_PUT_REQUESTS.inc(stream_name, 1);
-            Ok(ids.into_iter().map(record_id).collect())
+            Ok(ids)
         }
         Err(e @ (WalError::Full { .. } | WalError::NoSpace(_) | WalError::Closed)) => {
             crate::metrics::THROTTLED_RECORDS.inc(stream_name, count);
@@ -592,30 +643,32 @@ pub fn decode_request(operation: &str, body: &Bytes) -> Result<usize, String> {
 }
 
 fn decode_put_record(body: &Bytes) -> Result<(Option<String>, Bytes), ApiError> {
-    let input: PutRecordIn = parse(body)?;
+    let input: PutRecordIn<'_> = parse(body)?;
     let record = input.record.ok_or_else(|| ApiError::missing("record"))?;
-    Ok((input.stream, decode(record, "record")?))
+    let mut data = Vec::new();
+    decode_into(&record, || "record".to_owned(), &mut data)?;
+    Ok((input.stream, Bytes::from(data)))
 }
 
 async fn put_record(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     let (name, data) = decode_put_record(body)?;
     let stream = stream(state, name.as_deref())?;
     let ids = append(state, &stream, vec![data]).await?;
-    Ok(ok(json!({"RecordId": ids[0], "Encrypted": false})))
+    Ok(ok(
+        json!({"RecordId": record_id(ids[0]), "Encrypted": false}),
+    ))
 }
 
 async fn put_record_batch(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     let (name, data) = decode_put_record_batch(body)?;
     let stream = stream(state, name.as_deref())?;
     let ids = append(state, &stream, data).await?;
-    let responses: Vec<Value> = ids.into_iter().map(|id| json!({"RecordId": id})).collect();
-    Ok(ok(
-        json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}),
-    ))
+    Ok(json_text(batch_response(&ids)))
 }
 
+/// A batch's records, each a slice of one buffer holding all their bytes.
 fn decode_put_record_batch(body: &Bytes) -> Result<(Option<String>, Vec<Bytes>), ApiError> {
-    let input: PutRecordBatchIn = parse(body)?;
+    let input: PutRecordBatchIn<'_> = parse(body)?;
     if input.stream.is_none() {
         return Err(ApiError::missing("deliveryStreamName"));
     }
@@ -626,18 +679,35 @@ fn decode_put_record_batch(body: &Bytes) -> Result<(Option<String>, Vec<Bytes>),
             records.len()
         )));
     }
-    let mut data = Vec::with_capacity(records.len());
-    let mut total = 0;
-    for (i, record) in records.into_iter().enumerate() {
-        let bytes = decode(record, &format!("records.{}", i + 1))?;
-        total += bytes.len();
-        data.push(bytes);
+    // base64 decodes to at most 3/4 of its length: one allocation for all.
+    let estimate = records
+        .iter()
+        .map(|r| r.data.as_ref().map_or(0, |d| d.len() / 4 * 3 + 3))
+        .sum();
+    let mut all = Vec::with_capacity(estimate);
+    let mut lens = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        lens.push(decode_into(
+            record,
+            || format!("records.{}", i + 1),
+            &mut all,
+        )?);
     }
-    if total > MAX_BATCH_BYTES {
+    if all.len() > MAX_BATCH_BYTES {
         return Err(ApiError::invalid(format!(
-            "PutRecordBatch carries {total} bytes of data; the limit is {MAX_BATCH_BYTES} bytes (4 MiB)"
+            "PutRecordBatch carries {} bytes of data; the limit is {MAX_BATCH_BYTES} bytes (4 MiB)",
+            all.len()
         )));
     }
+    let all = Bytes::from(all);
+    let mut start = 0;
+    let data = lens
+        .into_iter()
+        .map(|len| {
+            start += len;
+            all.slice(start - len..start)
+        })
+        .collect();
     Ok((input.stream, data))
 }
 
@@ -710,4 +780,133 @@ fn list(state: &ApiState, body: &Bytes) -> Result<Response, ApiError> {
     Ok(ok(
         json!({"DeliveryStreamNames": page, "HasMoreDeliveryStreams": more}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::WalPosition;
+
+    fn body(value: Value) -> Bytes {
+        Bytes::from(value.to_string())
+    }
+
+    fn b64(data: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(data)
+    }
+
+    #[test]
+    fn a_batch_decodes_to_its_records_in_order() {
+        let records: Vec<Vec<u8>> = vec![
+            b"one".to_vec(),
+            Vec::new(),
+            vec![0, 255, 10],
+            b"four!".to_vec(),
+        ];
+        let input = json!({
+            "DeliveryStreamName": "s",
+            "Records": records.iter().map(|r| json!({"Data": b64(r)})).collect::<Vec<_>>(),
+        });
+        let (name, got) = decode_put_record_batch(&body(input)).unwrap();
+        assert_eq!(name.as_deref(), Some("s"));
+        assert_eq!(got, records);
+    }
+
+    /// A JSON escape in `Data` (`\/` is legal JSON for `/`) makes serde copy
+    /// the string instead of borrowing it; the record is the same.
+    #[test]
+    fn escaped_base64_decodes_like_plain() {
+        let data = b64(&[0xff, 0xfe, 0xfd]); // "//79"
+        assert!(data.contains('/'));
+        let raw = format!(
+            r#"{{"DeliveryStreamName":"s","Records":[{{"Data":"{}"}}]}}"#,
+            data.replace('/', "\\/")
+        );
+        let (_, got) = decode_put_record_batch(&Bytes::from(raw)).unwrap();
+        assert_eq!(got, vec![vec![0xff, 0xfe, 0xfd]]);
+    }
+
+    #[test]
+    fn a_bad_record_is_named_by_its_position() {
+        let input =
+            json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(b"ok")}, {"Data": "@@@"}]});
+        let e = decode_put_record_batch(&body(input)).unwrap_err();
+        assert_eq!(e.kind, "SerializationException");
+        assert!(
+            e.message.starts_with("records.2.Data is not valid base64"),
+            "{}",
+            e.message
+        );
+
+        let input = json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(b"ok")}, {}]});
+        let e = decode_put_record_batch(&body(input)).unwrap_err();
+        assert!(e.message.contains("records.2.data"), "{}", e.message);
+
+        let big = vec![7u8; MAX_RECORD_BYTES + 1];
+        let input = json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(&big)}]});
+        let e = decode_put_record_batch(&body(input)).unwrap_err();
+        assert_eq!(e.kind, "InvalidArgumentException");
+        assert!(
+            e.message.starts_with("records.1.Data is 1024001 bytes"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn the_batch_limits_hold() {
+        let one = json!({"Data": b64(b"x")});
+        let input = json!({"DeliveryStreamName": "s", "Records": vec![one; MAX_BATCH_RECORDS + 1]});
+        let e = decode_put_record_batch(&body(input)).unwrap_err();
+        assert!(e.message.contains("501 entries"), "{}", e.message);
+
+        let input = json!({"DeliveryStreamName": "s", "Records": []});
+        assert!(decode_put_record_batch(&body(input)).is_err());
+
+        // Five records of 1,000,000 bytes: each within its limit, 5 MB in all.
+        let record = json!({"Data": b64(&vec![1u8; 1_000_000])});
+        let input = json!({"DeliveryStreamName": "s", "Records": vec![record; 5]});
+        let e = decode_put_record_batch(&body(input)).unwrap_err();
+        assert!(e.message.contains("carries 5000000 bytes"), "{}", e.message);
+
+        let input = json!({"Records": [{"Data": b64(b"x")}]});
+        assert!(decode_put_record_batch(&body(input)).is_err());
+    }
+
+    /// The hand-written answer is JSON of PutRecordBatch's output shape, and
+    /// each id is the record's WAL position in 32 hex digits.
+    #[test]
+    fn the_batch_answer_is_firehose_json() {
+        let ids = [
+            WalPosition {
+                segment: 0,
+                offset: 0,
+            },
+            WalPosition {
+                segment: 1,
+                offset: 0xdead_beef,
+            },
+            WalPosition {
+                segment: u64::MAX,
+                offset: 0x0123_4567_89ab_cdef,
+            },
+        ];
+        let answer: Value = serde_json::from_str(&batch_response(&ids)).unwrap();
+        assert_eq!(
+            answer,
+            json!({
+                "Encrypted": false,
+                "FailedPutCount": 0,
+                "RequestResponses": [
+                    {"RecordId": "00000000000000000000000000000000"},
+                    {"RecordId": "000000000000000100000000deadbeef"},
+                    {"RecordId": "ffffffffffffffff0123456789abcdef"},
+                ],
+            })
+        );
+        assert_eq!(
+            record_id(ids[1]),
+            format!("{:016x}{:016x}", 1, 0xdead_beefu64)
+        );
+    }
 }
