@@ -1565,6 +1565,41 @@ fn parse_joda(tokens: &[Joda], text: &[u8]) -> Option<i64> {
 // The byte scanner
 // ---------------------------------------------------------------------------
 
+/// The index of the first byte at or after `i` that ends a plain run of a
+/// JSON string: a quote, a backslash or a control character (or `s.len()`).
+///
+/// Eight bytes at a time (SWAR): strings are most of a record's bytes, and a
+/// byte-by-byte loop was the scanner's largest cost. For each test the
+/// classic "has a zero byte" trick, `(x - 0x01..) & !x & 0x80..`, sets the
+/// high bit of the first byte that passes (bits above it may be wrong, from
+/// the borrow, but only the lowest set bit is used). Bytes of 0x80 and above
+/// (UTF-8 sequences) pass none of the tests.
+#[inline]
+fn string_special(s: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = s.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
 /// A cursor over one record's bytes (known to be valid UTF-8).
 struct Parser<'a> {
     s: &'a [u8],
@@ -1694,14 +1729,14 @@ impl<'a> Parser<'a> {
         let mut i = start;
         let mut escaped = false;
         loop {
+            i = string_special(s, i);
             match s.get(i) {
                 Some(b'"') => break,
                 Some(b'\\') => {
                     escaped = true;
                     i += 2;
                 }
-                Some(&c) if c < 0x20 => return Err(self.control(i)),
-                Some(_) => i += 1,
+                Some(_) => return Err(self.control(i)),
                 None => return fail(codes::MALFORMED, "invalid JSON: unterminated string"),
             }
         }
@@ -1744,6 +1779,7 @@ impl<'a> Parser<'a> {
         let mut i = self.pos;
         let mut run = i;
         loop {
+            i = string_special(s, i);
             match s.get(i) {
                 Some(b'"') => {
                     out.extend_from_slice(&s[run..i]);
@@ -1755,8 +1791,7 @@ impl<'a> Parser<'a> {
                     i = unescape_one(s, i, out)?;
                     run = i;
                 }
-                Some(&c) if c < 0x20 => return Err(self.control(i)),
-                Some(_) => i += 1,
+                Some(_) => return Err(self.control(i)),
                 None => return fail(codes::MALFORMED, "invalid JSON: unterminated string"),
             }
         }

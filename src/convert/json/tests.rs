@@ -702,3 +702,33 @@ fn discovery_infers_timestamp_exactly_for_strings_openx_reads_as_dates() {
         assert_eq!(is_timestamp_text(text.as_bytes()), read && !epoch, "{text}");
     }
 }
+
+/// The word-at-a-time string scan finds exactly what a byte loop finds: every
+/// byte value at every position (thresholds 0x1f/0x20, quote, backslash,
+/// UTF-8 bytes), from several starts, with a second special byte after it.
+#[test]
+fn string_special_matches_a_byte_loop() {
+    let naive = |s: &[u8], i: usize| {
+        (i..s.len())
+            .find(|&j| s[j] == b'"' || s[j] == b'\\' || s[j] < 0x20)
+            .unwrap_or(s.len())
+    };
+    for len in [0, 1, 7, 8, 9, 16, 23] {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                let mut s = vec![b'a'; len];
+                s[at] = b;
+                if at + 3 < len {
+                    s[at + 3] = b'"';
+                }
+                for start in 0..3.min(len + 1) {
+                    assert_eq!(
+                        super::string_special(&s, start),
+                        naive(&s, start),
+                        "byte {b:#x} at {at} of {len}, from {start}"
+                    );
+                }
+            }
+        }
+    }
+}
