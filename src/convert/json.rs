@@ -228,6 +228,10 @@ struct FieldSet {
     fields: arrow_schema::Fields,
     /// Field tried first for the next key.
     hint: usize,
+    /// Per field, whether a key spelled exactly as `keys[i]` selects it:
+    /// the normalised key needs no JSON escape and stays itself when
+    /// normalised. Such a key is matched by its bytes (see `parse_object`).
+    plain: Vec<bool>,
     len: usize,
 }
 
@@ -758,6 +762,7 @@ impl FieldSet {
             names: Vec::new(),
             fields: arrow_schema::Fields::empty(),
             hint: 0,
+            plain: Vec::new(),
             len: 0,
         };
         let mut fields = Vec::new();
@@ -766,6 +771,8 @@ impl FieldSet {
             if o.case_insensitive {
                 key.make_ascii_lowercase();
             }
+            let escapes = key.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            set.plain.push(!escapes && key_eq(&key, &key, o));
             set.keys.push(key);
             set.names.push(name.to_owned());
             set.builders.push(Builder::new(ty, o));
@@ -825,32 +832,28 @@ impl FieldSet {
                 if p.next() != Some(b'"') {
                     return Err(p.syntax_at(p.pos.saturating_sub(1)));
                 }
-                let (start, end, escaped) = p.key_span()?;
-                let found = if escaped {
-                    let mut scratch = Vec::new();
-                    unescape_into(&p.s[start..end], &mut scratch)?;
-                    self.find(&scratch, o)
+                // Records of one stream mostly repeat their keys in one order:
+                // when the bytes at the key are the hinted field's key and its
+                // closing quote, that is the key `find` would match (it tries
+                // the hint first), without scanning for the key's end.
+                let hint = if self.hint < self.keys.len() {
+                    self.hint
                 } else {
-                    let key = &p.s[start..end];
-                    self.find(key, o)
+                    0
                 };
-                p.ws();
-                if p.next() != Some(b':') {
-                    return Err(p.syntax_at(p.pos.saturating_sub(1)));
-                }
-                match found {
-                    Some(i) => {
-                        let b = &mut self.builders[i];
-                        // A repeated key: the last value wins.
-                        if b.len() > row {
-                            b.truncate(row);
-                        }
-                        if let Err(mut e) = b.parse(p, o, depth) {
-                            e.path.push(self.names[i].clone());
-                            return Err(e);
-                        }
+                if let Some(want) = self.keys.get(hint).filter(|_| self.plain[hint])
+                    && p.s[p.pos..].starts_with(want)
+                    && p.s.get(p.pos + want.len()) == Some(&b'"')
+                {
+                    p.pos += want.len() + 1;
+                    self.hint = hint + 1;
+                    p.ws();
+                    if p.next() != Some(b':') {
+                        return Err(p.syntax_at(p.pos.saturating_sub(1)));
                     }
-                    None => p.skip_value(depth)?,
+                    self.parse_field(p, o, depth, row, hint)?;
+                } else {
+                    self.parse_key_and_value(p, o, depth, row)?;
                 }
                 p.ws();
                 match p.next() {
@@ -867,6 +870,54 @@ impl FieldSet {
         }
         self.len = row + 1;
         Ok(())
+    }
+
+    /// Parses a key (the parser is past its opening quote) and its value.
+    fn parse_key_and_value(
+        &mut self,
+        p: &mut Parser<'_>,
+        o: &Opts,
+        depth: usize,
+        row: usize,
+    ) -> R<()> {
+        let (start, end, escaped) = p.key_span()?;
+        let found = if escaped {
+            let mut scratch = Vec::new();
+            unescape_into(&p.s[start..end], &mut scratch)?;
+            self.find(&scratch, o)
+        } else {
+            let key = &p.s[start..end];
+            self.find(key, o)
+        };
+        p.ws();
+        if p.next() != Some(b':') {
+            return Err(p.syntax_at(p.pos.saturating_sub(1)));
+        }
+        match found {
+            Some(i) => self.parse_field(p, o, depth, row, i),
+            None => p.skip_value(depth),
+        }
+    }
+
+    /// Parses the value of field `i` (the parser is past the key's colon).
+    #[inline]
+    fn parse_field(
+        &mut self,
+        p: &mut Parser<'_>,
+        o: &Opts,
+        depth: usize,
+        row: usize,
+        i: usize,
+    ) -> R<()> {
+        let b = &mut self.builders[i];
+        // A repeated key: the last value wins.
+        if b.len() > row {
+            b.truncate(row);
+        }
+        b.parse(p, o, depth).map_err(|mut e| {
+            e.path.push(self.names[i].clone());
+            e
+        })
     }
 }
 

@@ -407,6 +407,33 @@ fn keys_case_mappings_and_dots() {
     assert!(RecordBatchBuilder::new(&schema(&cols), &bad).is_err());
 }
 
+/// Keys are matched by their bytes when they come in the hinted order;
+/// every other order, a key that only starts like the hinted one, spacing
+/// and repeats must select the same fields as before.
+#[test]
+fn keys_in_any_order_select_the_same_fields() {
+    let cols = [("a", "int"), ("ab", "int"), ("abc", "int")];
+    let records = [
+        r#"{"a":1,"ab":2,"abc":3}"#,
+        r#"{"abc":3,"ab":2,"a":1}"#,
+        r#"{"abx":9,"a":1,"ab" :2, "abc"	:3}"#,
+        r#"{"a":7,"a":1,"AB":2,"abc":3,"abcd":8}"#,
+        r#"{"ab":2,"abc":3,"\u0061":1}"#,
+    ];
+    let (batch, res) = build(&cols, &openx(), &records);
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    for (i, want) in [1, 2, 3].into_iter().enumerate() {
+        let col = batch.column(i).as_primitive::<Int32Type>();
+        for row in 0..records.len() {
+            assert_eq!(col.value(row), want, "column {i} of {}", records[row]);
+        }
+    }
+    // A key that only starts like the hinted one is not that field.
+    let (batch, res) = build(&cols, &openx(), &[r#"{"a":1,"abq":5}"#]);
+    assert!(res[0].is_ok());
+    assert!(batch.column(1).is_null(0) && batch.column(2).is_null(0));
+}
+
 #[test]
 fn nested_types_nulls_and_empties() {
     let cols = [
