@@ -182,6 +182,49 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Calls `each` with every line of `reader`, its `\n` included (the last
+/// line may lack one). Lines that lie whole in the reader's buffer (1 MiB,
+/// so nearly all) are passed in place; one across the buffer's end is
+/// gathered in `carry`. Copying every line out, as `read_until` does, was
+/// about 3% of `sluice convert`'s CPU.
+fn for_each_line<E>(
+    reader: &mut dyn BufRead,
+    carry: &mut Vec<u8>,
+    read_error: impl Fn(io::Error) -> E,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    carry.clear();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        if buf.is_empty() {
+            if !carry.is_empty() {
+                each(carry)?;
+                carry.clear();
+            }
+            return Ok(());
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', buf) {
+            let line = &buf[start..=end];
+            if carry.is_empty() {
+                each(line)?;
+            } else {
+                carry.extend_from_slice(line);
+                each(carry)?;
+                carry.clear();
+            }
+            start = end + 1;
+        }
+        carry.extend_from_slice(&buf[start..]);
+        let used = buf.len();
+        reader.consume(used);
+    }
+}
+
 /// Strips the line ending; `None` for a blank line.
 fn record_of(line: &[u8]) -> Option<&[u8]> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -479,23 +522,17 @@ fn run(
     let started = Instant::now();
     let mut last_progress = started;
     let mut bytes_read: u64 = 0;
-    let mut line = Vec::with_capacity(64 * 1024);
+    let mut carry = Vec::new();
     for input in &args.inputs {
         let mut reader =
             open_input(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
         let mut line_no: u64 = 0;
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| format!("reading {}: {e}", input.display()))?;
-            if n == 0 {
-                break;
-            }
+        let read_error = |e: io::Error| format!("reading {}: {e}", input.display());
+        for_each_line(&mut reader, &mut carry, read_error, |line| {
             line_no += 1;
-            bytes_read += n as u64;
-            let Some(record) = record_of(&line) else {
-                continue;
+            bytes_read += line.len() as u64;
+            let Some(record) = record_of(line) else {
+                return Ok(());
             };
             summary.records += 1;
             match encoder.append(record) {
@@ -533,7 +570,8 @@ fn run(
                     summary.failed
                 );
             }
-        }
+            Ok(())
+        })?;
     }
     if progress {
         eprint!("\r\x1b[K");
@@ -607,6 +645,61 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+
+    /// Every line comes out whole and in order whatever the buffer's size:
+    /// lines inside one buffer, across two or more, and a last line
+    /// without its newline; an error from `each` stops the reading.
+    #[test]
+    fn lines_come_out_whole_across_buffer_ends() {
+        let text = b"{\"a\":1}\n\n{\"b\":22}\r\nlonger line across buffers\nlast";
+        let expected: Vec<&[u8]> = vec![
+            b"{\"a\":1}\n",
+            b"\n",
+            b"{\"b\":22}\r\n",
+            b"longer line across buffers\n",
+            b"last",
+        ];
+        for capacity in [1, 2, 3, 7, 64, 1 << 20] {
+            let mut reader = BufReader::with_capacity(capacity, &text[..]);
+            let mut carry = b"stale".to_vec();
+            let mut got = Vec::new();
+            for_each_line(
+                &mut reader,
+                &mut carry,
+                |e| e.to_string(),
+                |line| {
+                    got.push(line.to_vec());
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(got, expected, "buffer of {capacity}");
+        }
+        let mut reader = BufReader::with_capacity(3, &text[..]);
+        let mut seen = 0;
+        let stopped = for_each_line(
+            &mut reader,
+            &mut Vec::new(),
+            |e| e.to_string(),
+            |_| {
+                seen += 1;
+                if seen == 2 {
+                    Err("stop".to_string())
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!((stopped, seen), (Err("stop".to_string()), 2));
+        let mut empty = BufReader::new(&b""[..]);
+        for_each_line(
+            &mut empty,
+            &mut Vec::new(),
+            |e| e.to_string(),
+            |_| panic!("no line in an empty input"),
+        )
+        .unwrap();
+    }
 
     #[derive(clap::Parser)]
     struct Cli {
