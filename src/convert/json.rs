@@ -1036,16 +1036,27 @@ fn int_from_text(text: &[u8], min: i128, max: i128) -> R<i128> {
             format!("{} is not an integer", quote(text)),
         );
     }
-    let mut acc: i128 = 0;
-    for &d in digits {
-        acc = acc * 10 + i128::from(d - b'0');
-        if acc > max + 1 {
-            return fail(
-                codes::OUT_OF_RANGE,
-                format!("{} is out of range", quote(text)),
-            );
+    let acc: i128 = if digits.len() <= 18 {
+        // Under 10^18: cannot overflow a u64, and the range check below
+        // covers every integer type; the usual case, without i128 steps.
+        i128::from(
+            digits
+                .iter()
+                .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0')),
+        )
+    } else {
+        let mut acc: i128 = 0;
+        for &d in digits {
+            acc = acc * 10 + i128::from(d - b'0');
+            if acc > max + 1 {
+                return fail(
+                    codes::OUT_OF_RANGE,
+                    format!("{} is out of range", quote(text)),
+                );
+            }
         }
-    }
+        acc
+    };
     let v = if neg { -acc } else { acc };
     if v < min || v > max {
         return fail(
@@ -1097,6 +1108,17 @@ fn float_from_text(text: &[u8]) -> R<f64> {
         ),
     }
 }
+
+/// 10^0 ..= 10^38: a decimal's limit looked up, not computed per value.
+const POW10: [i128; 39] = {
+    let mut table = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
 
 /// Parses a decimal literal (`-12.345e2`) into an unscaled `i128` at
 /// `scale`, rounding extra fraction digits half-up (away from zero).
@@ -1151,7 +1173,7 @@ fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
             format!("{} does not fit decimal({precision},{scale})", quote(text)),
         )
     };
-    let limit = 10i128.pow(u32::from(precision));
+    let limit = POW10[usize::from(precision)];
     let mut acc: i128 = 0;
     let mut round_up = false;
     let mut index = 0i64;

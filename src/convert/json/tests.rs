@@ -126,6 +126,14 @@ fn out_of_range_and_wrong_types() {
     assert_eq!(code("tinyint", &o, "-129"), codes::OUT_OF_RANGE);
     assert_eq!(code("smallint", &o, "40000"), codes::OUT_OF_RANGE);
     assert_eq!(code("int", &o, "2147483648"), codes::OUT_OF_RANGE);
+    // 18 digits (the u64 path) and 19 (the checked path), both sides of bigint's range.
+    assert_eq!(code("int", &o, "-999999999999999999"), codes::OUT_OF_RANGE);
+    let at = |v: &str| {
+        let batch = one("bigint", &o, v).unwrap();
+        batch.column(0).as_primitive::<Int64Type>().value(0)
+    };
+    assert_eq!(at("-999999999999999999"), -999_999_999_999_999_999);
+    assert_eq!(at("9223372036854775807"), i64::MAX);
     assert_eq!(
         code("bigint", &o, "9223372036854775808"),
         codes::OUT_OF_RANGE
