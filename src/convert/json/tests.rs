@@ -436,10 +436,23 @@ fn keys_in_any_order_select_the_same_fields() {
             assert_eq!(col.value(row), want, "column {i} of {}", records[row]);
         }
     }
-    // A key that only starts like the hinted one is not that field.
+    // A key that only starts like the hinted one is not that field (here
+    // too near the record's end for an 8-byte load).
     let (batch, res) = build(&cols, &openx(), &[r#"{"a":1,"abq":5}"#]);
     assert!(res[0].is_ok());
     assert!(batch.column(1).is_null(0) && batch.column(2).is_null(0));
+    // Keys of 8 bytes or more are compared as slices.
+    let cols = [("a_long_key", "int"), ("another_long_key", "int")];
+    let records = [
+        r#"{"a_long_key":1,"another_long_key":2}"#,
+        r#"{"a_long_keyX":9,"another_long_ke":9,"A_Long_Key":1,"another_long_key":2}"#,
+    ];
+    let (batch, res) = build(&cols, &openx(), &records);
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    for row in 0..records.len() {
+        assert_eq!(batch.column(0).as_primitive::<Int32Type>().value(row), 1);
+        assert_eq!(batch.column(1).as_primitive::<Int32Type>().value(row), 2);
+    }
 }
 
 #[test]
