@@ -597,8 +597,8 @@ pub fn schema(command: &SchemaCommand) -> u8 {
     match command {
         SchemaCommand::Discover { files, max_records } => {
             let mut d = Discoverer::new();
-            let mut line = Vec::new();
-            'files: for path in files {
+            let mut carry = Vec::new();
+            for path in files {
                 let mut reader = match open_input(path) {
                     Ok(r) => r,
                     Err(e) => {
@@ -606,21 +606,27 @@ pub fn schema(command: &SchemaCommand) -> u8 {
                         return 1;
                     }
                 };
-                loop {
-                    if max_records.is_some_and(|max| d.records() >= max) {
-                        break 'files;
-                    }
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            eprintln!("error: reading {}: {e}", path.display());
-                            return 1;
+                // `Err(None)`: enough records; `Err(Some(..))`: a read failed.
+                let read = for_each_line(
+                    &mut reader,
+                    &mut carry,
+                    |e| Some(format!("reading {}: {e}", path.display())),
+                    |line| {
+                        if max_records.is_some_and(|max| d.records() >= max) {
+                            return Err(None);
                         }
-                    }
-                    if let Some(record) = record_of(&line) {
-                        d.add(record);
+                        if let Some(record) = record_of(line) {
+                            d.add(record);
+                        }
+                        Ok(())
+                    },
+                );
+                match read {
+                    Ok(()) => {}
+                    Err(None) => break,
+                    Err(Some(message)) => {
+                        eprintln!("error: {message}");
+                        return 1;
                     }
                 }
             }
