@@ -548,12 +548,9 @@ fn decode_into(
 
 /// Appends a record's id (its WAL position as 32 hex digits) to `out`.
 fn push_record_id(out: &mut String, pos: crate::record::WalPosition) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for word in [pos.segment, pos.offset] {
-        for shift in (0..16).rev() {
-            out.push(HEX[((word >> (shift * 4)) & 0xf) as usize] as char);
-        }
-    }
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{:016x}{:016x}", pos.segment, pos.offset);
 }
 
 fn record_id(pos: crate::record::WalPosition) -> String {
@@ -826,51 +823,59 @@ mod tests {
         assert_eq!(got, vec![vec![0xff, 0xfe, 0xfd]]);
     }
 
+    /// Asserts that the batch `input` is refused with error `kind` and a
+    /// message containing `says`.
+    fn refused(input: Value, kind: &str, says: &str) {
+        let e = decode_put_record_batch(&body(input)).unwrap_err();
+        assert_eq!(e.kind, kind, "{}", e.message);
+        assert!(e.message.contains(says), "{}", e.message);
+    }
+
     #[test]
     fn a_bad_record_is_named_by_its_position() {
-        let input =
-            json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(b"ok")}, {"Data": "@@@"}]});
-        let e = decode_put_record_batch(&body(input)).unwrap_err();
-        assert_eq!(e.kind, "SerializationException");
-        assert!(
-            e.message.starts_with("records.2.Data is not valid base64"),
-            "{}",
-            e.message
+        refused(
+            json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(b"ok")}, {"Data": "@@@"}]}),
+            "SerializationException",
+            "records.2.Data is not valid base64",
         );
-
-        let input = json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(b"ok")}, {}]});
-        let e = decode_put_record_batch(&body(input)).unwrap_err();
-        assert!(e.message.contains("records.2.data"), "{}", e.message);
-
+        refused(
+            json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(b"ok")}, {}]}),
+            "ValidationException",
+            "'records.2.data'",
+        );
         let big = vec![7u8; MAX_RECORD_BYTES + 1];
-        let input = json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(&big)}]});
-        let e = decode_put_record_batch(&body(input)).unwrap_err();
-        assert_eq!(e.kind, "InvalidArgumentException");
-        assert!(
-            e.message.starts_with("records.1.Data is 1024001 bytes"),
-            "{}",
-            e.message
+        refused(
+            json!({"DeliveryStreamName": "s", "Records": [{"Data": b64(&big)}]}),
+            "InvalidArgumentException",
+            "records.1.Data is 1024001 bytes",
         );
     }
 
     #[test]
     fn the_batch_limits_hold() {
         let one = json!({"Data": b64(b"x")});
-        let input = json!({"DeliveryStreamName": "s", "Records": vec![one; MAX_BATCH_RECORDS + 1]});
-        let e = decode_put_record_batch(&body(input)).unwrap_err();
-        assert!(e.message.contains("501 entries"), "{}", e.message);
-
-        let input = json!({"DeliveryStreamName": "s", "Records": []});
-        assert!(decode_put_record_batch(&body(input)).is_err());
-
+        refused(
+            json!({"DeliveryStreamName": "s", "Records": vec![one; MAX_BATCH_RECORDS + 1]}),
+            "InvalidArgumentException",
+            "Records has 501 entries",
+        );
+        refused(
+            json!({"DeliveryStreamName": "s", "Records": []}),
+            "InvalidArgumentException",
+            "Records has 0 entries",
+        );
         // Five records of 1,000,000 bytes: each within its limit, 5 MB in all.
         let record = json!({"Data": b64(&vec![1u8; 1_000_000])});
-        let input = json!({"DeliveryStreamName": "s", "Records": vec![record; 5]});
-        let e = decode_put_record_batch(&body(input)).unwrap_err();
-        assert!(e.message.contains("carries 5000000 bytes"), "{}", e.message);
-
-        let input = json!({"Records": [{"Data": b64(b"x")}]});
-        assert!(decode_put_record_batch(&body(input)).is_err());
+        refused(
+            json!({"DeliveryStreamName": "s", "Records": vec![record; 5]}),
+            "InvalidArgumentException",
+            "carries 5000000 bytes",
+        );
+        refused(
+            json!({"Records": [{"Data": b64(b"x")}]}),
+            "ValidationException",
+            "'deliveryStreamName'",
+        );
     }
 
     /// The hand-written answer is JSON of PutRecordBatch's output shape, and
@@ -904,9 +909,6 @@ mod tests {
                 ],
             })
         );
-        assert_eq!(
-            record_id(ids[1]),
-            format!("{:016x}{:016x}", 1, 0xdead_beefu64)
-        );
+        assert_eq!(record_id(ids[1]), "000000000000000100000000deadbeef");
     }
 }
