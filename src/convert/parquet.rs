@@ -223,8 +223,9 @@ const MIN_REPEATS: usize = SAMPLE_VALUES / 20;
 /// a few bytes. Measured on the benchmark's clickstream (interleaved runs of
 /// `sluice convert`): id, ts, price, score and msg off saved about 8% of its
 /// CPU and made the file 26.6 -> 25.5 MB; then user.name and user.address.zip
-/// (about 100,000 and 90,000 distinct values) off saved about 8% more for
-/// 1.2 MB more file (+5%), the choice DuckDB makes for those two columns.
+/// (about 100,000 and 90,000 distinct values) off saved about 7% more (9
+/// interleaved runs: user+sys median 1.14 -> 1.06 s) for 1.2 MB more file
+/// (+5%), the choice DuckDB makes for those two columns.
 /// `EnableDictionaryCompression=false` turns the dictionary off everywhere.
 pub(super) enum ParquetWriter<W: Write + Send> {
     Sampling {
