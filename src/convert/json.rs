@@ -2212,7 +2212,12 @@ impl RecordBatchBuilder {
     }
 
     fn append_rows(&mut self, record: &[u8]) -> R<()> {
-        if let Err(e) = std::str::from_utf8(record) {
+        // Checked whole with SIMD (simdutf8's `basic` check has no position, so
+        // std finds it for the message, only for a record that fails): std's
+        // check of every record was 1.9% of `convert`'s instructions.
+        if simdutf8::basic::from_utf8(record).is_err()
+            && let Err(e) = std::str::from_utf8(record)
+        {
             return fail(
                 codes::MALFORMED,
                 format!(

@@ -190,6 +190,15 @@ fn out_of_range_and_wrong_types() {
     ] {
         assert_eq!(b.append(bad).unwrap_err().code, codes::MALFORMED, "{bad:?}");
     }
+    // The byte that breaks UTF-8 is named, in a short record and past the first
+    // 64 bytes of a long one (the SIMD check's blocks).
+    let late = [&b"{\"v\":\""[..], &[b'a'; 100], b"\xe2\x82", b"\"}"].concat();
+    for (bad, at) in [(&b"{\"v\":\"ok\xff\"}"[..], 9), (&late[..], 107)] {
+        assert_eq!(
+            b.append(bad).unwrap_err().message,
+            format!("record is not valid UTF-8 (at byte {at})")
+        );
+    }
     // Deep nesting is refused, not a stack overflow.
     let deep = format!("{{\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
     assert_eq!(
