@@ -856,6 +856,8 @@ impl BufferStage {
             return Ok(Stop::ErrorOutputs);
         }
         let mut touched: Vec<PartitionId> = Vec::new();
+        // Reused from record to record: one allocation per call, not per record.
+        let mut routes = Vec::new();
         while *i < batch.records.len() {
             let record = &batch.records[*i];
             let quarantined;
@@ -875,7 +877,7 @@ impl BufferStage {
                 }
             };
             // Where each outcome goes, decided before anything is written.
-            let mut routes = Vec::with_capacity(outcomes.len());
+            routes.clear();
             let mut to_open: Vec<(PartitionId, String, String)> = Vec::new();
             for outcome in outcomes {
                 routes.push(match outcome {
@@ -886,10 +888,16 @@ impl BufferStage {
             if !to_open.is_empty() {
                 return Ok(Stop::Open(to_open));
             }
-            for (outcome, route) in outcomes.iter().zip(routes) {
+            for (outcome, route) in outcomes.iter().zip(routes.drain(..)) {
                 match (outcome, route) {
                     (Outcome::Ok(processed), Route::Partition(id, late)) => {
-                        let Some(partition) = epoch.partitions.get_mut(&id) else {
+                        let partition = if self.partitioning.is_none() {
+                            // The one partition: no key to hash per record.
+                            epoch.partitions.values_mut().next()
+                        } else {
+                            epoch.partitions.get_mut(&id)
+                        };
+                        let Some(partition) = partition else {
                             continue;
                         };
                         if late {
