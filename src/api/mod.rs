@@ -570,11 +570,9 @@ fn decode_into(
         .as_ref()
         .ok_or_else(|| ApiError::missing(&format!("{}.data", member())))?;
     let start = into.len();
-    BASE64
-        .decode_vec(&*data.0, into)
-        .map_err(|e| {
-            ApiError::serialization(format!("{}.Data is not valid base64: {e}", member()))
-        })?;
+    BASE64.decode_vec(&*data.0, into).map_err(|e| {
+        ApiError::serialization(format!("{}.Data is not valid base64: {e}", member()))
+    })?;
     let len = into.len() - start;
     if len > MAX_RECORD_BYTES {
         return Err(ApiError::invalid(format!(
