@@ -9,6 +9,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, RecordBatch};
 
+use super::number::looks_numeric;
 use super::*;
 
 fn schema(cols: &[(&str, &str)]) -> Schema {
@@ -780,7 +781,7 @@ fn string_special_matches_a_byte_loop() {
                 }
                 for start in 0..3.min(len + 1) {
                     assert_eq!(
-                        super::string_special(&s, start),
+                        super::scan::string_special(&s, start),
                         naive(&s, start),
                         "byte {b:#x} at {at} of {len}, from {start}"
                     );
