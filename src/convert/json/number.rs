@@ -157,10 +157,13 @@ pub(super) fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
         }
         let d = i128::from(c - b'0');
         if index < keep {
-            acc = acc * 10 + d;
-            if acc >= limit {
-                return out_of_range();
-            }
+            // Checked: at precision 38, ten times a value under the limit can
+            // pass i128::MAX (it wrapped in release builds, so a value too
+            // large for the column could be stored as another one).
+            acc = match acc.checked_mul(10).and_then(|a| a.checked_add(d)) {
+                Some(a) if a < limit => a,
+                _ => return out_of_range(),
+            };
         } else if index == keep {
             round_up = d >= 5;
         }
@@ -168,10 +171,10 @@ pub(super) fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
     }
     if index < keep {
         for _ in index..keep {
-            acc *= 10;
-            if acc >= limit {
-                return out_of_range();
-            }
+            acc = match acc.checked_mul(10) {
+                Some(a) if a < limit => a,
+                _ => return out_of_range(),
+            };
         }
     }
     if round_up {

@@ -276,6 +276,14 @@ fn decimals() {
         dec("decimal(38,0)", "100000000000000000000000000000000000000"),
         Err(codes::OUT_OF_RANGE)
     );
+    // Ten times 38 nines passes i128::MAX: refused, not wrapped into range.
+    for v in [
+        "999999999999999999999999999999999999999",
+        "99999999999999999999999999999999999999.99",
+    ] {
+        assert_eq!(dec("decimal(38,2)", v), Err(codes::OUT_OF_RANGE), "{v}");
+        assert_eq!(dec("decimal(38,0)", v), Err(codes::OUT_OF_RANGE), "{v}");
+    }
     assert_eq!(
         dec(
             "decimal(38,38)",
