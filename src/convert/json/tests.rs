@@ -798,3 +798,82 @@ fn string_special_matches_a_byte_loop() {
         }
     }
 }
+
+/// The fast paths for plain numbers (`exact_float`, `plain_decimal`, the
+/// eight-digit steps of `int_from_text`) give what the general ones give: the
+/// same text with `e0` appended takes the general path (std's parser for
+/// doubles), so both are compared, and integers with std's `i64` parser, over
+/// many plain numbers: every length to 20 digits, the point anywhere, signs, leading and
+/// trailing zeros, values at 2^53, and digits past a decimal's scale that
+/// round up or not.
+#[test]
+fn number_fast_paths_agree_with_the_general_ones() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut texts: Vec<String> = [
+        "0",
+        "-0",
+        "0.0",
+        "-0.0",
+        "9007199254740992",
+        "9007199254740993",
+        "0.1",
+        "0.2",
+        "0.30000000000000004",
+        "1.7976931348623157",
+        "00012.50",
+        ".5",
+        "5.",
+        "123.455",
+        "999.995",
+        "-999.994",
+        "1.0000000000000000000001",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for _ in 0..20_000 {
+        let len = 1 + next(20) as usize;
+        let mut t: String = (0..len)
+            .map(|_| char::from(b'0' + next(10) as u8))
+            .collect();
+        if next(4) > 0 {
+            t.insert(next(len as u64 + 1) as usize, '.');
+        }
+        if next(3) == 0 {
+            t.insert(0, '-');
+        }
+        texts.push(t);
+    }
+    for t in &texts {
+        let general = format!("{t}e0");
+        let fast = float_from_text(t.as_bytes())
+            .map(f64::to_bits)
+            .map_err(|e| e.code);
+        let slow = float_from_text(general.as_bytes())
+            .map(f64::to_bits)
+            .map_err(|e| e.code);
+        assert_eq!(fast, slow, "double {t}");
+        assert_eq!(
+            fast.ok(),
+            t.parse::<f64>().ok().map(f64::to_bits),
+            "double {t} (std)"
+        );
+        let int = int_from_text(t.as_bytes(), i64::MIN.into(), i64::MAX.into());
+        assert_eq!(
+            int.ok(),
+            t.parse::<i64>().ok().map(i128::from),
+            "bigint {t} (std)"
+        );
+        for (precision, scale) in [(38, 0), (38, 2), (18, 4), (10, 2), (5, 5), (38, 20)] {
+            let fast = parse_decimal(t.as_bytes(), precision, scale).map_err(|e| e.code);
+            let slow = parse_decimal(general.as_bytes(), precision, scale).map_err(|e| e.code);
+            assert_eq!(fast, slow, "decimal({precision},{scale}) {t}");
+        }
+    }
+}
