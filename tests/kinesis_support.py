@@ -133,7 +133,10 @@ def get_records(self, last_sequence_id, limit):
         seq += 1
     behind = 0
     if results:
-        behind = int((recs[top].created_at - results[-1].created_at) * 1000)
+        # created_at: epoch seconds in the moto releases this was written for, a datetime
+        # (utcnow) in moto 5.2.6; both are read.
+        gap = recs[top].created_at - results[-1].created_at
+        behind = int(getattr(gap, "total_seconds", lambda: gap)() * 1000)
     return results, last, behind
 
 m.Stream.get_shard_for_key = get_shard_for_key
