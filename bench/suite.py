@@ -464,7 +464,7 @@ def report(args, meta: dict, conv: list[dict], e2e: list[dict], kin: dict | None
         "## a. JSON Lines -> Parquet / ORC",
         "",
         f"Each tool is its own child process measured alone with `wait4`; medians of {args.runs} interleaved runs, "
-        "peak RSS the largest seen; every output's row count checked. sluice: one thread, explicit schema, `convert`'s "
+        "peak RSS the largest seen; every output's row count checked. sluice: JSON parsing and Parquet or ORC encoding on two threads, explicit schema, `convert`'s "
         "defaults (snappy, dictionary, 64 MiB row groups) or ORC with zlib. DuckDB: `read_json` with the "
         "same explicit columns, `COPY ... (FORMAT parquet, COMPRESSION snappy)`, 2 threads. pyarrow: `read_json` "
         "(inferred schema, whole file in memory) + `write_table`. polars: `read_ndjson` + `write_parquet`.",
@@ -484,7 +484,8 @@ def report(args, meta: dict, conv: list[dict], e2e: list[dict], kin: dict | None
               "once the last is acknowledged, so more producers fill each group commit (fsync) fuller. The producers' "
               "CPU (sending and checking each answer) is reported apart. Delivered records/s: the clock runs from the first put to "
               "the moment the last record's object is visible, so it includes the final partial object's wait of up "
-              "to one buffer interval (the run is long enough that this is a small part of it); acknowledged "
+              f"to one buffer interval (1 s of the {e2e[0]['records'] / e2e[0]['records_per_s']:.1f} s run with "
+              f"{e2e[0]['producers']} producers); acknowledged "
               "records/s: from the first put to the last acknowledgement. Freshness is, per batch, from its "
               "acknowledgement to the moment the object holding its last record appeared (polled every 10 ms). "
               "Every record is checked delivered exactly once (its `id` read back from the objects).",
