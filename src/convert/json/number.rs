@@ -91,7 +91,6 @@ pub(super) fn float_from_text(text: &[u8]) -> R<f64> {
     }
 }
 
-/// 10^0 ..= 10^38: a decimal's limit looked up, not computed per value.
 /// Powers of ten that are exact doubles (10^22 is the last).
 const POW10_F64: [f64; 23] = {
     let mut table = [1.0; 23];
@@ -167,6 +166,7 @@ fn eight_digits(v: u64) -> Option<u64> {
     Some(((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(10_000 * (1 << 32) + 1)) >> 32)
 }
 
+/// 10^0 ..= 10^38: a decimal's limit looked up, not computed per value.
 pub(super) const POW10: [i128; 39] = {
     let mut table = [1i128; 39];
     let mut i = 1;
@@ -177,8 +177,6 @@ pub(super) const POW10: [i128; 39] = {
     table
 };
 
-/// Parses a decimal literal (`-12.345e2`) into an unscaled `i128` at
-/// `scale`, rounding extra fraction digits half-up (away from zero).
 /// The unscaled value at `scale` of a plain `digits[.digits]` (no sign, no
 /// exponent), rounded half-up on the first dropped digit as
 /// [`parse_decimal`] does, when at most 18 digits are kept: then it fits a
@@ -222,6 +220,8 @@ fn plain_decimal(text: &[u8], scale: u8) -> Option<u64> {
     Some(acc + u64::from(round_up))
 }
 
+/// Parses a decimal literal (`-12.345e2`) into an unscaled `i128` at
+/// `scale`, rounding extra fraction digits half-up (away from zero).
 pub(super) fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> R<i128> {
     let bad = || {
         fail(
