@@ -24,9 +24,10 @@ pub(super) fn int_from_text(text: &[u8], min: i128, max: i128) -> R<i128> {
             format!("{} is not an integer", quote(text)),
         )
     };
-    let acc: i128 = if digits.is_empty() {
+    if digits.is_empty() {
         return not_integer();
-    } else if digits.len() <= 18 {
+    }
+    let acc: i128 = if digits.len() <= 18 {
         // Under 10^18: cannot overflow a u64, and the range check below
         // covers every integer type; the usual case, checked and summed in
         // one pass, eight digits at a time.
@@ -91,22 +92,30 @@ pub(super) fn float_from_text(text: &[u8]) -> R<f64> {
     }
 }
 
-/// Powers of ten that are exact doubles (10^22 is the last).
-const POW10_F64: [f64; 23] = {
-    let mut table = [1.0; 23];
+/// 10^0 ..= 10^19 as doubles (exact: every power up to 10^22 is).
+const POW10_F64: [f64; 20] = {
+    let mut table = [1.0; 20];
     let mut i = 1;
-    while i < 23 {
+    while i < 20 {
         table[i] = table[i - 1] * 10.0;
         i += 1;
     }
     table
 };
 
-/// A plain `[-]digits[.digits]` whose digits, read as one integer, are below
-/// 2^53 with at most 22 of them after the point: that integer and the power
-/// of ten are exact doubles, so one division gives the correctly rounded
-/// value, the same double std's parser gives (Clinger's fast path). `None`
-/// for anything else (exponents, signs, more digits), which std then parses.
+/// `digits[.digits]` split at its point (the fraction empty without one).
+fn split_point(text: &[u8]) -> (&[u8], &[u8]) {
+    match text.iter().position(|&c| c == b'.') {
+        Some(dot) => (&text[..dot], &text[dot + 1..]),
+        None => (text, &[]),
+    }
+}
+
+/// A plain `[-]digits[.digits]` of at most 19 digits whose value, read as
+/// one integer, is at most 2^53: that integer and the power of ten are exact
+/// doubles, so one division gives the correctly rounded value, the same double
+/// std's parser gives (Clinger's fast path). `None` for anything else
+/// (exponents, signs, more digits), which std then parses.
 ///
 /// Done here rather than left to std, whose parser first needs the text as
 /// `str` (a UTF-8 check per value): 4.4% of `convert`'s instructions went to
@@ -116,13 +125,10 @@ fn exact_float(text: &[u8]) -> Option<f64> {
         Some(b'-') => (true, &text[1..]),
         _ => (false, text),
     };
-    let (int, fraction) = match body.iter().position(|&c| c == b'.') {
-        Some(dot) => (&body[..dot], &body[dot + 1..]),
-        None => (body, &[][..]),
-    };
+    let (int, fraction) = split_point(body);
     let digits = int.len() + fraction.len();
     // At most 19 digits: their value cannot overflow a u64.
-    if digits == 0 || digits > 19 || fraction.len() >= POW10_F64.len() {
+    if digits == 0 || digits > 19 {
         return None;
     }
     let m = digits_value(fraction, digits_value(int, 0)?)?;
@@ -179,45 +185,25 @@ pub(super) const POW10: [i128; 39] = {
 
 /// The unscaled value at `scale` of a plain `digits[.digits]` (no sign, no
 /// exponent), rounded half-up on the first dropped digit as
-/// [`parse_decimal`] does, when at most 18 digits are kept: then it fits a
-/// `u64`, and each digit is one `u64` step instead of `i128` ones. `None` for
-/// anything else, which the general path reads (or refuses).
+/// [`parse_decimal`] does, when the result has at most 18 digits: then it
+/// fits a `u64`, summed eight digits at a time ([`digits_value`]) instead of
+/// one `i128` step per digit. `None` for anything else, which the general
+/// path reads (or refuses).
 fn plain_decimal(text: &[u8], scale: u8) -> Option<u64> {
     let scale = usize::from(scale);
-    let (mut acc, mut kept, mut fraction, mut dot, mut round_up) = (0u64, 0, 0, false, false);
-    let mut any = false;
-    for &c in text {
-        match c {
-            b'0'..=b'9' => {
-                any = true;
-                if dot && fraction >= scale {
-                    // Past the scale: only the first dropped digit rounds.
-                    round_up |= fraction == scale && c >= b'5';
-                    fraction += 1;
-                    continue;
-                }
-                kept += 1;
-                if kept > 18 {
-                    return None;
-                }
-                acc = acc * 10 + u64::from(c - b'0');
-                fraction += usize::from(dot);
-            }
-            b'.' if !dot => dot = true,
-            _ => return None,
-        }
-    }
-    if !any {
+    let (int, fraction) = split_point(text);
+    // The result has int.len() + scale digits: under 10^18 at 18 of them.
+    if (int.is_empty() && fraction.is_empty()) || int.len() + scale > 18 {
         return None;
     }
-    for _ in fraction.min(scale)..scale {
-        kept += 1;
-        if kept > 18 {
-            return None;
-        }
-        acc *= 10;
+    let (kept, dropped) = fraction.split_at(fraction.len().min(scale));
+    if !dropped.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    Some(acc + u64::from(round_up))
+    let acc = digits_value(kept, digits_value(int, 0)?)?;
+    // Only the first dropped digit rounds.
+    let round_up = dropped.first().is_some_and(|&d| d >= b'5');
+    Some(acc * 10u64.pow((scale - kept.len()) as u32) + u64::from(round_up))
 }
 
 /// Parses a decimal literal (`-12.345e2`) into an unscaled `i128` at
