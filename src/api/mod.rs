@@ -513,15 +513,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Base64Text<'a> {
             fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
                 Ok(Base64Text(Cow::Owned(v.to_vec())))
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Base64Text(Cow::Borrowed(v.as_bytes())))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Base64Text(Cow::Owned(v.as_bytes().to_vec())))
-            }
         }
         // serde_json answers `deserialize_bytes` on a string with its raw
-        // bytes (`visit_borrowed_bytes` when no escape needed a copy).
+        // bytes (`visit_borrowed_bytes` when no escape needed a copy, else
+        // `visit_bytes`), never with `visit_str`.
         deserializer.deserialize_bytes(Text)
     }
 }
