@@ -354,6 +354,7 @@ const MAX_REPORTED: u64 = 100;
 
 /// Runs `sluice convert`; returns the process exit code (0, 1 or 2).
 pub fn convert(args: &ConvertArgs) -> u8 {
+    keep_freed_memory();
     let (schema, deserializer) = match load_schema(&args.schema)
         .and_then(|(schema, from_config)| Ok((schema, deserializer_of(args, from_config)?)))
     {
@@ -504,6 +505,28 @@ pub fn errors_path(output: &Path) -> PathBuf {
     let mut name = output.as_os_str().to_owned();
     name.push(".errors.jsonl");
     PathBuf::from(name)
+}
+
+/// Tells glibc's allocator to keep memory this process frees for its next
+/// allocations instead of handing it back to the kernel at once.
+///
+/// Every batch frees its Arrow arrays and every page its buffers, and the next
+/// ones ask for the same sizes again. By default glibc maps each allocation
+/// above its (adaptive) threshold afresh and unmaps it when freed, and trims
+/// the heap's top when 128 KiB of it are free, so those pages came back
+/// zeroed through page faults: 19,400 faults and 0.07-0.10 s of kernel time
+/// of 0.61 s CPU on 500,000 records. With a fixed 32 MiB threshold (glibc's
+/// cap) and trimming only past 128 MiB: 10,900 faults and 0.53 s, peak RSS
+/// 52 -> 56 MiB. Only `convert`, a run that ends: the daemon keeps glibc's
+/// defaults, so an idle daemon gives memory back.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning parameters; it is
+    // called before this command allocates from another thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
 }
 
 fn run(
