@@ -870,10 +870,76 @@ fn number_fast_paths_agree_with_the_general_ones() {
             t.parse::<i64>().ok().map(i128::from),
             "bigint {t} (std)"
         );
-        for (precision, scale) in [(38, 0), (38, 2), (18, 4), (10, 2), (5, 5), (38, 20)] {
+        for (precision, scale) in DECIMALS {
             let fast = parse_decimal(t.as_bytes(), precision, scale).map_err(|e| e.code);
             let slow = parse_decimal(general.as_bytes(), precision, scale).map_err(|e| e.code);
             assert_eq!(fast, slow, "decimal({precision},{scale}) {t}");
         }
+    }
+    json_numbers_agree_with_their_text(&texts);
+}
+
+const DECIMALS: [(u8, u8); 6] = [(38, 0), (38, 2), (18, 4), (10, 2), (5, 5), (38, 20)];
+
+/// The same numbers as JSON values (`{"v":<text>}`): each valid JSON number
+/// gives what its text gives (the value or the failure's code), whatever path
+/// the column builders take through the scanner, and the other texts (`.5`,
+/// `5.`, `00012.50`, leading zeros) are refused as malformed JSON.
+fn json_numbers_agree_with_their_text(texts: &[String]) {
+    // Per column type, what the text path gives, as i128 (a double's bits).
+    type FromText = Box<dyn Fn(&[u8]) -> Result<i128, &'static str>>;
+    let mut columns: Vec<(String, FromText)> = vec![
+        (
+            "bigint".into(),
+            Box::new(|t| int_from_text(t, i64::MIN.into(), i64::MAX.into()).map_err(|e| e.code)),
+        ),
+        (
+            "double".into(),
+            Box::new(|t| {
+                float_from_text(t)
+                    .map(|x| i128::from(x.to_bits()))
+                    .map_err(|e| e.code)
+            }),
+        ),
+    ];
+    for (p, s) in DECIMALS {
+        columns.push((
+            format!("decimal({p},{s})"),
+            Box::new(move |t| parse_decimal(t, p, s).map_err(|e| e.code)),
+        ));
+    }
+    for (ty, from_text) in columns {
+        let mut b = RecordBatchBuilder::new(&schema(&[("v", ty.as_str())]), &openx()).unwrap();
+        let mut want = Vec::new();
+        for t in texts {
+            let got = b
+                .append(format!(r#"{{"v":{t}}}"#).as_bytes())
+                .map_err(|e| e.code);
+            if serde_json::from_str::<serde_json::Number>(t).is_err() {
+                assert_eq!(got, Err(codes::MALFORMED), "{ty} {t}");
+                continue;
+            }
+            let expected = from_text(t.as_bytes());
+            assert_eq!(got, expected.map(|_| ()), "{ty} {t}");
+            want.extend(expected.ok());
+        }
+        let batch = b.finish_batch();
+        let column = batch.column(0);
+        let got: Vec<i128> = match ty.as_str() {
+            "bigint" => column
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|&v| v.into())
+                .collect(),
+            "double" => column
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .map(|v| i128::from(v.to_bits()))
+                .collect(),
+            _ => column.as_primitive::<Decimal128Type>().values().to_vec(),
+        };
+        assert_eq!(got, want, "{ty}");
     }
 }
