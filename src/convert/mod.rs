@@ -135,7 +135,7 @@ fn batching<W: Send + 'static, B: BatchWriter<W> + 'static>(
     Ok(match thread {
         WriterThread::Inline => Box::new(BatchingEncoder::new(builder, writer)),
         WriterThread::Own => Box::new(BatchingEncoder::new(
-            builder,
+            builder.keep_capacity(),
             pipeline::Pipelined::spawn(writer).map_err(ConvertError::Io)?,
         )),
     })
