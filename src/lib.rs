@@ -35,8 +35,9 @@
 //! - [`checkpoint`]: the checkpoint store seam; local file.
 //! - [`delivery`]: the stage -> commit -> complete protocol and recovery.
 //! - [`metrics`]: counters and gauges served on `GET /metrics`.
-//! - [`record`], [`error`], [`fsutil`]: the record and position types, error
-//!   classification, and durable-file helpers every stage shares.
+//! - [`record`], [`error`], [`error_doc`], [`fsutil`]: the record and position
+//!   types, error classification, Firehose's error documents, and durable-file
+//!   helpers every stage shares.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -49,6 +50,7 @@ pub mod convert;
 pub mod delivery;
 pub mod encode;
 pub mod error;
+pub mod error_doc;
 pub mod fsutil;
 pub mod metrics;
 pub mod partition;

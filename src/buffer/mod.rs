@@ -69,6 +69,7 @@ use crate::convert;
 use crate::delivery::{Epoch, EpochObject, ObjectEncoder};
 use crate::encode::{self, EncodeError};
 use crate::error::{Classify, Fault};
+use crate::error_doc::{ErrorDocument, Failed};
 use crate::partition::{PartitionKeys, Prefix, PrefixContext, PrefixError};
 use crate::process::{self, BatchOutcomes, Chain, Outcome};
 use crate::record::{Positions, Record};
@@ -935,13 +936,15 @@ impl BufferStage {
                         }
                         epoch.pending.push((
                             kind,
-                            process::error_document(&processed.data, record.arrival_ms, &failure),
+                            failure
+                                .document(&processed.data, record.arrival_ms)
+                                .to_line(),
                         ));
                     }
                     (Outcome::Dropped, _) | (Outcome::Ok(_), Route::Other) => {}
                     (Outcome::Failed { raw, failure }, _) => epoch.pending.push((
                         PROCESSING_FAILED,
-                        process::error_document(raw, record.arrival_ms, failure),
+                        failure.document(raw, record.arrival_ms).to_line(),
                     )),
                 }
             }
@@ -1255,7 +1258,17 @@ fn conversion_error(record: &Record, raw: &[u8], code: &str, message: &str) -> V
         } => Some((&**sequence, *sub_sequence)),
         crate::record::Position::Wal(_) => None,
     };
-    convert::error_document_at(raw, record.arrival_ms, code, message, kinesis)
+    ErrorDocument {
+        kinesis,
+        ..ErrorDocument::new(
+            Failed::FormatConversion,
+            raw,
+            record.arrival_ms,
+            code,
+            message,
+        )
+    }
+    .to_line()
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -28,11 +28,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::discover::Discoverer;
-use super::{
-    Deserializer, ParquetCompression, ParquetOptions, Schema, WriterThread, error_document,
-};
+use super::{Deserializer, ParquetCompression, ParquetOptions, Schema, WriterThread};
 use crate::encode::{EncodeError, Encoder};
 use crate::error::{Classify, Fault};
+use crate::error_doc::{ErrorDocument, Failed};
 
 /// Why `sluice convert` stops or fails.
 #[derive(Debug, thiserror::Error)]
@@ -573,8 +572,17 @@ fn run(
                         errors = Some(BufWriter::new(file));
                     }
                     if let Some(w) = errors.as_mut() {
-                        w.write_all(&error_document(record, now_ms(), code, &message))
-                            .map_err(|e| format!("writing {}: {e}", errors_at.display()))?;
+                        w.write_all(
+                            &ErrorDocument::new(
+                                Failed::FormatConversion,
+                                record,
+                                now_ms(),
+                                code,
+                                &message,
+                            )
+                            .to_line(),
+                        )
+                        .map_err(|e| format!("writing {}: {e}", errors_at.display()))?;
                     }
                 }
                 Err(e) => return Err(format!("writing {}: {e}", args.output.display())),

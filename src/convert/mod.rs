@@ -11,7 +11,8 @@
 //!   Keep batches at 1k-4k rows: that is where it is fastest.
 //! - [`Deserializer`]: OpenX or Hive JSON SerDe with Firehose's options.
 //! - [`Codec`]: the compression names both formats accept (`GZIP` = `ZLIB`).
-//! - [`error_document`]: the `format-conversion-failed` error record.
+//! - A rejected record's `format-conversion-failed` document is written by
+//!   [`crate::error_doc`], from its [`RecordError`]'s code and message.
 //! - [`parquet()`]: the streaming Parquet [`Encoder`]. A rejected record
 //!   surfaces as [`EncodeError::Record`]; the encoder stays usable.
 //! - The ORC encoder lives in `orc` (another module, same shape:
@@ -26,8 +27,6 @@
 //! - `cli`: the `sluice convert` and `sluice schema` commands.
 
 use std::io::Write;
-
-use base64::Engine as _;
 
 use crate::encode::{EncodeError, Encoder};
 use crate::error::{Classify, Fault};
@@ -258,101 +257,9 @@ impl From<RecordError> for EncodeError {
     }
 }
 
-/// The error record Firehose writes under `format-conversion-failed` for a
-/// record that could not be converted, followed by `\n`:
-/// `{"attemptsMade":1,"arrivalTimestamp":..,"lastErrorCode":..,"lastErrorMessage":..,
-/// "attemptEndingTimestamp":..,"rawData":"<base64>"}`. `attemptEndingTimestamp`
-/// is now (milliseconds since the epoch).
-pub fn error_document(raw: &[u8], arrival_ms: i64, code: &str, message: &str) -> Vec<u8> {
-    error_document_at(raw, arrival_ms, code, message, None)
-}
-
-/// [`error_document`] with the record's Kinesis position (`sequenceNumber`,
-/// `subSequenceNumber`), as Firehose writes it for stream-sourced records.
-pub fn error_document_at(
-    raw: &[u8],
-    arrival_ms: i64,
-    code: &str,
-    message: &str,
-    kinesis: Option<(&str, u64)>,
-) -> Vec<u8> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut out = Vec::with_capacity(raw.len() * 4 / 3 + message.len() + 200);
-    out.extend_from_slice(b"{\"attemptsMade\":1,\"arrivalTimestamp\":");
-    out.extend_from_slice(arrival_ms.to_string().as_bytes());
-    out.extend_from_slice(b",\"lastErrorCode\":");
-    json_string(&mut out, code);
-    out.extend_from_slice(b",\"lastErrorMessage\":");
-    json_string(&mut out, message);
-    out.extend_from_slice(b",\"attemptEndingTimestamp\":");
-    out.extend_from_slice(now_ms.to_string().as_bytes());
-    out.extend_from_slice(b",\"rawData\":\"");
-    out.extend_from_slice(
-        base64::engine::general_purpose::STANDARD
-            .encode(raw)
-            .as_bytes(),
-    );
-    out.push(b'"');
-    if let Some((sequence, sub_sequence)) = kinesis {
-        out.extend_from_slice(b",\"sequenceNumber\":");
-        json_string(&mut out, sequence);
-        out.extend_from_slice(b",\"subSequenceNumber\":");
-        out.extend_from_slice(sub_sequence.to_string().as_bytes());
-    }
-    out.extend_from_slice(b"}\n");
-    out
-}
-
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    // Serializing a &str to JSON cannot fail.
-    let text = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
-    out.extend_from_slice(text.as_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_document_shape() {
-        let doc = error_document(
-            b"{\"a\":\"x\"}\xff",
-            1_700_000_000_123,
-            codes::TYPE_MISMATCH,
-            "column `a`: \"quoted\"\nline",
-        );
-        assert_eq!(doc.last(), Some(&b'\n'));
-        let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
-        assert_eq!(v["attemptsMade"], 1);
-        assert_eq!(v["arrivalTimestamp"], 1_700_000_000_123i64);
-        assert_eq!(v["lastErrorCode"], codes::TYPE_MISMATCH);
-        assert_eq!(v["lastErrorMessage"], "column `a`: \"quoted\"\nline");
-        assert!(v["attemptEndingTimestamp"].as_i64().unwrap() > 1_700_000_000_000);
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(v["rawData"].as_str().unwrap())
-            .unwrap();
-        assert_eq!(raw, b"{\"a\":\"x\"}\xff");
-        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 6);
-    }
-
-    #[test]
-    fn error_document_carries_the_kinesis_position() {
-        let doc = error_document_at(
-            b"x",
-            1,
-            codes::MALFORMED,
-            "m",
-            Some(("4959033827149025660855969253", 7)),
-        );
-        let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
-        assert_eq!(v["sequenceNumber"], "4959033827149025660855969253");
-        assert_eq!(v["subSequenceNumber"], 7);
-        assert_eq!(v.as_object().unwrap().len(), 8);
-        assert_eq!(doc.last(), Some(&b'\n'));
-    }
 
     #[test]
     fn codec_names_are_shared_by_both_formats() {

@@ -6,7 +6,7 @@
 //! are called once per batch, and answers with an [`Outcome`] per resulting
 //! record: kept (new data and partition keys), dropped on purpose, or failed to
 //! the `processing-failed` error output with Firehose's error document
-//! ([`error_document`]); one record's failure never stops the others.
+//! ([`Failure::document`]); one record's failure never stops the others.
 //!
 //! [`Processors`] is the configuration (what `config` validates and compares);
 //! [`Chain`] is the loaded form, with each transform's compiled component.
@@ -31,9 +31,9 @@ pub mod wasm;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
 use bytes::Bytes;
 
+use crate::error_doc::{ErrorDocument, Failed};
 use crate::record::Record;
 
 /// Firehose's `RecordDeAggregation` processor: one record holding several.
@@ -156,6 +156,23 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The `processing-failed` document of the record `raw` this failed.
+    /// `lambdaArn` is there when a transform failed the record (its ARN, or its
+    /// module path for a native config).
+    pub fn document<'a>(&'a self, raw: &'a [u8], arrival_ms: i64) -> ErrorDocument<'a> {
+        ErrorDocument {
+            attempts: self.attempts,
+            transform: self.transform.as_deref(),
+            ..ErrorDocument::new(
+                Failed::Processing,
+                raw,
+                arrival_ms,
+                self.code,
+                &self.message,
+            )
+        }
+    }
+
     /// A failure of one attempt, not caused by a transform.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Failure {
@@ -735,26 +752,6 @@ fn split_delimited(data: &Bytes, delimiter: &[u8], out: &mut Vec<Bytes>) {
     }
 }
 
-/// Firehose's `processing-failed` error document for one record, as a JSON
-/// line. `lambdaArn` is there when a transform failed the record (its ARN, or
-/// its module path for a native config).
-pub fn error_document(raw: &[u8], arrival_ms: i64, failure: &Failure) -> Vec<u8> {
-    let mut doc = serde_json::json!({
-        "attemptsMade": failure.attempts,
-        "arrivalTimestamp": arrival_ms,
-        "errorCode": failure.code,
-        "errorMessage": failure.message,
-        "attemptEndingTimestamp": jiff::Timestamp::now().as_millisecond(),
-        "rawData": base64::engine::general_purpose::STANDARD.encode(raw),
-    });
-    if let Some(transform) = &failure.transform {
-        doc["lambdaArn"] = serde_json::Value::from(&**transform);
-    }
-    let mut doc = serde_json::to_vec(&doc).unwrap_or_default();
-    doc.push(b'\n');
-    doc
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1038,24 +1035,26 @@ mod tests {
     }
 
     #[test]
-    fn error_document_has_firehose_fields() {
-        let doc = error_document(b"\x00raw", 1700, &Failure::new("C", "m"));
-        let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
-        assert_eq!(v["errorCode"], "C");
-        assert_eq!(v["errorMessage"], "m");
-        assert_eq!(v["arrivalTimestamp"], 1700);
-        assert_eq!(v["attemptsMade"], 1);
-        assert_eq!(v["rawData"], "AHJhdw==");
+    fn a_failure_documents_its_attempts_and_transform() {
+        let line = Failure::new("C", "m").document(b"x", 1700).to_line();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            (&v["errorCode"], &v["errorMessage"]),
+            (&"C".into(), &"m".into())
+        );
+        assert_eq!(
+            (&v["attemptsMade"], &v["arrivalTimestamp"]),
+            (&1.into(), &1700.into())
+        );
         assert!(v.get("lambdaArn").is_none());
         let failure = Failure {
             attempts: 4,
             transform: Some("arn:aws:lambda:us-east-1:1:function:f".into()),
             ..Failure::new("Lambda.FunctionError", "trapped")
         };
-        let v: serde_json::Value =
-            serde_json::from_slice(&error_document(b"x", 1, &failure)).unwrap();
+        let line = failure.document(b"x", 1).to_line();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["attemptsMade"], 4);
         assert_eq!(v["lambdaArn"], "arn:aws:lambda:us-east-1:1:function:f");
-        assert!(doc.ends_with(b"\n"));
     }
 }
