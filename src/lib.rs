@@ -35,9 +35,10 @@
 //! - [`checkpoint`]: the checkpoint store seam; local file.
 //! - [`delivery`]: the stage -> commit -> complete protocol and recovery.
 //! - [`metrics`]: counters and gauges served on `GET /metrics`.
-//! - [`record`], [`error`], [`error_doc`], [`fsutil`]: the record and position
-//!   types, error classification, Firehose's error documents, and durable-file
-//!   helpers every stage shares.
+//! - [`record`], [`error`], [`error_doc`], [`fsutil`], [`java_pattern`]: the
+//!   record and position types, error classification, Firehose's error
+//!   documents, durable-file helpers, and Java date-pattern lexing, which the
+//!   stages share.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -52,6 +53,7 @@ pub mod encode;
 pub mod error;
 pub mod error_doc;
 pub mod fsutil;
+pub mod java_pattern;
 pub mod metrics;
 pub mod partition;
 pub mod process;

@@ -26,6 +26,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::error::{Classify, Fault};
+use crate::java_pattern::{self, Piece};
 use crate::sink::local::STAGING_DIR;
 
 /// Longest `Prefix` / `ErrorOutputPrefix` as written (Firehose service model).
@@ -541,49 +542,31 @@ fn parse_expression(body: &str, kind: PrefixKind) -> Result<Segment, String> {
 
 /// Tokenises a Java `DateTimeFormatter` pattern (the supported subset).
 fn parse_pattern(pattern: &str) -> Result<Vec<TimeToken>, String> {
+    let pieces = java_pattern::pieces(pattern)
+        .map_err(|e| format!("timestamp pattern {pattern:?} has an {e}"))?;
     let mut tokens = Vec::new();
     let mut literal = String::new();
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            // As Java: `''` is a quote, outside or inside a quoted text.
-            if chars.next_if_eq(&'\'').is_some() {
-                literal.push('\'');
-                continue;
-            }
-            loop {
-                match chars.next() {
-                    None => {
-                        return Err(format!(
-                            "timestamp pattern {pattern:?} has an unclosed quote"
-                        ));
-                    }
-                    Some('\'') if chars.next_if_eq(&'\'').is_some() => literal.push('\''),
-                    Some('\'') => break,
-                    Some(q) => literal.push(q),
+    for piece in pieces {
+        match piece {
+            Piece::Quoted(text) => literal.push_str(&text),
+            Piece::Letters { letter, count } => {
+                let field = letter_field(letter, count)?;
+                if !literal.is_empty() {
+                    tokens.push(TimeToken::Literal(std::mem::take(&mut literal)));
                 }
+                // letter_field caps every count at 19, so this never saturates.
+                tokens.push(TimeToken::Field {
+                    field,
+                    width: u8::try_from(count).unwrap_or(u8::MAX),
+                });
             }
-        } else if c.is_ascii_alphabetic() {
-            let mut count = 1usize;
-            while chars.next_if_eq(&c).is_some() {
-                count += 1;
-            }
-            let field = letter_field(c, count)?;
-            if !literal.is_empty() {
-                tokens.push(TimeToken::Literal(std::mem::take(&mut literal)));
-            }
-            // letter_field caps every count at 19, so this never saturates.
-            tokens.push(TimeToken::Field {
-                field,
-                width: u8::try_from(count).unwrap_or(u8::MAX),
-            });
-        } else if matches!(c, '[' | ']' | '{' | '}' | '#') {
             // Java reserves these (optional sections, future use); refuse rather than guess.
-            return Err(format!(
-                "`{c}` is reserved in timestamp patterns; quote it as '{c}'"
-            ));
-        } else {
-            literal.push(c);
+            Piece::Other(c @ ('[' | ']' | '{' | '}' | '#')) => {
+                return Err(format!(
+                    "`{c}` is reserved in timestamp patterns; quote it as '{c}'"
+                ));
+            }
+            Piece::Other(c) => literal.push(c),
         }
     }
     if !literal.is_empty() {

@@ -10,6 +10,7 @@
 
 use super::number::{float_from_text, int_from_text, looks_numeric};
 use super::{Opts, R, codes, fail, quote};
+use crate::java_pattern::{self, Piece};
 
 pub(super) const MILLIS_PER_DAY: i64 = 86_400_000;
 
@@ -334,42 +335,20 @@ impl Joda {
 }
 
 pub(super) fn compile_joda(pattern: &str) -> Result<Vec<Joda>, String> {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' {
-            let mut lit = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return Err("unterminated quote".into()),
-                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                        lit.push('\'');
-                        i += 2;
-                    }
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(&ch) => {
-                        lit.push(ch);
-                        i += 1;
-                    }
-                }
+    let pieces = java_pattern::pieces(pattern).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        let (c, n) = match piece {
+            Piece::Quoted(text) => {
+                out.push(Joda::Literal(text.into_bytes()));
+                continue;
             }
-            if lit.is_empty() {
-                lit.push('\'');
+            Piece::Other(c) => {
+                out.push(Joda::Literal(c.to_string().into_bytes()));
+                continue;
             }
-            out.push(Joda::Literal(lit.into_bytes()));
-            continue;
-        }
-        let mut n = 1;
-        while chars.get(i + n) == Some(&c) {
-            n += 1;
-        }
-        i += n;
+            Piece::Letters { letter, count } => (letter, count),
+        };
         out.push(match c {
             'y' | 'Y' | 'u' => Joda::Year(n),
             'M' if n >= 3 => Joda::MonthName(n),
@@ -382,10 +361,7 @@ pub(super) fn compile_joda(pattern: &str) -> Result<Vec<Joda>, String> {
             'S' => Joda::Fraction(n),
             'a' => Joda::AmPm,
             'Z' => Joda::Zone,
-            c if c.is_ascii_alphabetic() => {
-                return Err(format!("pattern letter `{c}` is not supported"));
-            }
-            c => Joda::Literal(c.to_string().repeat(n).into_bytes()),
+            c => return Err(format!("pattern letter `{c}` is not supported")),
         });
     }
     Ok(out)
