@@ -251,6 +251,7 @@ struct FieldSet {
     len: usize,
 }
 
+#[inline]
 fn offset(len: usize) -> R<i32> {
     i32::try_from(len).map_err(|_| Fail {
         code: codes::OUT_OF_RANGE,
