@@ -514,7 +514,7 @@ pub fn errors_path(output: &Path) -> PathBuf {
 /// above its (adaptive) threshold afresh and unmaps it when freed, and trims
 /// the heap's top when 128 KiB of it are free, so those pages came back
 /// zeroed through page faults: 19,400 faults and 0.07-0.10 s of kernel time
-/// of 0.61 s CPU on 500,000 records. With a fixed 32 MiB threshold (glibc's
+/// of 0.60 s CPU on 500,000 records (medians of 7 runs). With a fixed 32 MiB threshold (glibc's
 /// cap) and trimming only past 128 MiB: 10,900 faults and 0.53 s, peak RSS
 /// 52 -> 56 MiB. Only `convert`, a run that ends: the daemon keeps glibc's
 /// defaults, so an idle daemon gives memory back.
