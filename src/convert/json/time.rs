@@ -480,9 +480,9 @@ mod tests {
 
     /// Where the fixed-place read accepts a text, the field-by-field read
     /// accepts it too, with the same fields and ending at the same byte:
-    /// valid date-times with one or two bytes changed (digits, separators,
-    /// other bytes), at every length up to one past the fixed form, for both
-    /// separators and both month/day widths.
+    /// valid date-times with up to two bytes changed (digits, separators,
+    /// other bytes), whole or cut to any length, for both separators and both
+    /// month/day widths.
     #[test]
     fn fixed_place_fields_are_the_scanned_ones() {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;

@@ -5,7 +5,7 @@
 //! batch of records and gets one [`Outcome`] per record back, in input order. `Ok`
 //! records go on to partitioning and the buffer; `Dropped` ones vanish on purpose;
 //! `Failed` ones go to the `processing-failed` error output with
-//! [`crate::process::error_document`]. The contract is `transforms/wit/transform.wit`
+//! [`crate::process::Failure::document`]. The contract is `transforms/wit/transform.wit`
 //! (package `sluice:transform@0.1.1`): world `transformer` (a list of records in, one
 //! output record per id back) or world `packed-transformer`, which adds
 //! `transform-packed` (the batch as a few flat lists, answered by position); the host
