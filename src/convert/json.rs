@@ -157,7 +157,7 @@ impl Default for Deserializer {
 pub struct RecordError {
     /// One of [`codes`].
     pub code: &'static str,
-    /// What is wrong, naming the column path (e.g. `column \`a.b[2]\``).
+    /// What is wrong, naming the column path (e.g. ``column `a.b[2]` ``).
     pub message: String,
 }
 
@@ -1234,7 +1234,7 @@ impl RecordBatchBuilder {
         self
     }
 
-    /// The Arrow schema of the batches ([`arrow_schema`] of the schema).
+    /// The Arrow schema of the batches ([`arrow_schema()`] of the schema).
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }

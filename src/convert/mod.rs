@@ -3,7 +3,7 @@
 //!
 //! # API for other encoders (ORC builds on this)
 //! - [`Schema`] / [`ColumnType`] (`schema`): Glue column types, parsed from
-//!   type strings; [`arrow_schema`]`(&Schema) -> SchemaRef` gives the Arrow
+//!   type strings; [`arrow_schema()`]`(&Schema) -> SchemaRef` gives the Arrow
 //!   schema of the batches (mapping documented in `schema`).
 //! - [`RecordBatchBuilder`] (`json`): `new(&Schema, &Deserializer)?`,
 //!   `append(&[u8]) -> Result<(), RecordError>` (one record; a rejected record

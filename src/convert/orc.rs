@@ -516,7 +516,8 @@ impl<W: Write> OrcWriter<W> {
 }
 
 /// Builds the streaming ORC encoder writing to `out`: records are parsed
-/// into batches of [`BATCH_ROWS`] rows (or [`BATCH_INPUT_BYTES`] of input),
+/// into batches of [`BATCH_ROWS`](super::BATCH_ROWS) rows (or
+/// [`BATCH_INPUT_BYTES`](super::BATCH_INPUT_BYTES) of input),
 /// each handed to an [`OrcWriter`]; a stripe goes out once it holds
 /// `options.stripe_size_bytes`, so memory is one stripe plus one batch.
 ///

@@ -450,8 +450,8 @@ fn keys_in_any_order_select_the_same_fields() {
     assert!(res.iter().all(Result::is_ok), "{res:?}");
     for (i, want) in [1, 2, 3].into_iter().enumerate() {
         let col = batch.column(i).as_primitive::<Int32Type>();
-        for row in 0..records.len() {
-            assert_eq!(col.value(row), want, "column {i} of {}", records[row]);
+        for (row, record) in records.iter().enumerate() {
+            assert_eq!(col.value(row), want, "column {i} of {record}");
         }
     }
     // A key that only starts like the hinted one is not that field (here

@@ -1,7 +1,7 @@
 //! Segmented write-ahead log with group commit.
 //!
 //! Layout: `<dir>/<segment number, 20 digits>.wal`, numbered upwards, and the
-//! durable-end mark `<dir>/durable.mark`; the byte format is in [`format`].
+//! durable-end mark `<dir>/durable.mark`; the byte format is in [`format`](mod@format).
 //!
 //! One writer thread owns the files. Requests queue on a channel; the writer
 //! takes every request waiting (up to [`GROUP_BYTES`]), writes them with one
