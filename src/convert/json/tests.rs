@@ -634,7 +634,7 @@ fn kept_capacity_gives_the_same_batches() {
                 r#"{{"id":{i},"s":{{"name":"{}","tags":[{}],"m":{{"k{i}":{i}}}}},"ok":{},"d":{i}.5}}"#,
                 "n".repeat(i % 13),
                 vec![r#""t""#; i % 4].join(","),
-                i % 2 == 0
+                i.is_multiple_of(2)
             )
         }
     };
