@@ -512,12 +512,13 @@ pub fn errors_path(output: &Path) -> PathBuf {
 /// Every batch frees its Arrow arrays and every page its buffers, and the next
 /// ones ask for the same sizes again. By default glibc maps each allocation
 /// above its (adaptive) threshold afresh and unmaps it when freed, and trims
-/// the heap's top when 128 KiB of it are free, so those pages came back
-/// zeroed through page faults: 19,400 faults and 0.07-0.10 s of kernel time
-/// of 0.60 s CPU on 500,000 records (medians of 7 runs). With a fixed 32 MiB threshold (glibc's
-/// cap) and trimming only past 128 MiB: 10,900 faults and 0.53 s, peak RSS
-/// 52 -> 56 MiB. Only `convert`, a run that ends: the daemon keeps glibc's
-/// defaults, so an idle daemon gives memory back.
+/// the heap's top once 128 KiB of it are free (twice the mmap threshold, once
+/// that has adapted), so those pages came back zeroed through page faults. On
+/// 500,000 records: 19,400 faults, 0.07-0.10 s of kernel time (3 runs) and
+/// 0.60 s CPU (median of 7); with a fixed 32 MiB threshold (glibc's cap) and
+/// trimming only past 128 MiB, 10,900 faults and 0.53 s, peak RSS 52 -> 56
+/// MiB. Only `convert`, a run that ends: the daemon keeps glibc's defaults,
+/// so an idle daemon gives memory back.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's tuning parameters; it is

@@ -8,14 +8,11 @@
 //! [`timestamp_from_number`] and [`parse_date`]; schema discovery
 //! ([`crate::convert::discover`]) asks [`is_timestamp_text`].
 
-use super::number::{float_from_text, int_from_text, looks_numeric};
+use super::number::{POW10, float_from_text, int_from_text, looks_numeric};
 use super::{Opts, R, codes, fail, quote};
 use crate::java_pattern::{self, Piece};
 
 pub(super) const MILLIS_PER_DAY: i64 = 86_400_000;
-
-/// 10^0 ..= 10^6, to scale fraction digits to milliseconds.
-const POW10: [i64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
 pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -96,8 +93,8 @@ impl Text<'_> {
         let v = self.digits(1, 9)?;
         // Milliseconds are the first three digits (`.5` is 500 ms).
         Some(match self.pos - start {
-            n @ 1..=3 => v * POW10[3 - n],
-            n => v / POW10[n - 3],
+            n @ 1..=3 => v * POW10[3 - n] as i64,
+            n => v / POW10[n - 3] as i64,
         })
     }
 }
@@ -485,13 +482,7 @@ mod tests {
     /// month/day widths.
     #[test]
     fn fixed_place_fields_are_the_scanned_ones() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = super::super::tests::below(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"0123456789-: T/.Z+\xc3";
         let (mut fixed, mut tried) = (0, 0);
         for _ in 0..20_000 {
